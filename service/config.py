@@ -1,0 +1,82 @@
+"""Settings: the one place that reads configuration (environment variables prefixed PATROLI_)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Language = Literal["id", "en"]
+
+
+class Settings(BaseSettings):
+    """Service configuration; every field can be set as PATROLI_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="PATROLI_", env_file=".env", extra="ignore")
+
+    database_url: str = Field(
+        "sqlite:///patroli.db",
+        description="SQLAlchemy URL. Default: an embedded SQLite file in the working directory. "
+        "PostGIS: postgresql+psycopg://user:pass@host:5432/patroli",
+    )
+    auto_migrate: bool | None = Field(
+        None,
+        description="Apply migrations at startup. Default: on for SQLite, off for PostgreSQL "
+        "(run `patroli migrate` there).",
+    )
+    admin_key: SecretStr | None = Field(
+        None, description="Bootstrap admin API key, accepted in addition to stored keys."
+    )
+    open_read: bool = Field(
+        False, description="Allow read endpoints and maps without a key (closed networks only)."
+    )
+
+    timezone: str = Field("Asia/Makassar", description="Display time zone (WITA by default).")
+    language: Language = Field("id", description="Map and report language: id or en.")
+    tile_url: str = Field(
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        description="Leaflet tile URL template for maps (point it at a local tile server offline).",
+    )
+    tile_attribution: str = Field("&copy; OpenStreetMap contributors")
+
+    segment_m: float = Field(50.0, gt=0, description="Coverage segment length (m).")
+    max_gap_s: float = Field(60.0, gt=0, description="Longest gap (s) bridged between pings.")
+    max_accuracy_m: float = Field(100.0, gt=0, description="Pings less accurate are flagged.")
+    max_speed_mps: float = Field(60.0, gt=0, description="Implied speed that flags a teleport.")
+    future_tolerance_s: float = Field(300.0, ge=0, description="Device time ahead of now allowed.")
+    default_corridor_m: float = Field(30.0, gt=0, description="Corridor width for new routes.")
+    default_min_dwell_s: float = Field(300.0, ge=0, description="Dwell that makes a sambang.")
+    max_batch: int = Field(10_000, gt=0, description="Most pings accepted in one request.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The display time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is the embedded SQLite file."""
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def migrate_on_start(self) -> bool:
+        """Whether to apply migrations when the service starts."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read from the environment, once per process."""
+    return Settings()
