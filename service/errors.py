@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+
+log = logging.getLogger(__name__)
 
 
 class PatroliError(Exception):
@@ -66,8 +72,18 @@ def status_for(exc: PatroliError) -> int:
     return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 
+def describe_validation(errors: list[dict[str, object]]) -> str:
+    """Pydantic errors as one readable line, e.g. 'body.lat: Input should be ...'."""
+    parts = []
+    for err in errors:
+        loc = err.get("loc") or ()
+        where = ".".join(str(p) for p in loc) if isinstance(loc, (list, tuple)) else str(loc)
+        parts.append(f"{where}: {err.get('msg')}")
+    return "; ".join(parts)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
-    """Answer every domain error with `{"detail": message}` and its status."""
+    """Answer every error with `{"detail": message}` and the status from ERROR_STATUS."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PatroliError)
@@ -75,4 +91,28 @@ def add_exception_handlers(app: FastAPI) -> None:
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
         return JSONResponse({"detail": exc.message}, status_code=code, headers=headers)
 
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = list(exc.errors())
+        return JSONResponse(
+            {"detail": describe_validation(errors), "errors": _jsonable(errors)},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
+    async def store_down(request: Request, exc: Exception) -> JSONResponse:
+        # Connection-level failures mean nothing was stored: the client must retry.
+        log.warning("database unavailable: %s", exc)
+        return JSONResponse(
+            {"detail": "database unavailable; nothing was stored, retry later"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": "5"},
+        )
+
     app.add_exception_handler(PatroliError, handle)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(OperationalError, store_down)
+
+
+def _jsonable(errors: list[dict[str, object]]) -> list[dict[str, object]]:
+    return [{"loc": list(e.get("loc") or ()), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
+

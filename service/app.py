@@ -1,0 +1,59 @@
+"""The FastAPI application: routers, error handlers, static assets, and the store's lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from service.config import Settings, get_settings
+from service.errors import add_exception_handlers
+from service.evaluate import GeoCache
+from service.maps.assets import mount_assets
+from service.routes import (
+    coverage,
+    geofences,
+    health,
+    keys,
+    maps,
+    patrol_routes,
+    pings,
+    positions,
+    units,
+)
+from service.store.db import Store
+from service.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for the given settings (read from the environment by default)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store.from_url(settings.database_url)
+        if settings.migrate_on_start:
+            upgrade(store.engine)
+        app.state.store = store
+        app.state.geo = GeoCache()
+        try:
+            yield
+        finally:
+            store.dispose()
+
+    app = FastAPI(
+        title="Patroli",
+        summary="Live patrol tracking: pings, patrol-route corridors, geofences, coverage maps.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    add_exception_handlers(app)
+    for module in (health, units, patrol_routes, geofences, pings, positions, coverage, keys, maps):
+        app.include_router(module.router)
+    mount_assets(app)
+    return app

@@ -1,0 +1,75 @@
+"""API keys: issuing, hashing, and resolving a presented key to a principal."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import InvalidInput, NotFound
+from service.store.models import ApiKey, Unit, utcnow
+
+ROLES = ("admin", "viewer", "tracker")
+KEY_PREFIX = "ptl_"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a role, and the unit for tracker keys."""
+
+    role: str
+    unit_id: int | None = None
+    key_id: int | None = None
+
+
+def hash_key(key: str) -> str:
+    """SHA-256 hex digest of a key (keys are random, so no slow hash is needed)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random API key."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_key(
+    session: Session, *, role: str, name: str, unit_id: int | None = None
+) -> tuple[ApiKey, str]:
+    """Store a new key's hash and return the row with the plaintext key (shown once)."""
+    if role not in ROLES:
+        raise InvalidInput(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if role == "tracker":
+        if unit_id is None:
+            raise InvalidInput("a tracker key needs unit_id")
+        if session.get(Unit, unit_id) is None:
+            raise NotFound(f"unit {unit_id} not found")
+    elif unit_id is not None:
+        raise InvalidInput("only tracker keys are bound to a unit")
+    key = new_key()
+    row = ApiKey(name=name, role=role, key_hash=hash_key(key), prefix=key[:12], unit_id=unit_id)
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def revoke_key(session: Session, key_id: int) -> None:
+    """Revoke a key; it stops working at once."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise NotFound(f"API key {key_id} not found")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+
+
+def resolve_key(session: Session, key: str, admin_key: str | None) -> Principal | None:
+    """The principal a presented key stands for, or None when it is unknown or revoked."""
+    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+        return Principal(role="admin")
+    row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)

@@ -1,0 +1,122 @@
+"""The `patroli` command: serve, migrate, demo, keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from service.config import Settings, get_settings
+from service.store.db import Store
+from service.store.migrate import current_revision, upgrade
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    if args.workers > 1:
+        if settings.is_sqlite:
+            print("error: SQLite allows one writer process; use --workers 1", file=sys.stderr)
+            return 2
+        uvicorn.run(
+            "service.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+        )
+        return 0
+    from service.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    return 0
+
+
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    store = Store.from_url(settings.database_url)
+    try:
+        upgrade(store.engine, args.revision)
+        print(f"database schema at revision {current_revision(store.engine)}")
+    finally:
+        store.dispose()
+    return 0
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from service.auth import create_key
+
+    store = Store.from_url(settings.database_url)
+    try:
+        if settings.migrate_on_start:
+            upgrade(store.engine)
+        with store.write() as session:
+            row, key = create_key(
+                session, role=args.role, name=args.name or f"{args.role} key", unit_id=args.unit
+            )
+            print(f"created {row.role} key #{row.id} ({row.name}); it is shown only once:")
+    finally:
+        store.dispose()
+    print(key)
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from service.demo.run import run_demo
+
+    return run_demo(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line interface."""
+    parser = argparse.ArgumentParser(prog="patroli", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API and maps")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes (PostgreSQL)")
+    serve.set_defaults(func=_serve)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("--revision", default="head")
+    migrate.set_defaults(func=_migrate)
+
+    demo = sub.add_parser("demo", help="seed the Balikpapan scenario, simulate 24 h, serve")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument(
+        "--database",
+        default="sqlite:///patroli-demo.db",
+        help="database for the demo (recreated when it is a SQLite file, unless --keep)",
+    )
+    demo.add_argument("--keep", action="store_true", help="keep an existing demo database")
+    demo.add_argument("--scenario", help="GeoJSON file with your own routes and geofences")
+    demo.add_argument("--hours", type=float, default=24.0, help="hours of patrols to simulate")
+    demo.add_argument("--no-serve", action="store_true", help="seed and exit")
+    demo.add_argument("--no-live", action="store_true", help="do not keep simulating live pings")
+    demo.set_defaults(func=_demo)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="issue a key (printed alone on the last line)")
+    create.add_argument("--role", required=True, choices=["admin", "viewer", "tracker"])
+    create.add_argument("--name")
+    create.add_argument("--unit", type=int, help="unit id (tracker keys)")
+    create.set_defaults(func=_keys_create)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `patroli` console script."""
+    args = build_parser().parse_args(argv)
+    from service.errors import PatroliError
+
+    try:
+        return int(args.func(args, get_settings()))
+    except PatroliError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

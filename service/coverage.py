@@ -1,0 +1,91 @@
+"""Patrol-route coverage over a window, from the stored pings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from service.areas import get_route
+from service.deps import Window
+from service.errors import InvalidInput
+from service.evaluate import corridor_from_row
+from service.geo.corridor import Corridor
+from service.geo.coverage import Coverage, Track, route_coverage
+from service.positions import Fixes, eligible_fixes
+from service.schemas import RouteCoverageOut, SegmentOut
+
+MAX_SEGMENTS = 100_000
+
+
+def _dt(t: float | None) -> datetime | None:
+    return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def tracks_on(corridor: Corridor, fixes: Fixes) -> list[Track]:
+    """Each unit's fixes checked against a patrol route, as coverage tracks."""
+    if fixes.t.size == 0:
+        return []
+    _, on_route, chainage = corridor.check_many(fixes.lon, fixes.lat)
+    # Fixes are ordered by unit, so each unit is one contiguous run.
+    starts = np.flatnonzero(np.r_[True, fixes.unit_id[1:] != fixes.unit_id[:-1]])
+    ends = np.r_[starts[1:], fixes.unit_id.size]
+    return [
+        Track(t=fixes.t[a:b], chainage_m=chainage[a:b], on_route=on_route[a:b])
+        for a, b in zip(starts, ends, strict=True)
+    ]
+
+
+def compute_coverage(
+    corridor: Corridor, fixes: Fixes, window: Window, segment_m: float, max_gap_s: float
+) -> Coverage:
+    """Coverage of one patrol route by the given fixes."""
+    if corridor.length_m / segment_m > MAX_SEGMENTS:
+        raise InvalidInput(
+            f"segment_m={segment_m} cuts this {corridor.length_m:.0f} m route into more than "
+            f"{MAX_SEGMENTS} segments"
+        )
+    return route_coverage(
+        corridor.length_m,
+        tracks_on(corridor, fixes),
+        window.start.timestamp(),
+        window.end.timestamp(),
+        closed=corridor.closed,
+        segment_m=segment_m,
+        max_gap_s=max_gap_s,
+    )
+
+
+def patrol_route_coverage(
+    session: Session, route_id: int, window: Window, segment_m: float, max_gap_s: float
+) -> RouteCoverageOut:
+    """Which segments of a patrol route were visited in the window, and when."""
+    row = get_route(session, route_id)
+    corridor = corridor_from_row(row)
+    result = compute_coverage(
+        corridor, eligible_fixes(session, window.start, window.end), window, segment_m, max_gap_s
+    )
+    return RouteCoverageOut(
+        patrol_route_id=row.id,
+        name=row.name,
+        window_from=window.start,
+        window_to=window.end,
+        segment_m=segment_m,
+        max_gap_s=max_gap_s,
+        length_m=round(result.length_m, 3),
+        visited_m=round(result.visited_m, 3),
+        coverage_ratio=result.coverage_ratio,
+        segments=[
+            SegmentOut(
+                index=s.index,
+                start_m=round(s.start_m, 3),
+                end_m=round(s.end_m, 3),
+                visited=s.visited,
+                visits=s.visits,
+                first_visit=_dt(s.first_visit),
+                last_visit=_dt(s.last_visit),
+            )
+            for s in result.segments
+        ],
+    )

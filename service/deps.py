@@ -1,0 +1,129 @@
+"""Request dependencies: settings, store, caller identity, time windows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.auth import Principal, resolve_key
+from service.config import Settings
+from service.errors import Forbidden, InvalidInput, Unauthenticated
+from service.evaluate import GeoCache
+from service.store.db import Store
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings the app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_store(request: Request) -> Store:
+    """The app's database store."""
+    store: Store = request.app.state.store
+    return store
+
+
+def get_geo(request: Request) -> GeoCache:
+    """The app's cache of patrol-route and geofence geometries."""
+    geo: GeoCache = request.app.state.geo
+    return geo
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+GeoDep = Annotated[GeoCache, Depends(get_geo)]
+
+_bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
+
+
+def _principal(store: Store, settings: Settings, key: str | None) -> Principal | None:
+    if not key:
+        return None
+    admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+    with store.read() as session:
+        principal = resolve_key(session, key, admin_key)
+    if principal is None:
+        raise Unauthenticated("invalid or revoked API key")
+    return principal
+
+
+def _require(
+    roles: tuple[str, ...], *, query_key: bool = False, open_read: bool = False
+) -> Callable[..., Principal]:
+    """A dependency admitting callers whose key has one of `roles`."""
+
+    def dependency(
+        store: StoreDep,
+        settings: SettingsDep,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        key: Annotated[str | None, Query(include_in_schema=False)] = None,
+    ) -> Principal:
+        presented = credentials.credentials if credentials else (key if query_key else None)
+        principal = _principal(store, settings, presented)
+        if principal is None:
+            if open_read and settings.open_read:
+                return Principal(role="viewer")
+            raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
+        if principal.role not in roles:
+            raise Forbidden(f"this needs a {' or '.join(roles)} key; yours is {principal.role}")
+        return principal
+
+    return dependency
+
+
+AdminDep = Annotated[Principal, Depends(_require(("admin",)))]
+ViewerDep = Annotated[Principal, Depends(_require(("admin", "viewer"), open_read=True))]
+MapViewerDep = Annotated[
+    Principal, Depends(_require(("admin", "viewer"), query_key=True, open_read=True))
+]
+TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time window [start, end) in UTC."""
+
+    start: datetime
+    end: datetime
+
+
+def parse_time(value: str, name: str) -> datetime:
+    """An ISO 8601 or epoch-seconds query value as an aware UTC datetime."""
+    try:
+        parsed = datetime.fromtimestamp(float(value), UTC)
+    except ValueError:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                f"{name}={value!r} is not an ISO 8601 time or epoch seconds"
+            ) from None
+    except OverflowError:
+        raise InvalidInput(f"{name}={value!r} is out of range") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def window_query(
+    from_: Annotated[
+        str | None,
+        Query(alias="from", description="Start (inclusive), ISO 8601 or epoch s. Default: to-24h"),
+    ] = None,
+    to: Annotated[
+        str | None, Query(description="End (exclusive), ISO 8601 or epoch s. Default: now")
+    ] = None,
+) -> Window:
+    """The [from, to) window of a query (the last 24 hours by default)."""
+    end = parse_time(to, "to") if to else datetime.now(UTC)
+    start = parse_time(from_, "from") if from_ else end - timedelta(hours=24)
+    if start >= end:
+        raise InvalidInput("'from' must be earlier than 'to'")
+    return Window(start, end)
+
+
+WindowDep = Annotated[Window, Depends(window_query)]

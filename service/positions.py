@@ -1,0 +1,120 @@
+"""Where units are and have been: latest positions and tracks as GeoJSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.errors import NotFound
+from service.quality import EXCLUDED, flag_names
+from service.schemas import GeoJSONDict
+from service.store.models import Ping, Unit, UnitState
+from service.store.sql import epoch
+
+
+def latest_positions(session: Session) -> GeoJSONDict:
+    """One Feature per unit at its newest fix (null geometry when it never reported)."""
+    rows = session.execute(
+        select(Unit, UnitState).outerjoin(UnitState, UnitState.unit_id == Unit.id).order_by(Unit.id)
+    ).all()
+    features = []
+    for unit, state in rows:
+        has_fix = state is not None and state.last_ts is not None
+        features.append(
+            {
+                "type": "Feature",
+                "id": unit.id,
+                "geometry": (
+                    {"type": "Point", "coordinates": [state.last_lon, state.last_lat]}
+                    if has_fix
+                    else None
+                ),
+                "properties": {
+                    "unit_id": unit.id,
+                    "name": unit.name,
+                    "device_id": unit.device_id,
+                    "kind": unit.kind,
+                    "ts": state.last_ts.isoformat() if has_fix else None,
+                    "received_at": (
+                        state.received_at.isoformat() if has_fix and state.received_at else None
+                    ),
+                    "speed_mps": state.last_speed_mps if has_fix else None,
+                    "flags": flag_names(state.last_flags) if has_fix else [],
+                    "ping_id": state.last_ping_id if has_fix else None,
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def unit_track(session: Session, unit_id: int, start: datetime, end: datetime) -> GeoJSONDict:
+    """A unit's fixes in [start, end): a LineString of the good fixes, then every fix as a Point."""
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound(f"unit {unit_id} not found")
+    pings = session.scalars(
+        select(Ping)
+        .where(Ping.unit_id == unit_id, Ping.ts >= start, Ping.ts < end)
+        .order_by(Ping.ts, Ping.id)
+    ).all()
+    good = [(p.lon, p.lat) for p in pings if not p.flags & EXCLUDED]
+    line = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": good} if len(good) >= 2 else None,
+        "properties": {
+            "kind": "track",
+            "unit_id": unit.id,
+            "name": unit.name,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "points": len(good),
+        },
+    }
+    points = [
+        {
+            "type": "Feature",
+            "id": p.id,
+            "geometry": {"type": "Point", "coordinates": [p.lon, p.lat]},
+            "properties": {
+                "kind": "fix",
+                "ts": p.ts.isoformat(),
+                "speed_mps": p.speed_mps,
+                "heading": p.heading,
+                "accuracy_m": p.accuracy_m,
+                "altitude_m": p.altitude_m,
+                "battery": p.battery,
+                "flags": flag_names(p.flags),
+                "source": p.source,
+            },
+        }
+        for p in pings
+    ]
+    return {"type": "FeatureCollection", "features": [line, *points]}
+
+
+@dataclass
+class Fixes:
+    """Analytics-eligible fixes in a window as arrays, ordered by unit then device time."""
+
+    unit_id: np.ndarray
+    t: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+
+
+def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
+    """Every unit's analytics-eligible fixes in [start, end)."""
+    rows = session.execute(
+        select(Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat)
+        .where(Ping.ts >= start, Ping.ts < end, Ping.flags.op("&")(int(EXCLUDED)) == 0)
+        .order_by(Ping.unit_id, Ping.ts, Ping.id)
+    ).all()
+    if not rows:
+        empty = np.empty(0)
+        return Fixes(empty.astype(np.int64), empty, empty, empty)
+    arr = np.array(rows, dtype=np.float64)
+    return Fixes(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3])

@@ -1,0 +1,75 @@
+"""Ping quality flags: stored as a bit set, reported by name."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from enum import IntFlag
+
+from pyproj import Geod
+
+_GEOD = Geod(ellps="WGS84")
+
+
+class Flag(IntFlag):
+    """Quality flags of a stored ping."""
+
+    ZERO = 1  # position is exactly (0, 0): a tracker without a fix
+    FUTURE = 2  # device time more than the tolerance ahead of the server clock
+    DUPLICATE = 4  # same unit, device time and position as a stored ping (never stored twice)
+    INACCURATE = 8  # reported accuracy worse than max_accuracy_m
+    TELEPORT = 16  # implied speed from the previous good fix above max_speed_mps
+    LATE = 32  # older than the unit's newest ping: counts in analytics, fires no live event
+
+
+# Pings with any of these flags are left out of events and analytics.
+EXCLUDED = Flag.ZERO | Flag.FUTURE | Flag.INACCURATE | Flag.TELEPORT
+
+
+def flag_names(flags: int) -> list[str]:
+    """The names of the flags set in a bit set, lower case."""
+    return [f.name.lower() for f in Flag if f.name and flags & f]
+
+
+def eligible(flags: int) -> bool:
+    """Whether a ping with these flags counts for events and analytics."""
+    return not flags & EXCLUDED
+
+
+def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Geodesic distance between two WGS84 points in metres."""
+    return float(_GEOD.inv(lon1, lat1, lon2, lat2)[2])
+
+
+def assess(
+    *,
+    lon: float,
+    lat: float,
+    ts: datetime,
+    accuracy_m: float | None,
+    now: datetime,
+    newest_ts: datetime | None,
+    good: tuple[datetime, float, float] | None,
+    max_accuracy_m: float,
+    max_speed_mps: float,
+    future_tolerance_s: float,
+) -> int:
+    """Quality flags of a new fix, given the unit's newest ping time and newest good fix."""
+    flags = Flag(0)
+    if lon == 0 and lat == 0:
+        flags |= Flag.ZERO
+    if ts > now + timedelta(seconds=future_tolerance_s):
+        flags |= Flag.FUTURE
+    if accuracy_m is not None and accuracy_m > max_accuracy_m:
+        flags |= Flag.INACCURATE
+    if newest_ts is not None and ts < newest_ts:
+        flags |= Flag.LATE
+    if good is not None and not flags & (Flag.ZERO | Flag.LATE):
+        good_ts, good_lon, good_lat = good
+        dt = (ts - good_ts).total_seconds()
+        dist = distance_m(good_lon, good_lat, lon, lat)
+        # Same-second fixes: any real move is a jump; allow a few metres of jitter.
+        speed = dist / dt if dt > 0 else (math.inf if dist > 5 else 0.0)
+        if speed > max_speed_mps:
+            flags |= Flag.TELEPORT
+    return int(flags)

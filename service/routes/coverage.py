@@ -1,0 +1,34 @@
+"""HTTP routes for patrol-route coverage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from service import coverage
+from service.deps import SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.schemas import RouteCoverageOut
+
+router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
+
+
+@router.get("/patrol-routes/{route_id}", response_model_by_alias=True)
+def read_patrol_route_coverage(
+    route_id: int,
+    window: WindowDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    _: ViewerDep,
+    segment_m: Annotated[float | None, Query(gt=0, description="Segment length (m)")] = None,
+    max_gap_s: Annotated[float | None, Query(gt=0, description="Longest bridged gap (s)")] = None,
+) -> RouteCoverageOut:
+    """Share of the route visited in [from, to) and each segment's first/last visit."""
+    with store.read() as session:
+        return coverage.patrol_route_coverage(
+            session,
+            route_id,
+            window,
+            segment_m or settings.segment_m,
+            max_gap_s or settings.max_gap_s,
+        )

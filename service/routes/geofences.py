@@ -1,0 +1,48 @@
+"""HTTP routes for geofences (Polygon, or Point + radius_m, features)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service import areas
+from service.deps import AdminDep, StoreDep, ViewerDep
+from service.schemas import GeoJSONDict, GeofenceIn, GeofencePatch
+
+router = APIRouter(prefix="/api/v1/geofences", tags=["geofences"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_geofence(feature: GeofenceIn, store: StoreDep, _: AdminDep) -> GeoJSONDict:
+    """Create a geofence: a Polygon Feature, or a Point Feature with properties.radius_m."""
+    with store.write() as session:
+        return areas.create_fence(session, feature)
+
+
+@router.get("")
+def read_geofences(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+    """All geofences as a FeatureCollection."""
+    with store.read() as session:
+        return areas.list_fences(session)
+
+
+@router.get("/{geofence_id}")
+def read_geofence(geofence_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+    """One geofence as a Feature."""
+    with store.read() as session:
+        return areas.fence_feature(areas.get_fence(session, geofence_id))
+
+
+@router.patch("/{geofence_id}")
+def update_geofence(
+    geofence_id: int, patch: GeofencePatch, store: StoreDep, _: AdminDep
+) -> GeoJSONDict:
+    """Change a geofence's geometry and/or properties."""
+    with store.write() as session:
+        return areas.update_fence(session, geofence_id, patch)
+
+
+@router.delete("/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_geofence(geofence_id: int, store: StoreDep, _: AdminDep) -> None:
+    """Remove a geofence."""
+    with store.write() as session:
+        areas.delete_fence(session, geofence_id)

@@ -1,0 +1,36 @@
+"""HTTP routes for API keys."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+from sqlalchemy import select
+
+from service import auth
+from service.deps import AdminDep, StoreDep
+from service.schemas import KeyCreate, KeyCreated, KeyPublic
+from service.store.models import ApiKey
+
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_key(data: KeyCreate, store: StoreDep, _: AdminDep) -> KeyCreated:
+    """Issue a key; the secret is in this response only."""
+    with store.write() as session:
+        row, key = auth.create_key(session, role=data.role, name=data.name, unit_id=data.unit_id)
+        return KeyCreated(**KeyPublic.model_validate(row, from_attributes=True).model_dump(), key=key)
+
+
+@router.get("")
+def read_keys(store: StoreDep, _: AdminDep) -> list[KeyPublic]:
+    """Issued keys (without secrets)."""
+    with store.read() as session:
+        rows = session.scalars(select(ApiKey).order_by(ApiKey.id))
+        return [KeyPublic.model_validate(r, from_attributes=True) for r in rows]
+
+
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_key(key_id: int, store: StoreDep, _: AdminDep) -> None:
+    """Revoke a key."""
+    with store.write() as session:
+        auth.revoke_key(session, key_id)

@@ -1,0 +1,28 @@
+"""HTML map pages."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.responses import HTMLResponse
+
+from service.deps import MapViewerDep, SettingsDep, StoreDep, WindowDep
+from service.mapdata import coverage_map_view
+from service.maps.coverage import render_coverage_map
+
+router = APIRouter(prefix="/maps", tags=["maps"])
+
+
+@router.get("/coverage", response_class=HTMLResponse)
+def coverage_map(
+    window: WindowDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    _: MapViewerDep,
+    lang: Annotated[Literal["id", "en"] | None, Query(description="Label language")] = None,
+) -> HTMLResponse:
+    """Coverage map of [from, to): visited / unvisited segments, geofences, tracks, units."""
+    with store.read() as session:
+        view = coverage_map_view(session, settings, window, lang=lang)
+    return HTMLResponse(render_coverage_map(view))

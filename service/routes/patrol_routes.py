@@ -1,0 +1,48 @@
+"""HTTP routes for patrol routes (GeoJSON LineString features)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service import areas
+from service.deps import AdminDep, StoreDep, ViewerDep
+from service.schemas import GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
+
+router = APIRouter(prefix="/api/v1/patrol-routes", tags=["patrol routes"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_patrol_route(feature: PatrolRouteIn, store: StoreDep, _: AdminDep) -> GeoJSONDict:
+    """Create a patrol route from a LineString Feature (properties: name, corridor_m, closed)."""
+    with store.write() as session:
+        return areas.create_route(session, feature)
+
+
+@router.get("")
+def read_patrol_routes(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+    """All patrol routes as a FeatureCollection."""
+    with store.read() as session:
+        return areas.list_routes(session)
+
+
+@router.get("/{route_id}")
+def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+    """One patrol route as a Feature."""
+    with store.read() as session:
+        return areas.route_feature(areas.get_route(session, route_id))
+
+
+@router.patch("/{route_id}")
+def update_patrol_route(
+    route_id: int, patch: PatrolRoutePatch, store: StoreDep, _: AdminDep
+) -> GeoJSONDict:
+    """Change a patrol route's geometry and/or properties."""
+    with store.write() as session:
+        return areas.update_route(session, route_id, patch)
+
+
+@router.delete("/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_patrol_route(route_id: int, store: StoreDep, _: AdminDep) -> None:
+    """Remove a patrol route."""
+    with store.write() as session:
+        areas.delete_route(session, route_id)

@@ -1,0 +1,72 @@
+"""HTTP route for posting pings (one object or a JSON array)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from pydantic import TypeAdapter, ValidationError
+
+from service.deps import GeoDep, SettingsDep, StoreDep, TrackerDep
+from service.errors import InvalidInput, NotFound, PayloadTooLarge, describe_validation
+from service.ingest import ingest
+from service.schemas import PingBatchResult, PingIn, PingResult
+
+router = APIRouter(prefix="/api/v1/pings", tags=["pings"])
+
+_PING = TypeAdapter(PingIn)
+_BODY_SCHEMA = {
+    "oneOf": [
+        {"$ref": "#/components/schemas/PingIn"},
+        {"type": "array", "items": {"$ref": "#/components/schemas/PingIn"}},
+    ]
+}
+
+
+@router.post(
+    "",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+)
+def create_pings(
+    payload: Annotated[Any, Body()],
+    store: StoreDep,
+    geo: GeoDep,
+    settings: SettingsDep,
+    principal: TrackerDep,
+) -> PingBatchResult:
+    """Store one ping or a batch; each is reported accepted, duplicate or rejected (by index)."""
+    single = not isinstance(payload, list)
+    raw: list[Any] = [payload] if single else payload
+    if len(raw) > settings.max_batch:
+        raise PayloadTooLarge(f"batch of {len(raw)} pings exceeds the limit of {settings.max_batch}")
+    if not raw:
+        raise InvalidInput("empty batch: send a ping object or a non-empty array")
+    valid: list[tuple[int, PingIn]] = []
+    invalid: dict[int, str] = {}
+    for index, item in enumerate(raw):
+        try:
+            valid.append((index, _PING.validate_python(item)))
+        except ValidationError as exc:
+            invalid[index] = describe_validation(list(exc.errors()))
+    stored = {r.index: r for r in ingest(store, geo, settings, principal, valid)} if valid else {}
+    results = [
+        stored.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])
+        for i in range(len(raw))
+    ]
+    if all(r.status == "rejected" for r in results):
+        reason = results[0].reason or "rejected" if single else _summary(results)
+        if single and reason.startswith(("unknown device_id", "unit ")):
+            raise NotFound(reason)
+        raise InvalidInput(reason)
+    return PingBatchResult(
+        accepted=sum(r.status == "accepted" for r in results),
+        duplicates=sum(r.status == "duplicate" for r in results),
+        rejected=sum(r.status == "rejected" for r in results),
+        results=results,
+    )
+
+
+def _summary(results: list[PingResult]) -> str:
+    shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
+    more = f"; and {len(results) - 20} more" if len(results) > 20 else ""
+    return f"every ping was rejected: {shown}{more}"

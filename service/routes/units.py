@@ -1,0 +1,53 @@
+"""HTTP routes for units."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from service import units
+from service.deps import AdminDep, StoreDep, ViewerDep
+from service.schemas import UnitCreate, UnitCreated, UnitPublic, UnitUpdate
+
+router = APIRouter(prefix="/api/v1/units", tags=["units"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_unit(data: UnitCreate, store: StoreDep, _: AdminDep) -> UnitCreated:
+    """Register a unit; the response holds its device secret, shown only this once."""
+    with store.write() as session:
+        return units.create_unit(session, data)
+
+
+@router.get("")
+def read_units(store: StoreDep, _: ViewerDep) -> list[UnitPublic]:
+    """List units."""
+    with store.read() as session:
+        return units.list_units(session)
+
+
+@router.get("/{unit_id}")
+def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
+    """One unit."""
+    with store.read() as session:
+        return units.read_unit(session, unit_id)
+
+
+@router.patch("/{unit_id}")
+def update_unit(unit_id: int, data: UnitUpdate, store: StoreDep, _: AdminDep) -> UnitPublic:
+    """Change a unit (name, device_id, kind, patrol-route assignment)."""
+    with store.write() as session:
+        return units.update_unit(session, unit_id, data)
+
+
+@router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_unit(unit_id: int, store: StoreDep, _: AdminDep) -> None:
+    """Remove a unit with its pings and keys."""
+    with store.write() as session:
+        units.delete_unit(session, unit_id)
+
+
+@router.post("/{unit_id}/secret")
+def rotate_unit_secret(unit_id: int, store: StoreDep, _: AdminDep) -> dict[str, str]:
+    """Issue a new device secret and revoke the old one."""
+    with store.write() as session:
+        return {"device_secret": units.rotate_secret(session, unit_id)}

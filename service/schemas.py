@@ -1,0 +1,265 @@
+"""Request and response models of API v1 (GeoJSON per RFC 7946: lon, lat order)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from geojson_pydantic import Feature, LineString, Point, Polygon
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+Role = Literal["admin", "viewer", "tracker"]
+
+
+def _aware(value: datetime) -> datetime:
+    # Times without an offset are taken as UTC (trackers and GPX mostly send UTC).
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+
+# ---- units ---------------------------------------------------------------------------------
+
+
+class UnitCreate(BaseModel):
+    """A unit to register."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    device_id: str = Field(min_length=1, max_length=200, description="What the tracker sends.")
+    kind: str = Field("motorbike", min_length=1, max_length=50)
+    patrol_route_ids: list[int] = Field(default_factory=list)
+
+
+class UnitUpdate(BaseModel):
+    """Fields of a unit to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    device_id: str | None = Field(None, min_length=1, max_length=200)
+    kind: str | None = Field(None, min_length=1, max_length=50)
+    patrol_route_ids: list[int] | None = None
+
+
+class UnitPublic(BaseModel):
+    """A registered unit."""
+
+    id: int
+    name: str
+    device_id: str
+    kind: str
+    patrol_route_ids: list[int]
+    created_at: datetime
+
+
+class UnitCreated(UnitPublic):
+    """A new unit with its device secret (shown only once)."""
+
+    device_secret: str = Field(description="Tracker key for this unit; store it now.")
+
+
+# ---- patrol routes -------------------------------------------------------------------------
+
+
+class PatrolRouteProperties(BaseModel):
+    """Properties of a patrol route feature."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    corridor_m: float = Field(30.0, gt=0, le=5000, allow_inf_nan=False)
+    closed: bool = False
+
+
+class PatrolRoutePropertiesPatch(BaseModel):
+    """Properties of a patrol route to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    corridor_m: float | None = Field(None, gt=0, le=5000, allow_inf_nan=False)
+    closed: bool | None = None
+
+
+PatrolRouteIn = Feature[LineString, PatrolRouteProperties]
+
+
+class PatrolRoutePatch(BaseModel):
+    """A partial patrol route feature: new geometry and/or properties."""
+
+    type: Literal["Feature"] = "Feature"
+    geometry: LineString | None = None
+    properties: PatrolRoutePropertiesPatch | None = None
+
+
+# ---- geofences -----------------------------------------------------------------------------
+
+
+class GeofenceProperties(BaseModel):
+    """Properties of a geofence feature (radius_m is required for a Point: a circle)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    kind: str = Field("critical_site", min_length=1, max_length=50)
+    radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
+    min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+class GeofencePropertiesPatch(BaseModel):
+    """Properties of a geofence to change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, min_length=1, max_length=200)
+    kind: str | None = Field(None, min_length=1, max_length=50)
+    radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
+    min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+
+GeofenceIn = Feature[Polygon | Point, GeofenceProperties]
+
+
+class GeofencePatch(BaseModel):
+    """A partial geofence feature: new geometry and/or properties."""
+
+    type: Literal["Feature"] = "Feature"
+    geometry: Polygon | Point | None = None
+    properties: GeofencePropertiesPatch | None = None
+
+
+# ---- pings ---------------------------------------------------------------------------------
+
+
+class PingIn(BaseModel):
+    """One GPS fix as posted by a tracker or integration."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    device_id: str | None = Field(None, min_length=1, max_length=200)
+    unit_id: int | None = None
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    ts: UtcDatetime = Field(description="Device time: ISO 8601 or epoch seconds.")
+    speed_mps: float | None = Field(None, ge=0)
+    heading: float | None = Field(None, ge=0, le=360)
+    accuracy_m: float | None = Field(None, ge=0)
+    altitude_m: float | None = None
+    battery: float | None = Field(None, ge=0, le=100)
+    ping_id: str | None = Field(
+        None, min_length=1, max_length=200, description="Client id making retries idempotent."
+    )
+
+
+class RouteEvaluation(BaseModel):
+    """A ping checked against one patrol route."""
+
+    patrol_route_id: int
+    name: str
+    distance_m: float
+    on_route: bool
+    chainage_m: float
+
+
+class GeofenceHit(BaseModel):
+    """A geofence containing a ping."""
+
+    geofence_id: int
+    name: str
+    kind: str
+
+
+class Evaluation(BaseModel):
+    """How a ping relates to patrol routes and geofences."""
+
+    patrol_routes: list[RouteEvaluation]
+    geofences: list[GeofenceHit]
+
+
+class PingResult(BaseModel):
+    """What happened to one posted ping."""
+
+    index: int
+    status: Literal["accepted", "duplicate", "rejected"]
+    reason: str | None = None
+    id: int | None = None
+    unit_id: int | None = None
+    ts: datetime | None = None
+    flags: list[str] = Field(default_factory=list)
+    evaluation: Evaluation | None = None
+
+
+class PingBatchResult(BaseModel):
+    """Outcome of a ping request: counts and one result per ping, in request order."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[PingResult]
+
+
+# ---- keys ----------------------------------------------------------------------------------
+
+
+class KeyCreate(BaseModel):
+    """An API key to issue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    role: Role
+    unit_id: int | None = Field(None, description="Required for tracker keys.")
+
+
+class KeyPublic(BaseModel):
+    """An issued API key (without the secret)."""
+
+    id: int
+    name: str
+    role: str
+    prefix: str
+    unit_id: int | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class KeyCreated(KeyPublic):
+    """A new API key with its secret (shown only once)."""
+
+    key: str
+
+
+# ---- coverage ------------------------------------------------------------------------------
+
+
+class SegmentOut(BaseModel):
+    """One stretch of a patrol route and when it was visited in the window."""
+
+    index: int
+    start_m: float
+    end_m: float
+    visited: bool
+    visits: int
+    first_visit: datetime | None
+    last_visit: datetime | None
+
+
+class RouteCoverageOut(BaseModel):
+    """Coverage of a patrol route over a window [from, to)."""
+
+    patrol_route_id: int
+    name: str
+    window_from: datetime = Field(serialization_alias="from")
+    window_to: datetime = Field(serialization_alias="to")
+    segment_m: float
+    max_gap_s: float
+    length_m: float
+    visited_m: float
+    coverage_ratio: float
+    segments: list[SegmentOut]
+
+
+GeoJSONDict = dict[str, Any]

@@ -1,0 +1,27 @@
+"""SQL expressions that differ between PostgreSQL and SQLite."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Float
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
+
+
+class epoch(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it is
+    """Seconds since 1970-01-01 UTC of a timestamp column, as a float."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(epoch)
+def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
+    # Timestamps are stored naive in UTC; julianday keeps sub-millisecond precision.
+    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+
+
+@compiles(epoch, "postgresql")
+def _epoch_pg(element: epoch, compiler: Any, **kw: Any) -> str:
+    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})::float8"
