@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -72,7 +74,7 @@ def status_for(exc: PatroliError) -> int:
     return status.HTTP_500_INTERNAL_SERVER_ERROR
 
 
-def describe_validation(errors: list[dict[str, object]]) -> str:
+def describe_validation(errors: Sequence[Any]) -> str:
     """Pydantic errors as one readable line, e.g. 'body.lat: Input should be ...'."""
     parts = []
     for err in errors:
@@ -113,6 +115,8 @@ def add_exception_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, store_down)
 
 
-def _jsonable(errors: list[dict[str, object]]) -> list[dict[str, object]]:
-    return [{"loc": list(e.get("loc") or ()), "msg": e.get("msg"), "type": e.get("type")} for e in errors]
-
+def _jsonable(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e.get("loc") or ()), "msg": e.get("msg"), "type": e.get("type")}
+        for e in errors
+    ]

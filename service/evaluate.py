@@ -55,7 +55,7 @@ def fence_from_row(row: Geofence) -> Fence:
 
 def corridor_from_row(row: PatrolRoute) -> Corridor:
     """The geometry of a stored patrol route."""
-    return Corridor(row.geom, row.corridor_m, closed=row.closed)  # type: ignore[arg-type]
+    return Corridor(row.geom, row.corridor_m, closed=row.closed)
 
 
 class GeoIndex:
@@ -117,7 +117,9 @@ def load_index(session: Session) -> GeoIndex:
 def _revision(session: Session) -> tuple[Any, ...]:
     """A cheap fingerprint that changes whenever a route or geofence is added, edited or removed."""
     routes = session.execute(
-        select(func.count(PatrolRoute.id), func.max(PatrolRoute.updated_at), func.sum(PatrolRoute.id))
+        select(
+            func.count(PatrolRoute.id), func.max(PatrolRoute.updated_at), func.sum(PatrolRoute.id)
+        )
     ).one()
     fences = session.execute(
         select(func.count(Geofence.id), func.max(Geofence.updated_at), func.sum(Geofence.id))

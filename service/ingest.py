@@ -170,7 +170,9 @@ def _store(
                 ts=p.ping.ts,
                 flags=flag_names(Flag.DUPLICATE),
             )
-    fresh = sorted((p for p in pending if p.index not in dupes), key=lambda p: (p.unit_id, p.ping.ts))
+    fresh = sorted(
+        (p for p in pending if p.index not in dupes), key=lambda p: (p.unit_id, p.ping.ts)
+    )
     if not fresh:
         return
 

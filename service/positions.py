@@ -23,7 +23,8 @@ def latest_positions(session: Session) -> GeoJSONDict:
     ).all()
     features = []
     for unit, state in rows:
-        has_fix = state is not None and state.last_ts is not None
+        last_ts = state.last_ts if state is not None else None
+        has_fix = last_ts is not None
         features.append(
             {
                 "type": "Feature",
@@ -38,7 +39,7 @@ def latest_positions(session: Session) -> GeoJSONDict:
                     "name": unit.name,
                     "device_id": unit.device_id,
                     "kind": unit.kind,
-                    "ts": state.last_ts.isoformat() if has_fix else None,
+                    "ts": last_ts.isoformat() if last_ts is not None else None,
                     "received_at": (
                         state.received_at.isoformat() if has_fix and state.received_at else None
                     ),

@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 
 from service import areas
 from service.deps import AdminDep, StoreDep, ViewerDep
-from service.schemas import GeoJSONDict, GeofenceIn, GeofencePatch
+from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict
 
 router = APIRouter(prefix="/api/v1/geofences", tags=["geofences"])
 

@@ -18,7 +18,9 @@ def create_key(data: KeyCreate, store: StoreDep, _: AdminDep) -> KeyCreated:
     """Issue a key; the secret is in this response only."""
     with store.write() as session:
         row, key = auth.create_key(session, role=data.role, name=data.name, unit_id=data.unit_id)
-        return KeyCreated(**KeyPublic.model_validate(row, from_attributes=True).model_dump(), key=key)
+        return KeyCreated(
+            **KeyPublic.model_validate(row, from_attributes=True).model_dump(), key=key
+        )
 
 
 @router.get("")

@@ -38,7 +38,9 @@ def create_pings(
     single = not isinstance(payload, list)
     raw: list[Any] = [payload] if single else payload
     if len(raw) > settings.max_batch:
-        raise PayloadTooLarge(f"batch of {len(raw)} pings exceeds the limit of {settings.max_batch}")
+        raise PayloadTooLarge(
+            f"batch of {len(raw)} pings exceeds the limit of {settings.max_batch}"
+        )
     if not raw:
         raise InvalidInput("empty batch: send a ping object or a non-empty array")
     valid: list[tuple[int, PingIn]] = []
@@ -47,7 +49,7 @@ def create_pings(
         try:
             valid.append((index, _PING.validate_python(item)))
         except ValidationError as exc:
-            invalid[index] = describe_validation(list(exc.errors()))
+            invalid[index] = describe_validation(exc.errors())
     stored = {r.index: r for r in ingest(store, geo, settings, principal, valid)} if valid else {}
     results = [
         stored.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])

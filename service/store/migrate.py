@@ -13,7 +13,10 @@ from sqlalchemy import Engine
 
 def migrations_dir() -> Path:
     """The folder holding the Alembic environment (next to the package, or in the cwd)."""
-    for candidate in (Path(__file__).resolve().parents[2] / "migrations", Path.cwd() / "migrations"):
+    for candidate in (
+        Path(__file__).resolve().parents[2] / "migrations",
+        Path.cwd() / "migrations",
+    ):
         if (candidate / "env.py").is_file():
             return candidate
     raise FileNotFoundError("migrations/ folder not found next to the package or in the cwd")

@@ -9,7 +9,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 
-class epoch(FunctionElement[float]):  # noqa: N801 - reads like the SQL function it is
+class epoch(FunctionElement[float]):
     """Seconds since 1970-01-01 UTC of a timestamp column, as a float."""
 
     type = Float()

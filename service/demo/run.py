@@ -1,0 +1,184 @@
+"""`patroli demo`: seed the Balikpapan scenario, simulate patrols, serve the API and maps."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from shapely.geometry import mapping
+from sqlalchemy.engine import make_url
+
+from service import areas, units
+from service.auth import Principal, create_key
+from service.config import Settings
+from service.demo.scenario import Scenario, load_scenario
+from service.demo.simulate import SimPing, simulate
+from service.evaluate import GeoCache
+from service.ingest import ingest
+from service.schemas import GeofenceIn, PatrolRouteIn, PingIn, UnitCreate
+from service.store.db import Store
+from service.store.migrate import upgrade
+
+ADMIN = Principal(role="admin")
+BATCH = 2000
+
+
+def _reset_sqlite(url: str) -> None:
+    """Delete a SQLite demo database so every demo starts from the same state."""
+    path = make_url(url).database
+    if path and path != ":memory:":
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(path + suffix).unlink(missing_ok=True)
+
+
+def seed(store: Store, scenario: Scenario) -> dict[str, str]:
+    """Store the scenario's routes, geofences and units; returns demo keys by role."""
+    with store.write() as session:
+        route_ids = []
+        for r in scenario.routes:
+            feature = PatrolRouteIn.model_validate(
+                {
+                    "type": "Feature",
+                    "geometry": mapping(r.line),
+                    "properties": {"name": r.name, "corridor_m": r.corridor_m, "closed": r.closed},
+                }
+            )
+            route_ids.append(areas.create_route(session, feature)["id"])
+        for f in scenario.fences:
+            props = {"name": f.name, "kind": f.kind, "radius_m": f.radius_m}
+            if f.min_dwell_s is not None:
+                props["min_dwell_s"] = f.min_dwell_s
+            fence = GeofenceIn.model_validate(
+                {"type": "Feature", "geometry": mapping(f.geometry), "properties": props}
+            )
+            areas.create_fence(session, fence)
+        keys = {}
+        for i, u in enumerate(scenario.units):
+            created = units.create_unit(
+                session,
+                UnitCreate(
+                    name=u.name, device_id=u.device_id, kind=u.kind, patrol_route_ids=route_ids[:1]
+                ),
+            )
+            if i == 0:
+                keys["tracker"] = created.device_secret
+        keys["admin"] = create_key(session, role="admin", name="demo admin")[1]
+        keys["viewer"] = create_key(session, role="viewer", name="demo viewer")[1]
+    return keys
+
+
+def _as_ping(p: SimPing) -> PingIn:
+    return PingIn(
+        device_id=p.device_id,
+        lat=p.lat,
+        lon=p.lon,
+        ts=p.ts,
+        speed_mps=p.speed_mps,
+        heading=p.heading,
+        accuracy_m=p.accuracy_m,
+        battery=p.battery,
+    )
+
+
+def post(store: Store, geo: GeoCache, settings: Settings, pings: Iterable[SimPing]) -> int:
+    """Ingest simulated pings through the regular ingest path; returns how many were stored."""
+    items = [_as_ping(p) for p in pings]
+    stored = 0
+    for i in range(0, len(items), BATCH):
+        chunk = list(enumerate(items[i : i + BATCH]))
+        results = ingest(store, geo, settings, ADMIN, chunk, source="demo")
+        stored += sum(r.status == "accepted" for r in results)
+    return stored
+
+
+def _live_feed(
+    store: Store, settings: Settings, pings: list[SimPing], stop: threading.Event
+) -> None:
+    """Post simulated pings as their device time comes, as trackers would."""
+    geo = GeoCache()
+    i = 0
+    while not stop.is_set() and i < len(pings):
+        now = datetime.now(UTC)
+        j = i
+        while j < len(pings) and pings[j].ts <= now:
+            j += 1
+        if j > i:
+            post(store, geo, settings, pings[i:j])
+            i = j
+        stop.wait(1.0)
+
+
+def _z(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+def run_demo(args: argparse.Namespace, settings: Settings) -> int:
+    """Seed, simulate the last `hours`, print URLs and keys, then serve until interrupted."""
+    url = args.database
+    if url.startswith("sqlite") and not args.keep:
+        _reset_sqlite(url)
+    settings = settings.model_copy(update={"database_url": url})
+    scenario = load_scenario(args.scenario)
+    store = Store.from_url(url)
+    upgrade(store.engine)
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(hours=args.hours)
+    print(
+        f"Seeding {len(scenario.units)} units, {len(scenario.routes)} patrol routes, "
+        f"{len(scenario.fences)} geofences into {url}"
+    )
+    keys = seed(store, scenario)
+    began = time.perf_counter()
+    # One continuous simulation: the past is stored now, the rest is fed live as time passes.
+    timeline = simulate(scenario, start, args.hours * 3600.0 + 24 * 3600.0, seed=7)
+    history = [p for p in timeline if p.ts < now]
+    live = [p for p in timeline if p.ts >= now]
+    stored = post(store, GeoCache(), settings, history)
+    print(
+        f"Simulated {args.hours:g} h of patrols: {stored} pings stored "
+        f"in {time.perf_counter() - began:.1f} s"
+    )
+
+    base = f"http://{args.host}:{args.port}"
+    win = f"from={_z(start)}&to={_z(now)}"
+    print()
+    print(f"  API docs        {base}/docs")
+    print(f"  Coverage map    {base}/maps/coverage?{win}&key={keys['viewer']}")
+    print(
+        f"  Latest          {base}/api/v1/positions/latest   (Authorization: Bearer <viewer key>)"
+    )
+    print(f"  Route coverage  {base}/api/v1/coverage/patrol-routes/1?{win}")
+    print()
+    print(f"  admin key       {keys['admin']}")
+    print(f"  viewer key      {keys['viewer']}")
+    print(f"  tracker key     {keys['tracker']}   ({scenario.units[0].device_id})")
+    print()
+    if args.no_serve:
+        store.dispose()
+        return 0
+
+    import uvicorn
+
+    from service.app import create_app
+
+    stop = threading.Event()
+    feeder = None
+    if not args.no_live:
+        feeder = threading.Thread(
+            target=_live_feed, args=(store, settings, live, stop), name="demo-feed", daemon=True
+        )
+        feeder.start()
+        print("Live simulation running: units keep reporting every 10 s. Ctrl+C stops.")
+    try:
+        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    finally:
+        stop.set()
+        if feeder is not None:
+            feeder.join(5)
+        store.dispose()
+    return 0

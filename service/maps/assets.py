@@ -1,0 +1,79 @@
+"""Offline map assets: Leaflet and jQuery served by the service itself, and maps that use them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import folium
+import xstatic.pkg.jquery as xs_jquery
+import xstatic.pkg.leaflet as xs_leaflet
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+LEAFLET_DIR: str = xs_leaflet.BASE_DIR
+JQUERY_DIR: str = xs_jquery.BASE_DIR
+
+
+def _clean_prefix(prefix: str) -> str:
+    """`prefix` with exactly one leading and no trailing slash ("" for the root)."""
+    stripped = prefix.strip().strip("/")
+    return f"/{stripped}" if stripped else ""
+
+
+def mount_assets(app: FastAPI, prefix: str = "/static") -> None:
+    """Serve Leaflet at `{prefix}/leaflet/` (with its images/) and jQuery at `{prefix}/jquery/`."""
+    base = _clean_prefix(prefix)
+    app.mount(f"{base}/leaflet", StaticFiles(directory=LEAFLET_DIR), name="static-leaflet")
+    app.mount(f"{base}/jquery", StaticFiles(directory=JQUERY_DIR), name="static-jquery")
+
+
+def asset_urls(
+    static_prefix: str = "/static",
+) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The (name, url) lists of local scripts and stylesheets a map page loads."""
+    base = _clean_prefix(static_prefix)
+    js = [
+        ("leaflet", f"{base}/leaflet/leaflet.js"),
+        ("jquery", f"{base}/jquery/jquery.min.js"),
+    ]
+    css = [("leaflet_css", f"{base}/leaflet/leaflet.css")]
+    return js, css
+
+
+def offline_map(
+    location: Sequence[float] | None,
+    zoom_start: int,
+    tiles_url: str,
+    attribution: str,
+    static_prefix: str = "/static",
+    *,
+    tile_name: str | None = None,
+    max_zoom: int = 19,
+    **kw: Any,
+) -> folium.Map:
+    """A folium Map that loads Leaflet/jQuery from `static_prefix` and tiles from `tiles_url`."""
+    fmap = folium.Map(location=location, zoom_start=zoom_start, tiles=None, **kw)
+    js, css = asset_urls(static_prefix)
+    # Instance attributes: the class-level lists (CDN links) are shared by every Map.
+    fmap.default_js = js
+    fmap.default_css = css
+    folium.TileLayer(
+        tiles=tiles_url,
+        attr=attribution,
+        name=tile_name or "tiles",
+        max_zoom=max_zoom,
+        control=tile_name is not None,
+    ).add_to(fmap)
+    return fmap
+
+
+_SCRIPT_SRC = re.compile(r"<script\b[^>]*?\bsrc\s*=\s*[\"']([^\"']+)", re.IGNORECASE)
+_LINK_HREF = re.compile(r"<link\b[^>]*?\bhref\s*=\s*[\"']([^\"']+)", re.IGNORECASE)
+
+
+def referenced_assets(page: str) -> Iterator[str]:
+    """URLs of the scripts and stylesheets a rendered page loads (for offline checks)."""
+    yield from _SCRIPT_SRC.findall(page)
+    yield from _LINK_HREF.findall(page)

@@ -1,0 +1,132 @@
+"""Map labels in Bahasa Indonesia (default) and English, plus time and number formatting."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, tzinfo
+from types import MappingProxyType
+
+DEFAULT_LANG = "id"
+EN_DASH = "\u2013"  # between the ends of a range
+
+_ID: dict[str, str] = {
+    "title": "Peta Cakupan Patroli",
+    "route": "Rute patroli",
+    "corridor": "Koridor",
+    "segment": "Segmen",
+    "visited": "Segmen dikunjungi",
+    "unvisited": "Segmen belum dikunjungi",
+    "geofence": "Area pengamanan",
+    "critical_site": "Objek vital",
+    "track": "Jejak unit",
+    "position": "Posisi terakhir",
+    "last_visited": "Terakhir dikunjungi",
+    "never": "Belum pernah",
+    "window": "Periode",
+    "coverage": "Cakupan",
+    "unit": "Unit",
+    "units": "Unit",
+    "speed": "Kecepatan",
+    "points": "titik",
+    "more": "lainnya",
+    "base_map": "Peta dasar",
+    "legend": "Keterangan",
+    "no_data": "Tidak ada data pada periode ini",
+}
+
+_EN: dict[str, str] = {
+    "title": "Patrol coverage map",
+    "route": "Patrol route",
+    "corridor": "Corridor",
+    "segment": "Segment",
+    "visited": "Visited segment",
+    "unvisited": "Segment not visited",
+    "geofence": "Geofence",
+    "critical_site": "Critical site",
+    "track": "Unit track",
+    "position": "Latest position",
+    "last_visited": "Last visited",
+    "never": "Never",
+    "window": "Window",
+    "coverage": "Coverage",
+    "unit": "Unit",
+    "units": "Units",
+    "speed": "Speed",
+    "points": "points",
+    "more": "more",
+    "base_map": "Base map",
+    "legend": "Legend",
+    "no_data": "No data in this window",
+}
+
+_LABELS: dict[str, Mapping[str, str]] = {
+    "id": MappingProxyType(_ID),
+    "en": MappingProxyType(_EN),
+}
+
+# Geofence kinds with a translated name; any other kind is shown as stored.
+_KIND_KEYS = {"critical_site": "critical_site"}
+
+# IANA zones of Indonesia and their customary abbreviations.
+_ZONE_ABBREVIATIONS = {
+    "Asia/Jakarta": "WIB",
+    "Asia/Pontianak": "WIB",
+    "Asia/Makassar": "WITA",
+    "Asia/Ujung_Pandang": "WITA",
+    "Asia/Jayapura": "WIT",
+}
+
+
+def normalize_lang(lang: str | None) -> str:
+    """Supported language code for `lang` ("en-US" → "en"); unknown codes fall back to "id"."""
+    code = (lang or DEFAULT_LANG).strip().lower().replace("_", "-").split("-")[0]
+    return code if code in _LABELS else DEFAULT_LANG
+
+
+def labels(lang: str) -> Mapping[str, str]:
+    """Read-only label dictionary for `lang` ("id" or "en"; others fall back to "id")."""
+    return _LABELS[normalize_lang(lang)]
+
+
+def kind_label(kind: str, lang: str) -> str:
+    """Display name of a geofence kind (e.g. critical_site → "Objek vital")."""
+    key = _KIND_KEYS.get(kind)
+    return labels(lang)[key] if key else kind.replace("_", " ")
+
+
+def zone_label(tz: tzinfo | str) -> str:
+    """Short zone name for display: WIB, WITA or WIT for Indonesian zones, else the zone key."""
+    key = tz if isinstance(tz, str) else getattr(tz, "key", None) or str(tz)
+    return _ZONE_ABBREVIATIONS.get(key, key)
+
+
+def to_local(ts: datetime, tz: tzinfo) -> datetime:
+    """`ts` in zone `tz`; a naive `ts` is taken to be UTC."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(tz)
+
+
+def format_time(ts: datetime, tz: tzinfo, *, with_zone: bool = True) -> str:
+    """`ts` as "28-11-2024 02:10 WITA" in zone `tz`."""
+    text = to_local(ts, tz).strftime("%d-%m-%Y %H:%M")
+    return f"{text} {zone_label(tz)}" if with_zone else text
+
+
+def format_window(start: datetime, end: datetime, tz: tzinfo) -> str:
+    """A time window as "27-11-2024 08:00 - 28-11-2024 08:00 WITA" (with an en dash)."""
+    return f"{format_time(start, tz, with_zone=False)} {EN_DASH} {format_time(end, tz)}"
+
+
+def format_int(value: float, lang: str) -> str:
+    """`value` rounded to a whole number with the language's thousands separator."""
+    text = f"{round(value):,}"
+    return text.replace(",", ".") if normalize_lang(lang) == "id" else text
+
+
+def format_percent(ratio: float, lang: str) -> str:
+    """A 0..1 ratio as a percentage with one decimal ("63,5%" in Indonesian)."""
+    text = f"{ratio * 100:.1f}"
+    if normalize_lang(lang) == "id":
+        text = text.replace(".", ",")
+    return f"{text}%"

@@ -1,0 +1,66 @@
+"""Route coverage over a window through the API."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tests.helpers import ping, route_feature, window
+
+
+@pytest.fixture
+def route_id(client: TestClient) -> int:
+    client.post("/api/v1/units", json={"name": "U1", "device_id": "u1"})
+    client.post("/api/v1/units", json={"name": "U2", "device_id": "u2"})
+    return int(client.post("/api/v1/patrol-routes", json=route_feature()).json()["id"])
+
+
+def test_coverage_interpolates_between_close_pings(client: TestClient, route_id: int) -> None:
+    # 60 m -> 260 m in 30 s: segments 1..5 (50 m each) are visited.
+    client.post("/api/v1/pings", json=[ping("u1", 60, 0), ping("u1", 260, 30)])
+    r = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window())
+    assert r.status_code == 200, r.text
+    body = r.json()
+    visited = [s["index"] for s in body["segments"] if s["visited"]]
+    assert visited == [1, 2, 3, 4, 5]
+    assert body["visited_m"] == pytest.approx(250)
+    assert body["coverage_ratio"] == pytest.approx(250 / body["length_m"])
+    assert len(body["segments"]) == 21  # 1001.5 m: 20 full segments and a short one
+    seg3 = body["segments"][3]
+    assert seg3["first_visit"] < seg3["last_visit"]
+    assert body["from"] == "2024-11-26T23:00:00Z"
+
+
+def test_gap_off_route_and_flags_do_not_count(client: TestClient, route_id: int) -> None:
+    client.post(
+        "/api/v1/pings",
+        json=[
+            ping("u1", 60, 0),
+            ping("u1", 460, 120),  # 120 s later: beyond max_gap_s, no interpolation
+            ping("u2", 700, 0, offset_m=80),  # off the 30 m corridor
+            ping("u2", 900, 10, accuracy_m=500),  # inaccurate: excluded
+        ],
+    )
+    body = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window()).json()
+    assert [s["index"] for s in body["segments"] if s["visited"]] == [1, 9]
+    wider = client.get(
+        f"/api/v1/coverage/patrol-routes/{route_id}", params={**window(), "max_gap_s": 200}
+    ).json()
+    assert [s["index"] for s in wider["segments"] if s["visited"]] == list(range(1, 10))
+
+
+def test_coverage_segment_length_and_window(client: TestClient, route_id: int) -> None:
+    client.post("/api/v1/pings", json=[ping("u1", 10, 0), ping("u1", 950, 7200)])
+    body = client.get(
+        f"/api/v1/coverage/patrol-routes/{route_id}", params={**window(1), "segment_m": 100}
+    ).json()
+    assert len(body["segments"]) == 11
+    assert [s["index"] for s in body["segments"] if s["visited"]] == [0]
+    r = client.get(
+        f"/api/v1/coverage/patrol-routes/{route_id}",
+        params={"from": "2024-11-27T00:00:00Z", "to": "2024-11-26T00:00:00Z"},
+    )
+    assert r.status_code == 422
+    r = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params={"from": "yesterday"})
+    assert r.status_code == 422 and "ISO 8601" in r.json()["detail"]
+    assert client.get("/api/v1/coverage/patrol-routes/999", params=window()).status_code == 404

@@ -1,0 +1,58 @@
+"""Test data: a straight route and a circle near the KPUD Balikpapan office."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pyproj import Geod
+
+GEOD = Geod(ellps="WGS84")
+LAT = -1.2680
+LON0, LON1 = 116.8300, 116.8390  # a straight east-west line of about 1 km
+T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)  # 07:00 WITA
+
+
+def route_feature(name: str = "Jl. Sudirman", corridor_m: float = 30, **props: Any) -> dict:
+    """A GeoJSON Feature for a straight patrol route along LAT."""
+    return {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [[LON0, LAT], [LON1, LAT]]},
+        "properties": {"name": name, "corridor_m": corridor_m, **props},
+    }
+
+
+def circle_feature(lon: float, lat: float, radius_m: float = 150, **props: Any) -> dict:
+    """A GeoJSON Feature for a circular geofence."""
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": [lon, lat]},
+        "properties": {
+            "name": "Kantor KPU",
+            "kind": "critical_site",
+            "radius_m": radius_m,
+            **props,
+        },
+    }
+
+
+def along(chainage_m: float, offset_m: float = 0.0) -> tuple[float, float]:
+    """(lon, lat) at a chainage along the test route, offset north by offset_m."""
+    lon, lat, _ = GEOD.fwd(LON0, LAT, 90.0, chainage_m)
+    if offset_m:
+        lon, lat, _ = GEOD.fwd(lon, lat, 0.0 if offset_m > 0 else 180.0, abs(offset_m))
+    return lon, lat
+
+
+def ping(
+    device_id: str, chainage_m: float, seconds: float, offset_m: float = 0.0, **kw: Any
+) -> dict:
+    """A JSON ping at a chainage of the test route, `seconds` after T0."""
+    lon, lat = along(chainage_m, offset_m)
+    ts = (T0 + timedelta(seconds=seconds)).isoformat()
+    return {"device_id": device_id, "lat": lat, "lon": lon, "ts": ts, **kw}
+
+
+def window(hours: float = 1.0) -> dict[str, str]:
+    """Query parameters for [T0, T0 + hours)."""
+    return {"from": T0.isoformat(), "to": (T0 + timedelta(hours=hours)).isoformat()}
