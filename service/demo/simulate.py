@@ -26,6 +26,16 @@ from shapely.geometry.base import BaseGeometry
 
 from service.demo.scenario import FenceSpec, RouteSpec, Scenario
 
+__all__ = [
+    "APEL_LOCAL",
+    "EXCURSION_LOCAL",
+    "UNGUARDED_LOCAL",
+    "WITA",
+    "SimPing",
+    "simulate",
+    "unguarded_windows",
+]
+
 WITA = timezone(timedelta(hours=8), "WITA")
 UTM_CRS = "EPSG:32750"  # UTM zone 50S covers Balikpapan (114-120 E)
 
@@ -203,10 +213,10 @@ class _World:
 
     def excursion_spot(self) -> tuple[float, tuple[float, float]]:
         """The route position and off-road point farthest from every fence."""
-        L = self.path.length
-        margin = min(300.0, L * 0.1)
+        length = self.path.length
+        margin = min(300.0, length * 0.1)
         best: tuple[float, float, tuple[float, float]] | None = None
-        for s in np.linspace(margin, L - margin, 60):
+        for s in np.linspace(margin, length - margin, 60):
             rx, ry = self.path.point(float(s))
             nx, ny = self.path.left_normal(float(s))
             for side in (1.0, -1.0):
@@ -349,16 +359,18 @@ class _Planner:
 
     def _new_unit(self, i: int) -> _UnitPlan:
         rng = self.rng
-
-        def near(xy: tuple[float, float], r0: float, r1: float) -> tuple[float, float]:
-            r, ang = rng.uniform(r0, r1), rng.uniform(0, 2 * math.pi)
-            return xy[0] + r * math.cos(ang), xy[1] + r * math.sin(ang)
-
+        accel = float(rng.uniform(1.0, 1.6))
+        site_spot = self._forecourt_spot()
+        r, ang = rng.uniform(3.0, 10.0), rng.uniform(0, 2 * math.pi)
+        pos_spot = (
+            self.world.pos_xy[0] + r * math.cos(ang),
+            self.world.pos_xy[1] + r * math.sin(ang),
+        )
         return _UnitPlan(
             index=i,
-            accel=float(rng.uniform(1.0, 1.6)),
-            site_spot=self._forecourt_spot(),
-            pos_spot=near(self.world.pos_xy, 3.0, 10.0),
+            accel=accel,
+            site_spot=site_spot,
+            pos_spot=pos_spot,
             t=self.t_begin,
             place=_Place(float(rng.uniform(0, self.path.length))),
         )
@@ -507,25 +519,27 @@ class _Planner:
         return t
 
     def _patrol(self, u: _UnitPlan, s_a: float, s_b: float, t: float, budget: float) -> float:
-        rng, L = self.rng, self.path.length
+        rng, length = self.rng, self.path.length
         night = self._is_night(t)
         v_target = rng.uniform(6.0, 9.0) if night else rng.uniform(8.0, 11.5)
-        n_draw = int(max(budget, 0.0) * V_MAX / (0.3 * L)) + 8
+        n_draw = int(max(budget, 0.0) * V_MAX / (0.3 * length)) + 8
         draws, pauses = rng.random(n_draw), rng.uniform(5.0, 40.0, n_draw)
         west_first = bool(rng.random() < 0.5)
         points = [s_a, s_b]
         n_turns = 0
         for _ in range(3):  # turn count and distance depend on each other; settle them
             moving = budget - pauses[:n_turns].sum() - (n_turns + 1) * v_target / u.accel
-            points = _turn_points(s_a, s_b, v_target * max(moving, 0.0), L, draws, west_first)
+            need = v_target * max(moving, 0.0)
+            points = _turn_points(s_a, s_b, need, length, draws, west_first)
             n_turns = len(points) - 2
         legs = np.abs(np.diff(np.asarray(points)))
         pause = pauses[:n_turns]
         v = _solve_speed(legs, float(pause.sum()), budget, u.accel)
         for i, d in enumerate(legs):
-            dur = _leg_time_1(float(d), v, u.accel)
-            u.segments.append(_Ride(t, t + dur, points[i], points[i + 1], v, u.accel))
-            t += dur
+            if d > 0.01:
+                dur = _leg_time_1(float(d), v, u.accel)
+                u.segments.append(_Ride(t, t + dur, points[i], points[i + 1], v, u.accel))
+                t += dur
             if i < n_turns:
                 x, y = self.path.point(points[i + 1])
                 u.segments.append(_Stay(t, t + float(pause[i]), x, y, _PATROL))
@@ -761,7 +775,7 @@ def _assemble(
     battery = np.concatenate([c.battery for c in columns])
     order = np.lexsort((unit, t))
     ids = [u.device_id for u in scenario.units]
-    heading = np.round(heading[order], 1)
+    heading = np.round(heading[order], 1) % 360.0  # 359.96 must not become 360.0
     # Round in numpy and convert once: per-value Python rounding dominates the run time.
     rows = zip(
         unit[order].tolist(),
@@ -784,14 +798,3 @@ def _as_utc(start: datetime) -> datetime:
     if start.tzinfo is None or start.utcoffset() is None:
         raise ValueError("start must be timezone-aware")
     return start.astimezone(UTC)
-
-
-__all__ = [
-    "APEL_LOCAL",
-    "EXCURSION_LOCAL",
-    "UNGUARDED_LOCAL",
-    "WITA",
-    "SimPing",
-    "simulate",
-    "unguarded_windows",
-]

@@ -1,0 +1,88 @@
+"""End to end on each backend: a ping posted to a running server is stored, evaluated, counted
+toward coverage, listed in latest positions, and drawn on /maps/coverage in Chromium."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import ADMIN_KEY
+from tests.helpers import along, circle_feature, ping, route_feature, window
+
+
+@pytest.mark.browser
+def test_ping_reaches_coverage_map(
+    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with (
+        live_server(create_app(settings)) as base,
+        httpx.Client(base_url=base, headers=admin) as http,
+    ):
+        route = http.post("/api/v1/patrol-routes", json=route_feature()).json()
+        lon, lat = along(400)
+        http.post("/api/v1/geofences", json=circle_feature(lon, lat, 100)).raise_for_status()
+        unit = http.post("/api/v1/units", json={"name": "Polwan 01", "device_id": "p01"}).json()
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+
+        tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
+        r = http.post(
+            "/api/v1/pings", json=[ping("p01", 380, 0), ping("p01", 430, 10)], headers=tracker
+        )
+        assert r.status_code == 200, r.text
+        first = r.json()["results"][0]
+        assert first["evaluation"]["patrol_routes"][0]["on_route"] is True
+        assert first["evaluation"]["geofences"][0]["name"] == "Kantor KPU"
+
+        latest = http.get("/api/v1/positions/latest").json()["features"]
+        assert latest[0]["geometry"]["coordinates"] == pytest.approx(list(along(430)))
+
+        cov = http.get(f"/api/v1/coverage/patrol-routes/{route['id']}", params=window()).json()
+        assert [s["index"] for s in cov["segments"] if s["visited"]] == [7, 8]
+
+        page_url = httpx.URL(f"{base}/maps/coverage", params={**window(), "key": viewer})
+
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route(
+                "**/*",
+                lambda rt: (
+                    rt.continue_()
+                    if urlsplit(rt.request.url).hostname == "127.0.0.1"
+                    else rt.abort()
+                ),
+            )
+            page.goto(str(page_url), wait_until="load")
+            page.wait_for_selector(".patroli-unit", state="attached")
+            assert page.evaluate("typeof window.L") == "object"
+            assert page.locator(".patroli-route").count() == 1
+            assert page.locator(".patroli-geofence").count() == 1
+            assert page.locator(".patroli-segment.patroli-visited").count() == 2
+            assert page.locator(".patroli-segment.patroli-unvisited").count() == 19
+            assert page.locator(f'.patroli-unit[data-unit-id="{unit["id"]}"]').count() == 1
+            assert "Polwan 01" in page.locator("#patroli-legend").inner_text()
+            page.screenshot(path=str(artifacts_dir / f"coverage-page-{backend}.png"))
+        finally:
+            context.close()
+        assert errors == []
+
+
+def test_map_needs_a_viewer_key(client: Any) -> None:
+    r = client.get("/maps/coverage", params=window(), headers={"Authorization": ""})
+    assert r.status_code == 401
+    r = client.get(
+        "/maps/coverage", params={**window(), "key": "wrong"}, headers={"Authorization": ""}
+    )
+    assert r.status_code == 401
+    r = client.get("/maps/coverage", params={**window(), "lang": "en"})
+    assert r.status_code == 200
+    assert "Patrol coverage map" in r.text

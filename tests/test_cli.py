@@ -1,0 +1,135 @@
+"""The `patroli` command as a user runs it: migrate, keys create, serve, demo."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import along, circle_feature, ping, route_feature, window
+
+
+def _env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROLI_")}
+    env.update({"PATROLI_DATABASE_URL": database_url, **extra})
+    return env
+
+
+def _patroli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _serving(env: dict[str, str], cwd: Path) -> Iterator[str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                out = proc.stdout.read() if proc.stdout else ""
+                pytest.fail(f"patroli serve did not become ready:\n{out}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
+    env = _env(database_url)
+    migrated = _patroli("migrate", env=env, cwd=tmp_path)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "revision 0001" in migrated.stdout
+    created = _patroli("keys", "create", "--role", "admin", env=env, cwd=tmp_path)
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("ptl_") and " " not in key
+
+    with (
+        _serving(env, tmp_path) as base,
+        httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http,
+    ):
+        rid = http.post("/api/v1/patrol-routes", json=route_feature()).json()["id"]
+        lon, lat = along(100)
+        http.post("/api/v1/geofences", json=circle_feature(lon, lat)).raise_for_status()
+        http.post(
+            "/api/v1/units", json={"name": "Polwan 05", "device_id": "p05"}
+        ).raise_for_status()
+        r = http.post("/api/v1/pings", json=ping("p05", 120, 0))
+        assert r.status_code == 200, r.text
+        assert r.json()["results"][0]["evaluation"]["geofences"][0]["name"] == "Kantor KPU"
+        latest = http.get("/api/v1/positions/latest").json()["features"][0]
+        assert latest["properties"]["name"] == "Polwan 05"
+        cov = http.get(f"/api/v1/coverage/patrol-routes/{rid}", params=window()).json()
+        assert [s["index"] for s in cov["segments"] if s["visited"]] == [2]
+        page = http.get("/maps/coverage", params=window())
+        assert page.status_code == 200
+        assert "Polwan 05" in page.text and "/static/leaflet/leaflet.js" in page.text
+        assert http.get("/static/leaflet/leaflet.js").status_code == 200
+
+
+def test_keys_create_rejects_tracker_without_unit(tmp_path: Path) -> None:
+    env = _env(f"sqlite:///{tmp_path / 'k.db'}")
+    result = _patroli("keys", "create", "--role", "tracker", env=env, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "unit_id" in result.stderr
+
+
+def test_demo_seeds_and_exits(tmp_path: Path) -> None:
+    db = tmp_path / "demo.db"
+    result = _patroli(
+        "demo",
+        "--database",
+        f"sqlite:///{db}",
+        "--hours",
+        "2",
+        "--no-serve",
+        env=_env("sqlite:///unused.db"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "5 units" in out and "pings stored" in out
+    assert "/maps/coverage?from=" in out
+    for role in ("admin", "viewer", "tracker"):
+        assert f"{role} key" in out
+    stored = int(out.split("pings stored")[0].split(":")[-1].strip())
+    assert stored > 5 * 2 * 360 * 0.7  # 5 units, 2 h, every 10 s, minus gaps
+    assert not (tmp_path / "unused.db").exists()
