@@ -60,7 +60,7 @@ class MissingVariableError(Exception):
 
 def placeholders(text: str) -> list[tuple[str, str | None, str]]:
     """Every `$VAR` / `${VAR<op><arg>}` in a string, as (name, op, arg)."""
-    found = []
+    found: list[tuple[str, str | None, str]] = []
     for match in _PLACEHOLDER.finditer(text):
         if match["escaped"]:
             continue
@@ -479,7 +479,7 @@ def test_package_is_installed_without_editable_mode(
 
 def dockerignore_excludes(path: str) -> bool:
     """Whether .dockerignore keeps `path` out of the build context (Docker's rules)."""
-    rules = []
+    rules: list[tuple[re.Pattern[str], bool]] = []
     for line in DOCKERIGNORE.read_text().splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
@@ -502,8 +502,8 @@ def dockerignore_excludes(path: str) -> bool:
     parts = PurePosixPath(path).parts
     prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
     excluded = False
-    for regex, negated in rules:
-        if any(regex.fullmatch(prefix) for prefix in prefixes):
+    for rule, negated in rules:
+        if any(rule.fullmatch(prefix) for prefix in prefixes):
             excluded = not negated
     return excluded
 
@@ -635,14 +635,17 @@ def test_entrypoint_gives_up_on_an_unreachable_database(tmp_path: Path) -> None:
 
 
 def local_postgres_url() -> str:
+    """The test PostgreSQL server (as in conftest.py): skip without one, fail under CI."""
     url = os.environ.get(
-        "PATROLI_TEST_DATABASE_URL", "postgresql+psycopg://127.0.0.1:5432/postgres"
+        "PATROLI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
     )
     psycopg = pytest.importorskip("psycopg")
     plain = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         psycopg.connect(plain, connect_timeout=3).close()
     except psycopg.Error as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"no PostgreSQL server at {make_url(url)!r}: {exc}")
         pytest.skip(f"no PostgreSQL server to wait for: {exc}")
     return url
 

@@ -1,0 +1,65 @@
+# syntax=docker/dockerfile:1
+# Patroli service image.
+#
+#   docker build -t patroli .
+#   docker run -p 8000:8000 -e PATROLI_ADMIN_KEY=... patroli                 # embedded SQLite
+#   docker run -p 8000:8000 -e PATROLI_DATABASE_URL=postgresql+psycopg://... patroli
+#
+# With PostgreSQL the entrypoint (scripts/docker-entrypoint.sh) waits for the database and
+# runs `patroli migrate` before serving; docker-compose.yml wires this up with PostGIS.
+# By default the store is the SQLite file /var/lib/patroli/patroli.db (mount a volume at
+# /var/lib/patroli to keep it). The Alembic migrations are in /opt/patroli/migrations, found
+# through the working directory.
+
+# --- build: wheels for the package and all its dependencies ------------------------------
+FROM python:3.12-slim AS build
+
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+WORKDIR /src
+
+# Dependencies first, from pyproject.toml alone, so that a code change reuses this layer.
+COPY pyproject.toml ./
+RUN --mount=type=cache,target=/root/.cache/pip \
+    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > requirements.txt \
+    && pip wheel --wheel-dir /wheels -r requirements.txt
+
+COPY README.md ./
+COPY service ./service
+RUN --mount=type=cache,target=/root/.cache/pip \
+    pip wheel --no-deps --wheel-dir /wheels .
+
+# --- runtime -----------------------------------------------------------------------------
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_ROOT_USER_ACTION=ignore
+
+RUN groupadd --system --gid 10001 patroli \
+    && useradd --system --uid 10001 --gid patroli --home-dir /var/lib/patroli --create-home \
+        --shell /usr/sbin/nologin patroli
+
+# A regular (non-editable) install from the wheels built above; no sources stay behind.
+RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
+    pip install --no-index --find-links /wheels patroli
+
+COPY --chmod=0755 scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
+# Read-only for the service user: owned by root.
+COPY migrations /opt/patroli/migrations
+
+USER patroli:patroli
+WORKDIR /opt/patroli
+ENV PATROLI_DATABASE_URL=sqlite:////var/lib/patroli/patroli.db
+
+EXPOSE 8000
+
+HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=4)"]
+
+ENTRYPOINT ["docker-entrypoint.sh"]
+CMD ["patroli", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,80 @@
+# Patroli developer tasks. Needs only python3 (with its venv module) and make; `make test`
+# installs the system packages it needs (PostgreSQL + PostGIS, Chromium) on Debian/Ubuntu.
+#
+#   make demo                  run the demo on embedded SQLite (no database server)
+#   make test                  lint, type-check and run the whole test suite
+#   make test PYTEST_ARGS='-k geo -x'
+#   make lint | format | bench | clean | distclean
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+# bench/ may be absent from a fresh clone (git keeps no empty folders); lint only what exists.
+LINT_PATHS := service tests $(wildcard bench)
+BENCHES := $(sort $(wildcard bench/*.py))
+
+.PHONY: help venv demo test lint format bench system-deps clean distclean
+
+help:
+	@echo "make demo       run the demo on embedded SQLite (http://127.0.0.1:8000)"
+	@echo "make test       system deps, ruff, mypy, pytest (PYTEST_ARGS='...' to pass options)"
+	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make format     apply ruff's fixes and formatting"
+	@echo "make bench      run each bench/*.py"
+	@echo "make clean      remove caches and build output (distclean: the venv too)"
+
+venv: $(STAMP)
+
+# Re-installs only when pyproject.toml is newer than the stamp (or the venv is gone).
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+demo: venv
+	$(BIN)/patroli demo $(DEMO_ARGS)
+
+system-deps:
+	bash scripts/install-system-deps.sh
+
+lint: venv
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+
+format: venv
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+# Steps in order in one recipe (not as prerequisites), so that `make -j` keeps the order.
+# Any failing step fails the target; pytest's exit 5 (no tests collected) included.
+test: venv
+	bash scripts/install-system-deps.sh
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: venv
+ifeq ($(BENCHES),)
+	@echo "no benchmarks in bench/"
+else
+	@for script in $(BENCHES); do \
+		echo "== $$script"; \
+		$(BIN)/python "$$script"; \
+	done
+endif
+
+clean:
+	rm -rf build dist test-artifacts .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
