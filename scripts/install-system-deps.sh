@@ -148,12 +148,26 @@ ensure_clusters_running() {
     done < <(clusters)
 }
 
+ensure_db_role() {
+    # The tests connect over the local socket as the invoking OS user (peer auth on a stock
+    # Debian install), so that user needs a PostgreSQL role allowed to create databases.
+    local user="${SUDO_USER:-$(id -un)}"
+    command -v psql >/dev/null 2>&1 || return 0
+    if psql -h /var/run/postgresql -U "$user" -d postgres -tAc 'SELECT 1' >/dev/null 2>&1; then
+        return 0
+    fi
+    can_act || { say "create a PostgreSQL role for $user: sudo -u postgres createuser -s $user"; return 0; }
+    say "creating PostgreSQL superuser role $user"
+    quiet "${as_root[@]}" runuser -u postgres -- createuser -s "$user" || true
+}
+
 # --- main --------------------------------------------------------------------------------
 
 mapfile -t missing < <(missing_packages)
 down=$(clusters | awk '$2 == "main" && $3 !~ /^online/ { print $1 "/" $2 }')
 
 if [ "${#missing[@]}" -eq 0 ] && [ -z "$down" ] && [ -n "$(clusters)" ]; then
+    ensure_db_role
     exit 0 # everything in place
 fi
 
@@ -181,3 +195,4 @@ if [ "${#missing[@]}" -gt 0 ] && [ "${missing[0]}" = postgresql ]; then
 fi
 apt_install "${missing[@]}"
 ensure_clusters_running
+ensure_db_role

@@ -22,7 +22,7 @@ from service.store.models import Base
 ADMIN_KEY = "test-admin-key-0123456789"
 # A server where the test role may create databases; a fresh database is made per session.
 PG_ADMIN_URL = os.environ.get(
-    "PATROLI_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    "PATROLI_TEST_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
 )
 IN_CI = bool(os.environ.get("CI"))
 
