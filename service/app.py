@@ -12,6 +12,7 @@ from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
 from service.evaluate import GeoCache
 from service.maps.assets import mount_assets
+from service.metrics import instrument
 from service.routes import (
     coverage,
     geofences,
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     add_exception_handlers(app)
+    instrument(app)
     for module in (health, units, patrol_routes, geofences, pings, positions, coverage, keys, maps):
         app.include_router(module.router)
     mount_assets(app)

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import substring
 
+from service.geo.nearest import PolylineLocator
 from service.geo.projection import LocalProjection
 from service.geo.segments import segment_edges
 from service.geo.validate import validate_line, validate_radius
@@ -45,7 +46,7 @@ class Corridor:
         self._closed = closed
         self._projection = LocalProjection.for_geometry(line)
         self._metric = self._projection.to_metric(line)
-        shapely.prepare(self._metric)
+        self._locator = PolylineLocator(shapely.get_coordinates(self._metric))
         self._length_m = float(self._metric.length)
 
     @property
@@ -93,13 +94,13 @@ class Corridor:
         self, lons: ArrayLike, lats: ArrayLike
     ) -> tuple[NDArray[np.float64], NDArray[np.bool_], NDArray[np.float64]]:
         """Vectorised check: distance (m), on_route, chainage (m) arrays for many locations."""
-        x, y = self._projection.xy(lons, lats)
-        points = shapely.points(x, y)
-        distance = np.asarray(shapely.distance(self._metric, points), dtype=np.float64)
-        chainage = np.asarray(shapely.line_locate_point(self._metric, points), dtype=np.float64)
-        # NaN distance (non-finite input) compares False, so such pings are never on route.
+        lons, lats = np.broadcast_arrays(np.asarray(lons, np.float64), np.asarray(lats, np.float64))
+        x, y = self._projection.xy(lons.ravel(), lats.ravel())
+        distance, chainage = self._locator.locate(x, y)
+        # Unprojectable input gives NaN, which compares False: such pings are never on route.
         on_route = distance <= self._corridor_m
-        return distance, on_route, chainage
+        shape = lons.shape
+        return distance.reshape(shape), on_route.reshape(shape), chainage.reshape(shape)
 
     def segment_bounds(self, segment_m: float) -> NDArray[np.float64]:
         """Start/end chainage (m) of consecutive segment_m pieces, shape (n, 2)."""

@@ -10,6 +10,7 @@ from pydantic import TypeAdapter, ValidationError
 from service.deps import GeoDep, SettingsDep, StoreDep, TrackerDep
 from service.errors import InvalidInput, NotFound, PayloadTooLarge, describe_validation
 from service.ingest import ingest
+from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
 
 router = APIRouter(prefix="/api/v1/pings", tags=["pings"])
@@ -55,6 +56,7 @@ def create_pings(
         stored.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])
         for i in range(len(raw))
     ]
+    count_pings([r.status for r in results])
     if all(r.status == "rejected" for r in results):
         reason = results[0].reason or "rejected" if single else _summary(results)
         if single and reason.startswith(("unknown device_id", "unit ")):

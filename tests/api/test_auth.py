@@ -63,3 +63,12 @@ def test_tracker_key_needs_unit(client: TestClient) -> None:
     r = client.post("/api/v1/keys", json={"name": "t", "role": "tracker"})
     assert r.status_code == 422
     assert "unit_id" in r.json()["detail"]
+
+
+def test_metrics_count_pings_and_need_a_key(client: TestClient) -> None:
+    client.post("/api/v1/units", json={"name": "A", "device_id": "a"})
+    client.post("/api/v1/pings", json=[{"device_id": "a", "lat": -1.27, "lon": 116.83, "ts": 0}])
+    assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
+    text = client.get("/metrics").text
+    assert 'patroli_pings_total{status="accepted"}' in text
+    assert 'route="/api/v1/pings"' in text
