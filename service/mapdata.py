@@ -66,7 +66,7 @@ def coverage_map_view(
         for f in session.scalars(select(Geofence).order_by(Geofence.id))
     ]
 
-    names = dict(session.execute(select(Unit.id, Unit.name)).tuples().all())
+    names: dict[int, str] = {uid: name for uid, name in session.execute(select(Unit.id, Unit.name))}
     tracks, positions = [], []
     for uid in np.unique(fixes.unit_id):
         mask = fixes.unit_id == uid

@@ -22,6 +22,7 @@ from service.geo.validate import validate_line, validate_radius
 # never wrongly excludes an on-route ping when used as a spatial-index pre-filter.
 _QUAD_SEGS = 8
 _BUFFER_WIDEN = 1.0 / math.cos(math.pi / (4 * _QUAD_SEGS))
+_MIN_REACH_M = 25.0
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class Corridor:
         self._closed = closed
         self._projection = LocalProjection.for_geometry(line)
         self._metric = self._projection.to_metric(line)
-        self._locator = PolylineLocator(shapely.get_coordinates(self._metric))
+        # The locator's fast path must reach at least the corridor for on_route to be exact.
+        reach = max(self._corridor_m, _MIN_REACH_M)
+        self._locator = PolylineLocator(shapely.get_coordinates(self._metric), reach)
         self._length_m = float(self._metric.length)
 
     @property
@@ -101,6 +104,19 @@ class Corridor:
         on_route = distance <= self._corridor_m
         shape = lons.shape
         return distance.reshape(shape), on_route.reshape(shape), chainage.reshape(shape)
+
+    def locate_on_route(
+        self, lons: ArrayLike, lats: ArrayLike
+    ) -> tuple[NDArray[np.bool_], NDArray[np.float64]]:
+        """on_route and chainage (NaN when off route) arrays; faster than check_many."""
+        # Same on_route and chainage as check_many, but pings beyond the corridor are never
+        # measured exactly, which is most of the cost when few pings are near this route.
+        lons, lats = np.broadcast_arrays(np.asarray(lons, np.float64), np.asarray(lats, np.float64))
+        x, y = self._projection.xy(lons.ravel(), lats.ravel())
+        distance, chainage = self._locator.locate_near(x, y)
+        on_route = distance <= self._corridor_m
+        chainage[~on_route] = np.nan
+        return on_route.reshape(lons.shape), chainage.reshape(lons.shape)
 
     def segment_bounds(self, segment_m: float) -> NDArray[np.float64]:
         """Start/end chainage (m) of consecutive segment_m pieces, shape (n, 2)."""
