@@ -26,6 +26,10 @@ class InvalidGeometry(PatroliError, ValueError):
     """A geometry is malformed: open ring, self-intersection, too few points, bad coordinates."""
 
 
+class BadRequest(PatroliError, ValueError):
+    """A request is malformed in a way its protocol answers with 400 (e.g. no device id)."""
+
+
 class InvalidInput(PatroliError, ValueError):
     """A request value is out of range or inconsistent."""
 
@@ -55,6 +59,7 @@ class StoreUnavailable(PatroliError):
 
 
 ERROR_STATUS: dict[type[PatroliError], int] = {
+    BadRequest: status.HTTP_400_BAD_REQUEST,
     InvalidGeometry: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidInput: status.HTTP_422_UNPROCESSABLE_CONTENT,
     NotFound: status.HTTP_404_NOT_FOUND,

@@ -212,7 +212,7 @@ def _store(
             "flags": p.flags,
             "source": source,
             "client_ping_id": ping.ping_id,
-            "attributes": None,
+            "attributes": ping.attributes,
         }
         if not p.flags & Flag.LATE:
             state.last_ts = ping.ts

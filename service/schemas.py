@@ -152,6 +152,9 @@ class PingIn(BaseModel):
     ping_id: str | None = Field(
         None, min_length=1, max_length=200, description="Client id making retries idempotent."
     )
+    attributes: dict[str, Any] | None = Field(
+        None, description="Extra tracker data kept with the ping (cell towers, odometer, ...)."
+    )
 
 
 class RouteEvaluation(BaseModel):
