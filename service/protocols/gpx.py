@@ -1,0 +1,178 @@
+"""GPX import and export: track points to pings, and a unit's track to GPX 1.1.
+
+Only tracks (`<trk>`) are imported: routes (`<rte>`) are planned paths and waypoints
+(`<wpt>`) single marks, neither is a record of where a unit was.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from typing import Any
+from xml.etree import ElementTree as ET
+
+import gpxpy
+import gpxpy.gpx
+from pydantic import ValidationError
+
+from service.errors import InvalidInput, describe_validation
+from service.protocols import as_utc, make_ping, non_negative, number
+from service.schemas import PingIn
+
+# Garmin's TrackPointExtension v2 carries speed and course, which GPX 1.1 itself lacks.
+GPXTPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
+CREATOR = "Patroli"
+
+# Extension element local names (any namespace, e.g. gpxtpx:speed, osmand:speed) read as fields.
+_SPEED_TAGS = ("speed",)
+_HEADING_TAGS = ("course", "heading", "bearing")
+_ACCURACY_TAGS = ("accuracy", "acc", "hacc")
+
+_ENCODING = re.compile(rb"""^\s*<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def parse_gpx(
+    data: bytes, *, device_id: str | None = None, unit_id: int | None = None
+) -> list[PingIn]:
+    """Pings from every track point of a GPX 1.0 or 1.1 file, in file order."""
+    text = _decode(data)
+    # GPX never needs a DTD; refusing one rules out entity expansion and external entities
+    # whichever XML parser gpxpy picks (it prefers lxml when installed).
+    if "<!DOCTYPE" in text or "<!ENTITY" in text:
+        raise InvalidInput("not a GPX file: DOCTYPE and ENTITY declarations are not accepted")
+    root = _root_name(text)
+    if root != "gpx":
+        raise InvalidInput(f"not a GPX file: the root element is {root!r}, not 'gpx'")
+    try:
+        gpx = gpxpy.parse(text)
+    except (gpxpy.gpx.GPXException, ValueError) as exc:
+        raise InvalidInput(f"not a GPX file: {exc}") from None
+
+    pings = [_ping(point, where, device_id, unit_id) for point, where in _track_points(gpx)]
+    if not pings:
+        raise InvalidInput(
+            "the GPX file has no track points (routes and waypoints are not imported)"
+        )
+    return pings
+
+
+def track_to_gpx(
+    name: str,
+    points: Iterable[tuple[datetime, float, float, float | None, float | None]],
+) -> str:
+    """GPX 1.1 text with one track and segment of (time, lat, lon, altitude_m, speed_mps)."""
+    gpx = gpxpy.gpx.GPX()
+    gpx.creator = CREATOR
+    gpx.nsmap["gpxtpx"] = GPXTPX_NS
+    track = gpxpy.gpx.GPXTrack(name=name)
+    segment = gpxpy.gpx.GPXTrackSegment()
+    track.segments.append(segment)
+    gpx.tracks.append(track)
+    for ts, lat, lon, altitude, speed in points:
+        point = gpxpy.gpx.GPXTrackPoint(lat, lon, elevation=altitude, time=as_utc(ts))
+        if speed is not None:
+            ext = ET.Element(f"{{{GPXTPX_NS}}}TrackPointExtension")
+            ET.SubElement(ext, f"{{{GPXTPX_NS}}}speed").text = repr(float(speed))
+            point.extensions.append(ext)
+        segment.points.append(point)
+    return gpx.to_xml(version="1.1")
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    # Not UTF-8: honour the XML declaration's encoding (older exports use ISO-8859-1).
+    declared = _ENCODING.match(data)
+    if declared:
+        try:
+            return data.decode(declared.group(1).decode("ascii"))
+        except (LookupError, UnicodeDecodeError):
+            pass
+    raise InvalidInput("not a GPX file: the bytes are not text in UTF-8 or the declared encoding")
+
+
+def _root_name(text: str) -> str:
+    """Local name of the document's root element, reading no further than its start tag."""
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start",))
+    try:
+        for offset in range(0, len(text), 4096):
+            parser.feed(text[offset : offset + 4096])
+            for event in parser.read_events():
+                element = event[-1]  # only ("start", element) events were asked for
+                if isinstance(element, ET.Element):
+                    return element.tag.rpartition("}")[2]
+    except ET.ParseError as exc:
+        raise InvalidInput(f"not a GPX file: {exc}") from None
+    raise InvalidInput("not a GPX file: no XML element found")
+
+
+def _track_points(gpx: gpxpy.gpx.GPX) -> Iterator[tuple[gpxpy.gpx.GPXTrackPoint, str]]:
+    """Each track point with its 1-based place, e.g. "track 1 'Pagi', segment 2, point 5"."""
+    for t, track in enumerate(gpx.tracks, start=1):
+        label = f"track {t}" + (f" {track.name!r}" if track.name else "")
+        for s, segment in enumerate(track.segments, start=1):
+            for p, point in enumerate(segment.points, start=1):
+                yield point, f"{label}, segment {s}, point {p}"
+
+
+def _ping(
+    point: gpxpy.gpx.GPXTrackPoint, where: str, device_id: str | None, unit_id: int | None
+) -> PingIn:
+    if point.time is None:
+        # gpxpy also leaves the time empty when <time> is present but unparseable.
+        raise InvalidInput(
+            f"{where} ({point.latitude}, {point.longitude}) has no valid <time>; "
+            "every imported point needs one"
+        )
+    ext = dict(_extension_values(point.extensions))
+
+    def first(tags: tuple[str, ...]) -> float | None:
+        for tag in tags:
+            if tag in ext:
+                return number(ext[tag], f"{where} <{tag}>")
+        return None
+
+    speed = point.speed if point.speed is not None else first(_SPEED_TAGS)  # GPX 1.0 <speed>
+    heading = point.course if point.course is not None else first(_HEADING_TAGS)
+    attributes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("hdop", point.horizontal_dilution),
+            ("vdop", point.vertical_dilution),
+            ("pdop", point.position_dilution),
+            ("satellites", point.satellites),
+            ("fix", point.type_of_gpx_fix),
+        )
+        if value is not None
+    }
+    try:
+        return make_ping(
+            {
+                "device_id": device_id,
+                "unit_id": unit_id,
+                "lat": point.latitude,
+                "lon": point.longitude,
+                "ts": as_utc(point.time),
+                "speed_mps": non_negative(speed),
+                "heading": non_negative(heading),
+                "accuracy_m": non_negative(first(_ACCURACY_TAGS)),
+                "altitude_m": point.elevation,
+                "attributes": attributes,
+            }
+        )
+    except ValidationError as exc:
+        # Name the point: a bare "lat: ..." is no help in a file of thousands.
+        raise InvalidInput(f"{where}: {describe_validation(exc.errors())}") from None
+
+
+def _extension_values(elements: Iterable[Any]) -> Iterator[tuple[str, str]]:
+    """(lowercase local name, text) of every leaf element under a point's <extensions>."""
+    for element in elements:
+        children = list(element)
+        if children:
+            yield from _extension_values(children)
+        elif element.text and element.text.strip():
+            yield element.tag.rpartition("}")[2].rpartition(":")[2].lower(), element.text.strip()
