@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
 from service.evaluate import GeoCache
+from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.metrics import instrument
 from service.routes import (
@@ -26,6 +28,7 @@ from service.routes import (
 )
 from service.store.db import Store
 from service.store.migrate import upgrade
+from service.writer import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +42,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = Store.from_url(settings.database_url)
         if settings.migrate_on_start:
             upgrade(store.engine)
-        app.state.store = store
-        app.state.geo = GeoCache()
+        geo = GeoCache()
+        writer = GroupCommitter(store, geo, settings)
+        writer.start()
+        app.state.store, app.state.geo, app.state.writer = store, geo, writer
         try:
             yield
         finally:
+            writer.stop()
             store.dispose()
 
     app = FastAPI(
@@ -53,8 +59,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.keys = KeyCache(settings.key_cache_s)
     add_exception_handlers(app)
     instrument(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     for module in (health, units, patrol_routes, geofences, pings, positions, coverage, keys, maps):
         app.include_router(module.router)
     mount_assets(app)

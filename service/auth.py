@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -73,3 +75,34 @@ def resolve_key(session: Session, key: str, admin_key: str | None) -> Principal 
     if row is None or row.revoked_at is not None:
         return None
     return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)
+
+
+class KeyCache:
+    """Recently resolved keys of this worker, so most requests skip the key lookup."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self._ttl = ttl_s
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[Principal | None, float]] = {}
+
+    def get(self, key: str) -> tuple[bool, Principal | None]:
+        """(found, principal) for a key; found is False when it must be looked up."""
+        with self._lock:
+            entry = self._entries.get(hash_key(key))
+        if entry is None or entry[1] < time.monotonic():
+            return False, None
+        return True, entry[0]
+
+    def put(self, key: str, principal: Principal | None) -> None:
+        """Remember how a key resolved."""
+        if self._ttl <= 0:
+            return
+        with self._lock:
+            if len(self._entries) > 10_000:  # bound memory against floods of random keys
+                self._entries.clear()
+            self._entries[hash_key(key)] = (principal, time.monotonic() + self._ttl)
+
+    def clear(self) -> None:
+        """Forget every key (after a revocation, so it takes effect at once here)."""
+        with self._lock:
+            self._entries.clear()

@@ -50,6 +50,23 @@ class Settings(BaseSettings):
     default_corridor_m: float = Field(30.0, gt=0, description="Corridor width for new routes.")
     default_min_dwell_s: float = Field(300.0, ge=0, description="Dwell that makes a sambang.")
     max_batch: int = Field(10_000, gt=0, description="Most pings accepted in one request.")
+    max_body_bytes: int = Field(
+        5_000_000, gt=0, description="Largest request body accepted (bytes); larger gets 413."
+    )
+    device_key_required: bool = Field(
+        True,
+        description="Tracker protocols (OsmAnd, OwnTracks) must present the unit's device "
+        "secret; turn off only on closed networks.",
+    )
+    auto_register: bool = Field(
+        False, description="Register unknown device ids as new units instead of answering 404."
+    )
+    osmand_speed_unit: Literal["knots", "kmh", "mps", "mph"] = Field(
+        "knots", description="Unit of the OsmAnd `speed` parameter (Traccar Client: knots)."
+    )
+    key_cache_s: float = Field(
+        10.0, ge=0, description="How long a resolved API key is cached per worker (s)."
+    )
 
     @field_validator("timezone")
     @classmethod

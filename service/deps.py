@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hmac
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.auth import Principal, resolve_key
+from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, Unauthenticated
 from service.evaluate import GeoCache
 from service.store.db import Store
+from service.writer import GroupCommitter
 
 
 def get_settings(request: Request) -> Settings:
@@ -42,12 +45,30 @@ GeoDep = Annotated[GeoCache, Depends(get_geo)]
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
 
-def _principal(store: Store, settings: Settings, key: str | None) -> Principal | None:
+def get_keys(request: Request) -> KeyCache:
+    """The app's cache of resolved API keys."""
+    keys: KeyCache = request.app.state.keys
+    return keys
+
+
+def _lookup(store: Store, key: str) -> Principal | None:
+    with store.read() as session:
+        return resolve_key(session, key, None)
+
+
+async def authenticate(request: Request, key: str | None) -> Principal | None:
+    """The principal for a presented key (None when no key); Unauthenticated when unknown."""
     if not key:
         return None
+    settings = get_settings(request)
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
-    with store.read() as session:
-        principal = resolve_key(session, key, admin_key)
+    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
+        return Principal(role="admin")
+    cache = get_keys(request)
+    found, principal = cache.get(key)
+    if not found:
+        principal = await run_in_threadpool(_lookup, get_store(request), key)
+        cache.put(key, principal)
     if principal is None:
         raise Unauthenticated("invalid or revoked API key")
     return principal
@@ -55,19 +76,18 @@ def _principal(store: Store, settings: Settings, key: str | None) -> Principal |
 
 def _require(
     roles: tuple[str, ...], *, query_key: bool = False, open_read: bool = False
-) -> Callable[..., Principal]:
+) -> Callable[..., Awaitable[Principal]]:
     """A dependency admitting callers whose key has one of `roles`."""
 
-    def dependency(
-        store: StoreDep,
-        settings: SettingsDep,
+    async def dependency(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         key: Annotated[str | None, Query(include_in_schema=False)] = None,
     ) -> Principal:
         presented = credentials.credentials if credentials else (key if query_key else None)
-        principal = _principal(store, settings, presented)
+        principal = await authenticate(request, presented)
         if principal is None:
-            if open_read and settings.open_read:
+            if open_read and get_settings(request).open_read:
                 return Principal(role="viewer")
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         if principal.role not in roles:
@@ -83,6 +103,16 @@ MapViewerDep = Annotated[
     Principal, Depends(_require(("admin", "viewer"), query_key=True, open_read=True))
 ]
 TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
+
+
+def get_writer(request: Request) -> GroupCommitter:
+    """The app's group committer for pings."""
+    writer: GroupCommitter = request.app.state.writer
+    return writer
+
+
+WriterDep = Annotated[GroupCommitter, Depends(get_writer)]
+KeysDep = Annotated[KeyCache, Depends(get_keys)]
 
 
 @dataclass(frozen=True)

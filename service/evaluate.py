@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -71,34 +72,67 @@ class GeoIndex:
 
     def evaluate(self, lon: float, lat: float, assigned: Iterable[int] = ()) -> Evaluation:
         """Route checks (assigned routes and any whose corridor holds the point) and geofences."""
-        point = shapely.points(lon, lat)
-        candidates = {self.routes[i].id for i in self._route_tree.query(point)}
-        route_ids = sorted(candidates | {rid for rid in assigned if rid in self.route_by_id})
-        checks = []
-        for rid in route_ids:
+        return self.evaluate_many(np.array([lon]), np.array([lat]), [assigned])[0]
+
+    def evaluate_many(
+        self, lons: np.ndarray, lats: np.ndarray, assigned: Sequence[Iterable[int]]
+    ) -> list[Evaluation]:
+        """`evaluate` for many points at once, vectorised per route and per geofence."""
+        n = len(lons)
+        points = shapely.points(lons, lats)
+        route_hits: list[dict[int, RouteEvaluation]] = [{} for _ in range(n)]
+        fence_hits: list[list[GeofenceHit]] = [[] for _ in range(n)]
+
+        # Which (point, route) pairs to check: corridor envelope hits and assigned routes.
+        pairs: dict[int, set[int]] = defaultdict(set)
+        if self.routes:
+            pt_idx, tree_idx = self._route_tree.query(points)
+            for p, r in zip(pt_idx.tolist(), tree_idx.tolist(), strict=True):
+                pairs[self.routes[r].id].add(p)
+        assigned_sets = [set(a) for a in assigned]
+        for p, route_ids in enumerate(assigned_sets):
+            for rid in route_ids:
+                if rid in self.route_by_id:
+                    pairs[rid].add(p)
+        for rid in sorted(pairs):
             entry = self.route_by_id[rid]
-            check = entry.corridor.check(lon, lat)
-            if rid in candidates and not check.on_route and rid not in assigned:
-                continue  # near the corridor's envelope but outside it: not relevant
-            checks.append(
-                RouteEvaluation(
+            idx = np.fromiter(sorted(pairs[rid]), dtype=np.intp)
+            dist, on_route, chainage = entry.corridor.check_many(lons[idx], lats[idx])
+            for p, d, on, c in zip(
+                idx.tolist(), dist.tolist(), on_route.tolist(), chainage.tolist(), strict=True
+            ):
+                if not on and rid not in assigned_sets[p]:
+                    continue  # inside the corridor's envelope only: not relevant
+                route_hits[p][rid] = RouteEvaluation.model_construct(
                     patrol_route_id=rid,
                     name=entry.name,
-                    distance_m=round(check.distance_m, 2),
-                    on_route=check.on_route,
-                    chainage_m=round(check.chainage_m, 2),
+                    distance_m=round(d, 2),
+                    on_route=bool(on),
+                    chainage_m=round(c, 2),
                 )
-            )
-        hits = [
-            GeofenceHit(geofence_id=f.id, name=f.name, kind=f.kind)
-            for f in (self.fences[i] for i in sorted(self._fence_tree.query(point)))
-            if f.fence.contains(lon, lat)
-        ]
-        return Evaluation(patrol_routes=checks, geofences=hits)
 
-    def fences_containing(self, lons: np.ndarray, lats: np.ndarray) -> dict[int, np.ndarray]:
-        """For each geofence, which of the points it contains."""
-        return {f.id: f.fence.contains_many(lons, lats) for f in self.fences}
+        if self.fences:
+            pt_idx, tree_idx = self._fence_tree.query(points)
+            by_fence: dict[int, list[int]] = defaultdict(list)
+            for p, f in zip(pt_idx.tolist(), tree_idx.tolist(), strict=True):
+                by_fence[f].append(p)
+            for f in sorted(by_fence):
+                fence = self.fences[f]
+                idx = np.array(by_fence[f], dtype=np.intp)
+                inside = fence.fence.contains_many(lons[idx], lats[idx])
+                for p in idx[inside].tolist():
+                    fence_hits[p].append(
+                        GeofenceHit.model_construct(
+                            geofence_id=fence.id, name=fence.name, kind=fence.kind
+                        )
+                    )
+
+        return [
+            Evaluation.model_construct(
+                patrol_routes=[hits[rid] for rid in sorted(hits)], geofences=fence_hits[p]
+            )
+            for p, hits in enumerate(route_hits)
+        ]
 
 
 def load_index(session: Session) -> GeoIndex:

@@ -1,101 +1,123 @@
-"""Ping ingest: resolve units, flag quality, evaluate, store durably with the unit's state."""
+"""Ping ingest: resolve units, flag, evaluate, store with the unit's state in one transaction.
+
+Work arrives as items from one or several requests (the group committer merges concurrent
+requests into one transaction); every query here is issued once per transaction, not per ping.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
+import numpy as np
 import shapely
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.config import Settings
-from service.evaluate import GeoCache
+from service.evaluate import GeoCache, GeoIndex
+from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
 from service.schemas import PingIn, PingResult
 from service.store.db import Store
-from service.store.models import Ping, Unit, UnitPatrolRoute, UnitState, utcnow
+from service.store.models import DeviceReportRow, Ping, Unit, UnitPatrolRoute, UnitState, utcnow
 
 
 @dataclass
-class _Pending:
-    """A ping that passed validation, on its way to the store."""
+class WorkItem:
+    """One posted ping with who posted it; `key` identifies it in the caller's request."""
 
-    index: int
+    key: tuple[int, int]
     ping: PingIn
-    unit_id: int
+    principal: Principal
+    source: str
+    unit_id: int = 0
     flags: int = 0
     row: dict[str, Any] = field(default_factory=dict)
 
 
 def _resolve_units(
-    session: Session, principal: Principal, items: list[tuple[int, PingIn]]
-) -> tuple[list[_Pending], dict[int, str]]:
-    """Match each ping to its unit; returns pending pings and per-index rejection reasons."""
-    device_ids = {p.device_id for _, p in items if p.device_id}
-    unit_ids = {p.unit_id for _, p in items if p.unit_id is not None}
+    session: Session, items: Sequence[WorkItem], auto_register: bool
+) -> dict[tuple[int, int], str]:
+    """Set each item's unit; returns rejection reasons by key."""
+    device_ids = {it.ping.device_id for it in items if it.ping.device_id}
     by_device: dict[str, int] = {}
-    known_ids: set[int] = set()
     if device_ids:
-        for uid, dev in session.execute(
-            select(Unit.id, Unit.device_id).where(Unit.device_id.in_(device_ids))
-        ):
-            by_device[dev] = uid
-    wanted = unit_ids | ({principal.unit_id} if principal.unit_id is not None else set())
-    if wanted:
-        known_ids = set(session.scalars(select(Unit.id).where(Unit.id.in_(wanted))))
+        by_device = {
+            dev: uid
+            for uid, dev in session.execute(
+                select(Unit.id, Unit.device_id).where(Unit.device_id.in_(device_ids))
+            )
+        }
+        if auto_register:
+            for dev in sorted(device_ids - by_device.keys()):
+                by_device[dev] = register_device(session, dev)
+    wanted = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
+    wanted |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
+    known = set(session.scalars(select(Unit.id).where(Unit.id.in_(wanted)))) if wanted else set()
+    known |= set(by_device.values())
 
-    pending: list[_Pending] = []
-    rejected: dict[int, str] = {}
-    for index, ping in items:
+    rejected: dict[tuple[int, int], str] = {}
+    for it in items:
+        ping, principal = it.ping, it.principal
         if ping.device_id is not None:
             unit_id = by_device.get(ping.device_id)
             if unit_id is None:
-                rejected[index] = f"unknown device_id {ping.device_id!r}"
+                rejected[it.key] = f"unknown device_id {ping.device_id!r}"
                 continue
             if ping.unit_id is not None and ping.unit_id != unit_id:
-                rejected[index] = f"device_id {ping.device_id!r} is not unit {ping.unit_id}"
+                rejected[it.key] = f"device_id {ping.device_id!r} is not unit {ping.unit_id}"
                 continue
         elif ping.unit_id is not None:
             unit_id = ping.unit_id
         elif principal.unit_id is not None:
             unit_id = principal.unit_id
         else:
-            rejected[index] = "give device_id or unit_id"
+            rejected[it.key] = "give device_id or unit_id"
             continue
-        if unit_id not in known_ids and unit_id not in by_device.values():
-            rejected[index] = f"unit {unit_id} not found"
+        if unit_id not in known:
+            rejected[it.key] = f"unit {unit_id} not found"
             continue
         if principal.role == "tracker" and unit_id != principal.unit_id:
-            rejected[index] = f"this tracker key may only post pings for unit {principal.unit_id}"
+            rejected[it.key] = f"this tracker key may only post pings for unit {principal.unit_id}"
             continue
-        pending.append(_Pending(index, ping, unit_id))
-    return pending, rejected
+        it.unit_id = unit_id
+    return rejected
+
+
+def register_device(session: Session, device_id: str) -> int:
+    """Register an unknown tracker as a new unit named after its device id."""
+    unit = Unit(name=device_id, device_id=device_id, kind="unknown")
+    session.add(unit)
+    session.flush()
+    session.add(UnitState(unit_id=unit.id, last_flags=0))
+    session.flush()
+    return unit.id
 
 
 def _lock_states(session: Session, unit_ids: list[int]) -> dict[int, UnitState]:
-    """Each unit's state row, locked until commit so concurrent requests take turns."""
+    """Each unit's state row, locked until commit so concurrent writers take turns."""
     stmt = select(UnitState).where(UnitState.unit_id.in_(unit_ids)).order_by(UnitState.unit_id)
     states = {s.unit_id: s for s in session.scalars(stmt.with_for_update())}
-    for uid in unit_ids:
-        if uid not in states:
-            states[uid] = UnitState(unit_id=uid, last_flags=0)
-            session.add(states[uid])
-    session.flush()
+    missing = [uid for uid in unit_ids if uid not in states]
+    for uid in missing:
+        states[uid] = UnitState(unit_id=uid, last_flags=0)
+        session.add(states[uid])
+    if missing:
+        session.flush()
     return states
 
 
-def _stored_duplicates(session: Session, pending: list[_Pending]) -> set[int]:
-    """Indexes of pending pings already stored (same unit, time and position, or ping_id)."""
-    if not pending:
-        return set()
-    unit_ids = {p.unit_id for p in pending}
-    first = min(p.ping.ts for p in pending)
-    last = max(p.ping.ts for p in pending)
-    stored = {
+def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, int]]:
+    """Keys of items already stored (same unit, time and position, or same ping_id), or
+    repeated earlier in this batch."""
+    unit_ids = {it.unit_id for it in items}
+    first = min(it.ping.ts for it in items)
+    last = max(it.ping.ts for it in items)
+    stored: set[tuple[int, Any, float, float]] = {
         (uid, ts, lat, lon)
         for uid, ts, lat, lon in session.execute(
             select(Ping.unit_id, Ping.ts, Ping.lat, Ping.lon).where(
@@ -103,102 +125,126 @@ def _stored_duplicates(session: Session, pending: list[_Pending]) -> set[int]:
             )
         )
     }
-    client_ids = {p.ping.ping_id for p in pending if p.ping.ping_id}
-    stored_ids: set[tuple[int, str | None]] = set()
+    client_ids = {it.ping.ping_id for it in items if it.ping.ping_id}
+    stored_ids: set[tuple[int, str]] = set()
     if client_ids:
         stored_ids = {
-            (uid, cid)
+            (uid, str(cid))
             for uid, cid in session.execute(
                 select(Ping.unit_id, Ping.client_ping_id).where(
                     Ping.unit_id.in_(unit_ids), Ping.client_ping_id.in_(client_ids)
                 )
             )
         }
-    dupes: set[int] = set()
-    seen_pos: set[tuple[int, datetime, float, float]] = set()
-    seen_ids: set[tuple[int, str]] = set()
-    for p in pending:
-        pos = (p.unit_id, p.ping.ts, p.ping.lat, p.ping.lon)
-        cid = (p.unit_id, p.ping.ping_id) if p.ping.ping_id else None
-        if pos in stored or pos in seen_pos or (cid and (cid in stored_ids or cid in seen_ids)):
-            dupes.add(p.index)
+    dupes: set[tuple[int, int]] = set()
+    for it in items:
+        pos = (it.unit_id, it.ping.ts, it.ping.lat, it.ping.lon)
+        cid = (it.unit_id, it.ping.ping_id) if it.ping.ping_id else None
+        if pos in stored or (cid is not None and cid in stored_ids):
+            dupes.add(it.key)
             continue
-        seen_pos.add(pos)
-        if cid:
-            seen_ids.add((cid[0], str(cid[1])))
+        stored.add(pos)
+        if cid is not None:
+            stored_ids.add(cid)
     return dupes
 
 
-def ingest(
-    store: Store,
-    geo: GeoCache,
-    settings: Settings,
-    principal: Principal,
-    items: list[tuple[int, PingIn]],
-    *,
-    source: str = "json",
-) -> list[PingResult]:
-    """Store valid pings durably and report, per index, accepted / duplicate / rejected."""
-    results: dict[int, PingResult] = {}
-    with store.write() as session:
-        pending, rejected = _resolve_units(session, principal, items)
-        for index, reason in rejected.items():
-            results[index] = PingResult(index=index, status="rejected", reason=reason)
-        if pending:
-            _store(session, geo, settings, pending, results, source)
-    return [results[i] for i, _ in items]
-
-
-def _store(
+def ingest_items(
     session: Session,
-    geo: GeoCache,
+    index: GeoIndex,
     settings: Settings,
-    pending: list[_Pending],
-    results: dict[int, PingResult],
-    source: str,
-) -> None:
-    """Flag, insert and evaluate pending pings and move unit states forward (one transaction)."""
-    unit_ids = sorted({p.unit_id for p in pending})
+    items: Sequence[WorkItem],
+    *,
+    auto_register: bool = False,
+) -> dict[tuple[int, int], PingResult]:
+    """Store items in the session's transaction; returns each item's result by key."""
+    results: dict[tuple[int, int], PingResult] = {}
+    if not items:
+        return results
+    for key, reason in _resolve_units(session, items, auto_register).items():
+        results[key] = PingResult(index=key[1], status="rejected", reason=reason)
+    pending = [it for it in items if it.key not in results]
+    if not pending:
+        return results
+
+    unit_ids = sorted({it.unit_id for it in pending})
     states = _lock_states(session, unit_ids)
-    dupes = _stored_duplicates(session, pending)
-    for p in pending:
-        if p.index in dupes:
-            results[p.index] = PingResult(
-                index=p.index,
+    dupes = _duplicates(session, pending)
+    for it in pending:
+        if it.key in dupes:
+            results[it.key] = PingResult(
+                index=it.key[1],
                 status="duplicate",
-                unit_id=p.unit_id,
-                ts=p.ping.ts,
+                unit_id=it.unit_id,
+                ts=it.ping.ts,
                 flags=flag_names(Flag.DUPLICATE),
             )
     fresh = sorted(
-        (p for p in pending if p.index not in dupes), key=lambda p: (p.unit_id, p.ping.ts)
+        (it for it in pending if it.key not in dupes), key=lambda it: (it.unit_id, it.ping.ts)
     )
     if not fresh:
-        return
+        return results
 
-    now = utcnow()
-    for p in fresh:
-        state = states[p.unit_id]
-        ping = p.ping
-        good = (
-            (state.good_ts, state.good_lon, state.good_lat)
-            if state.good_ts is not None and state.good_lon is not None
-            else None
+    _flag_and_advance(fresh, states, settings)
+    ids = session.scalars(
+        insert(Ping).returning(Ping.id, sort_by_parameter_order=True), [it.row for it in fresh]
+    ).all()
+    for it, ping_id in zip(fresh, ids, strict=True):
+        it.row["id"] = ping_id
+        state = states[it.unit_id]
+        if state.last_ts == it.ping.ts and state.last_lon == it.ping.lon:
+            state.last_ping_id = ping_id
+
+    assigned: dict[int, set[int]] = defaultdict(set)
+    for uid, rid in session.execute(
+        select(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id).where(
+            UnitPatrolRoute.unit_id.in_(unit_ids)
         )
-        p.flags = assess(
+    ):
+        assigned[uid].add(rid)
+    evaluations = index.evaluate_many(
+        np.array([it.ping.lon for it in fresh]),
+        np.array([it.ping.lat for it in fresh]),
+        [assigned[it.unit_id] for it in fresh],
+    )
+    for it, evaluation in zip(fresh, evaluations, strict=True):
+        results[it.key] = PingResult(
+            index=it.key[1],
+            status="accepted",
+            id=it.row["id"],
+            unit_id=it.unit_id,
+            ts=it.ping.ts,
+            flags=flag_names(it.flags),
+            evaluation=evaluation,
+        )
+    return results
+
+
+def _flag_and_advance(
+    fresh: Sequence[WorkItem], states: dict[int, UnitState], settings: Settings
+) -> None:
+    """Flag each fix (in unit, device-time order) and move unit states forward."""
+    now = utcnow()
+    for it in fresh:
+        state = states[it.unit_id]
+        ping = it.ping
+        good = None
+        if state.good_ts is not None and state.good_lon is not None and state.good_lat is not None:
+            good = (state.good_ts, state.good_lon, state.good_lat)
+        it.flags = assess(
             lon=ping.lon,
             lat=ping.lat,
             ts=ping.ts,
             accuracy_m=ping.accuracy_m,
             now=now,
             newest_ts=state.last_ts,
-            good=good,  # type: ignore[arg-type]
+            good=good,
             max_accuracy_m=settings.max_accuracy_m,
             max_speed_mps=settings.max_speed_mps,
             future_tolerance_s=settings.future_tolerance_s,
         )
-        p.row = {
-            "unit_id": p.unit_id,
+        it.row = {
+            "unit_id": it.unit_id,
             "ts": ping.ts,
             "received_at": now,
             "lon": ping.lon,
@@ -209,46 +255,69 @@ def _store(
             "accuracy_m": ping.accuracy_m,
             "altitude_m": ping.altitude_m,
             "battery": ping.battery,
-            "flags": p.flags,
-            "source": source,
+            "flags": it.flags,
+            "source": it.source,
             "client_ping_id": ping.ping_id,
             "attributes": ping.attributes,
         }
-        if not p.flags & Flag.LATE:
-            state.last_ts = ping.ts
-            state.last_lon = ping.lon
-            state.last_lat = ping.lat
-            state.last_speed_mps = ping.speed_mps
-            state.last_flags = p.flags
-            state.received_at = now
-            if eligible(p.flags):
-                state.good_ts, state.good_lon, state.good_lat = ping.ts, ping.lon, ping.lat
+        if it.flags & Flag.LATE:
+            continue  # a late fix never moves the unit's live state
+        state.last_ts = ping.ts
+        state.last_lon = ping.lon
+        state.last_lat = ping.lat
+        state.last_speed_mps = ping.speed_mps
+        state.last_flags = it.flags
+        state.received_at = now
+        if eligible(it.flags):
+            state.good_ts, state.good_lon, state.good_lat = ping.ts, ping.lon, ping.lat
 
-    ids = session.scalars(
-        insert(Ping).returning(Ping.id, sort_by_parameter_order=True),
-        [p.row for p in fresh],
-    ).all()
-    for p, ping_id in zip(fresh, ids, strict=True):
-        state = states[p.unit_id]
-        if state.last_ts == p.ping.ts and state.last_lon == p.ping.lon:
-            state.last_ping_id = ping_id
-        p.row["id"] = ping_id
 
-    index = geo.get(session)
-    assigned: dict[int, set[int]] = defaultdict(set)
-    for uid, rid in session.execute(
-        select(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id).where(
-            UnitPatrolRoute.unit_id.in_(unit_ids)
+def store_reports(
+    session: Session, reports: Sequence[DeviceReport], source: str, principal: Principal
+) -> list[str | None]:
+    """Store non-position tracker messages; returns a rejection reason (or None) per report."""
+    device_ids = {r.device_id for r in reports}
+    by_device = {
+        dev: uid
+        for uid, dev in session.execute(
+            select(Unit.id, Unit.device_id).where(Unit.device_id.in_(device_ids))
         )
-    ):
-        assigned[uid].add(rid)
-    for p in fresh:
-        results[p.index] = PingResult(
-            index=p.index,
-            status="accepted",
-            id=p.row["id"],
-            unit_id=p.unit_id,
-            ts=p.ping.ts,
-            flags=flag_names(p.flags),
-            evaluation=index.evaluate(p.ping.lon, p.ping.lat, assigned[p.unit_id]),
+    }
+    reasons: list[str | None] = []
+    now = utcnow()
+    for report in reports:
+        unit_id = by_device.get(report.device_id)
+        if unit_id is None:
+            reasons.append(f"unknown device_id {report.device_id!r}")
+            continue
+        if principal.role == "tracker" and unit_id != principal.unit_id:
+            reasons.append(f"this tracker key may only report for unit {principal.unit_id}")
+            continue
+        session.add(
+            DeviceReportRow(
+                unit_id=unit_id,
+                ts=report.ts,
+                received_at=now,
+                source=source,
+                kind=report.kind,
+                attributes=report.attributes,
+            )
         )
+        reasons.append(None)
+    return reasons
+
+
+def ingest(
+    store: Store,
+    geo: GeoCache,
+    settings: Settings,
+    principal: Principal,
+    pings: Sequence[tuple[int, PingIn]],
+    *,
+    source: str = "json",
+) -> list[PingResult]:
+    """Store pings in a transaction of their own (the group committer batches requests)."""
+    items = [WorkItem((0, index), ping, principal, source) for index, ping in pings]
+    with store.write() as session:
+        results = ingest_items(session, geo.get(session), settings, items)
+    return [results[(0, index)] for index, _ in pings]

@@ -125,6 +125,10 @@ class PolylineLocator:
         count = np.where(found, self._count[pos], 0)
         if count.sum() > _MAX_CANDIDATES * n:
             return self._tree_nearest(x, y)
+        distance = np.full(n, np.nan)
+        chainage = np.full(n, np.nan)
+        if not count.any():
+            return distance, chainage
         point = np.repeat(np.arange(n), count)
         offsets = np.cumsum(count) - count
         seg = self._cand[
@@ -133,13 +137,10 @@ class PolylineLocator:
         t, d2 = self._project(x[point], y[point], seg)
         best = np.full(n, np.inf)
         has = count > 0
-        if point.size:
-            best[has] = np.minimum.reduceat(d2, offsets[has])
+        best[has] = np.minimum.reduceat(d2, offsets[has])
         # First candidate attaining the minimum: candidates are in segment order per cell.
         hit = np.flatnonzero(d2 == best[point])
         first_hit = hit[np.concatenate(([True], point[hit][1:] != point[hit][:-1]))]
-        distance = np.full(n, np.nan)
-        chainage = np.full(n, np.nan)
         who = point[first_hit]
         k = seg[first_hit]
         distance[who] = np.sqrt(best[who])

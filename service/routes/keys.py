@@ -6,7 +6,7 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from service import auth
-from service.deps import AdminDep, StoreDep
+from service.deps import AdminDep, KeysDep, StoreDep
 from service.schemas import KeyCreate, KeyCreated, KeyPublic
 from service.store.models import ApiKey
 
@@ -32,7 +32,8 @@ def read_keys(store: StoreDep, _: AdminDep) -> list[KeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(key_id: int, store: StoreDep, _: AdminDep) -> None:
+def revoke_key(key_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
     """Revoke a key."""
     with store.write() as session:
         auth.revoke_key(session, key_id)
+    keys.clear()

@@ -7,9 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 from pydantic import TypeAdapter, ValidationError
 
-from service.deps import GeoDep, SettingsDep, StoreDep, TrackerDep
+from service.deps import SettingsDep, TrackerDep, WriterDep
 from service.errors import InvalidInput, NotFound, PayloadTooLarge, describe_validation
-from service.ingest import ingest
 from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
 
@@ -24,26 +23,8 @@ _BODY_SCHEMA = {
 }
 
 
-@router.post(
-    "",
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
-)
-def create_pings(
-    payload: Annotated[Any, Body()],
-    store: StoreDep,
-    geo: GeoDep,
-    settings: SettingsDep,
-    principal: TrackerDep,
-) -> PingBatchResult:
-    """Store one ping or a batch; each is reported accepted, duplicate or rejected (by index)."""
-    single = not isinstance(payload, list)
-    raw: list[Any] = [payload] if single else payload
-    if len(raw) > settings.max_batch:
-        raise PayloadTooLarge(
-            f"batch of {len(raw)} pings exceeds the limit of {settings.max_batch}"
-        )
-    if not raw:
-        raise InvalidInput("empty batch: send a ping object or a non-empty array")
+def validate_pings(raw: list[Any]) -> tuple[list[tuple[int, PingIn]], dict[int, str]]:
+    """Valid pings by index, and a readable reason for each invalid one."""
     valid: list[tuple[int, PingIn]] = []
     invalid: dict[int, str] = {}
     for index, item in enumerate(raw):
@@ -51,17 +32,21 @@ def create_pings(
             valid.append((index, _PING.validate_python(item)))
         except ValidationError as exc:
             invalid[index] = describe_validation(exc.errors())
-    stored = {r.index: r for r in ingest(store, geo, settings, principal, valid)} if valid else {}
-    results = [
-        stored.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])
-        for i in range(len(raw))
-    ]
+    return valid, invalid
+
+
+def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
+    """The response for a ping request; 422 (or 404 for one unknown device) if none was stored."""
     count_pings([r.status for r in results])
     if all(r.status == "rejected" for r in results):
-        reason = results[0].reason or "rejected" if single else _summary(results)
-        if single and reason.startswith(("unknown device_id", "unit ")):
-            raise NotFound(reason)
-        raise InvalidInput(reason)
+        if single:
+            reason = results[0].reason or "rejected"
+            if reason.startswith(("unknown device_id", "unit ")):
+                raise NotFound(reason)
+            raise InvalidInput(reason)
+        shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
+        more = f"; and {len(results) - 20} more" if len(results) > 20 else ""
+        raise InvalidInput(f"every ping was rejected: {shown}{more}")
     return PingBatchResult(
         accepted=sum(r.status == "accepted" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),
@@ -70,7 +55,35 @@ def create_pings(
     )
 
 
-def _summary(results: list[PingResult]) -> str:
-    shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
-    more = f"; and {len(results) - 20} more" if len(results) > 20 else ""
-    return f"every ping was rejected: {shown}{more}"
+@router.post(
+    "",
+    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+)
+async def create_pings(
+    payload: Annotated[Any, Body()],
+    writer: WriterDep,
+    settings: SettingsDep,
+    principal: TrackerDep,
+) -> PingBatchResult:
+    """Store one ping or a batch; each is reported accepted, duplicate or rejected (by index).
+
+    The response is sent only after the accepted pings are committed to the database.
+    """
+    single = not isinstance(payload, list)
+    raw: list[Any] = [payload] if single else payload
+    if len(raw) > settings.max_batch:
+        raise PayloadTooLarge(
+            f"batch of {len(raw)} pings exceeds the limit of {settings.max_batch}"
+        )
+    if not raw:
+        raise InvalidInput("empty batch: send a ping object or a non-empty array")
+    valid, invalid = validate_pings(raw)
+    stored: dict[int, PingResult] = {}
+    if valid:
+        outcome = await writer.store(principal, valid, source="json")
+        stored = {r.index: r for r in outcome.pings}
+    results = [
+        stored.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])
+        for i in range(len(raw))
+    ]
+    return batch_result(results, single=single)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import units
-from service.deps import AdminDep, StoreDep, ViewerDep
+from service.deps import AdminDep, KeysDep, StoreDep, ViewerDep
 from service.schemas import UnitCreate, UnitCreated, UnitPublic, UnitUpdate
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
@@ -40,14 +40,17 @@ def update_unit(unit_id: int, data: UnitUpdate, store: StoreDep, _: AdminDep) ->
 
 
 @router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_unit(unit_id: int, store: StoreDep, _: AdminDep) -> None:
+def delete_unit(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
     with store.write() as session:
         units.delete_unit(session, unit_id)
+    keys.clear()
 
 
 @router.post("/{unit_id}/secret")
-def rotate_unit_secret(unit_id: int, store: StoreDep, _: AdminDep) -> dict[str, str]:
+def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
     """Issue a new device secret and revoke the old one."""
     with store.write() as session:
-        return {"device_secret": units.rotate_secret(session, unit_id)}
+        secret = units.rotate_secret(session, unit_id)
+    keys.clear()
+    return {"device_secret": secret}

@@ -149,6 +149,21 @@ class Ping(Base):
     attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
+class DeviceReportRow(Base):
+    """A tracker message that is not a position (status without a fix, region transition, ...)."""
+
+    __tablename__ = "device_reports"
+    __table_args__ = (Index(None, "unit_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    unit_id: Mapped[int] = mapped_column(ForeignKey("units.id", ondelete="CASCADE"))
+    ts: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    source: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(40))
+    attributes: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
 class Event(Base):
     """Something that happened to a unit (entered a geofence, left its route, ...)."""
 

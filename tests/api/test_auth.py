@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from service.store.migrate import head_revision
+
 from tests.helpers import route_feature
 
 
@@ -24,7 +26,7 @@ def test_no_key_is_401(client: TestClient) -> None:
 def test_health_is_open(client: TestClient) -> None:
     assert client.get("/healthz", headers={"Authorization": ""}).status_code == 200
     r = client.get("/readyz", headers={"Authorization": ""})
-    assert r.status_code == 200 and r.json()["schema"] == "0001"
+    assert r.status_code == 200 and r.json()["schema"] == head_revision()
 
 
 def test_viewer_reads_but_cannot_write(client: TestClient) -> None:

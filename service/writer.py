@@ -1,0 +1,176 @@
+"""Group commit: pings from concurrent requests are stored in shared transactions.
+
+Requests hand their pings to one writer thread and wait; the writer takes everything queued,
+stores it in one transaction, commits, and only then answers each request. While one commit is
+in flight the next requests queue up, so batches grow with load without a fixed delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from service.auth import Principal
+from service.config import Settings
+from service.errors import StoreUnavailable
+from service.evaluate import GeoCache
+from service.ingest import WorkItem, ingest_items, store_reports
+from service.protocols import DeviceReport
+from service.schemas import PingIn, PingResult
+from service.store.db import Store
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = "database unavailable; nothing was stored, retry later"
+
+
+@dataclass
+class Outcome:
+    """What the writer did with one request: a result per ping, a reason (or None) per report."""
+
+    pings: list[PingResult]
+    reports: list[str | None]
+
+
+@dataclass
+class _Request:
+    principal: Principal
+    pings: Sequence[tuple[int, PingIn]]
+    reports: Sequence[DeviceReport]
+    source: str
+    future: Future[Outcome] = field(default_factory=Future)
+
+    @property
+    def size(self) -> int:
+        return len(self.pings) + len(self.reports)
+
+
+class GroupCommitter:
+    """Stores submitted pings in shared transactions on a dedicated thread."""
+
+    def __init__(
+        self, store: Store, geo: GeoCache, settings: Settings, max_batch: int = 5000
+    ) -> None:
+        self._store = store
+        self._geo = geo
+        self._settings = settings
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.transactions = 0  # how many commits the writer made (for benchmarks and tests)
+
+    def start(self) -> None:
+        """Start the writer thread."""
+        self._thread = threading.Thread(target=self._run, name="patroli-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Finish what is queued, then stop the writer thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(
+        self,
+        principal: Principal,
+        pings: Sequence[tuple[int, PingIn]],
+        *,
+        reports: Sequence[DeviceReport] = (),
+        source: str = "json",
+    ) -> Future[Outcome]:
+        """Queue pings (and device reports) of one request; the future resolves after commit."""
+        request = _Request(principal, pings, reports, source)
+        if self._thread is None:
+            request.future.set_exception(RuntimeError("writer is not running"))
+        else:
+            self._queue.put(request)
+        return request.future
+
+    async def store(
+        self,
+        principal: Principal,
+        pings: Sequence[tuple[int, PingIn]],
+        *,
+        reports: Sequence[DeviceReport] = (),
+        source: str = "json",
+    ) -> Outcome:
+        """Queue pings and wait (without blocking the event loop) until they are committed."""
+        future = self.submit(principal, pings, reports=reports, source=source)
+        return await asyncio.wrap_future(future)
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch, size = [first], first.size
+            while size < self._max_batch:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                batch.append(nxt)
+                size += nxt.size
+            self._write(batch)
+
+    def _write(self, batch: list[_Request]) -> None:
+        try:
+            outcomes = self._commit(batch)
+        except OperationalError as exc:
+            log.warning("database unavailable, %d request(s) refused: %s", len(batch), exc)
+            for request in batch:
+                request.future.set_exception(StoreUnavailable(UNAVAILABLE))
+            return
+        except Exception:
+            if len(batch) == 1:
+                log.exception("storing a request failed")
+                batch[0].future.set_exception(StoreUnavailable(UNAVAILABLE))
+                return
+            # One request broke the shared transaction: store each on its own so the others
+            # still succeed and only the faulty one fails.
+            for request in batch:
+                self._write([request])
+            return
+        for request, outcome in zip(batch, outcomes, strict=True):
+            request.future.set_result(outcome)
+
+    def _commit(self, batch: list[_Request]) -> list[Outcome]:
+        items = [
+            WorkItem((n, index), ping, request.principal, request.source)
+            for n, request in enumerate(batch)
+            for index, ping in request.pings
+        ]
+        try:
+            with self._store.write() as session:
+                results = ingest_items(
+                    session,
+                    self._geo.get(session),
+                    self._settings,
+                    items,
+                    auto_register=self._settings.auto_register,
+                )
+                reasons = [
+                    store_reports(session, r.reports, r.source, r.principal) if r.reports else []
+                    for r in batch
+                ]
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                raise OperationalError(str(exc), None, exc.orig or exc) from exc
+            raise
+        self.transactions += 1
+        return [
+            Outcome([results[(n, index)] for index, _ in request.pings], reasons[n])
+            for n, request in enumerate(batch)
+        ]
