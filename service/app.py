@@ -18,12 +18,14 @@ from service.metrics import instrument
 from service.routes import (
     coverage,
     geofences,
+    gpx,
     health,
     keys,
     maps,
     patrol_routes,
     pings,
     positions,
+    trackers,
     units,
 )
 from service.store.db import Store
@@ -63,7 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_exception_handlers(app)
     instrument(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    for module in (health, units, patrol_routes, geofences, pings, positions, coverage, keys, maps):
+    for module in (
+        health,
+        units,
+        patrol_routes,
+        geofences,
+        pings,
+        trackers,
+        gpx,
+        positions,
+        coverage,
+        keys,
+        maps,
+    ):
         app.include_router(module.router)
     mount_assets(app)
     return app

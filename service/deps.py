@@ -105,6 +105,20 @@ MapViewerDep = Annotated[
 TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
 
 
+async def device_principal(request: Request, key: str | None) -> Principal:
+    """Who a tracker protocol request speaks for: its device secret, or (if allowed) anyone."""
+    principal = await authenticate(request, key)
+    if principal is None:
+        if get_settings(request).device_key_required:
+            raise Unauthenticated(
+                "device secret required: send it as key= or as the HTTP Basic password"
+            )
+        return Principal(role="device")
+    if principal.role not in ("tracker", "admin"):
+        raise Forbidden(f"a tracker or admin key is needed; yours is {principal.role}")
+    return principal
+
+
 def get_writer(request: Request) -> GroupCommitter:
     """The app's group committer for pings."""
     writer: GroupCommitter = request.app.state.writer

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
+from service.protocols.gpx import track_to_gpx
 from service.quality import EXCLUDED, flag_names
 from service.schemas import GeoJSONDict
 from service.store.models import Ping, Unit, UnitState
@@ -119,3 +120,21 @@ def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
         return Fixes(empty.astype(np.int64), empty, empty, empty)
     arr = np.array(rows, dtype=np.float64)
     return Fixes(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3])
+
+
+def track_gpx(session: Session, unit_id: int, start: datetime, end: datetime) -> str:
+    """A unit's good fixes in [start, end) as a GPX 1.1 track."""
+    unit = session.get(Unit, unit_id)
+    if unit is None:
+        raise NotFound(f"unit {unit_id} not found")
+    rows = session.execute(
+        select(Ping.ts, Ping.lat, Ping.lon, Ping.altitude_m, Ping.speed_mps)
+        .where(
+            Ping.unit_id == unit_id,
+            Ping.ts >= start,
+            Ping.ts < end,
+            Ping.flags.op("&")(int(EXCLUDED)) == 0,
+        )
+        .order_by(Ping.ts, Ping.id)
+    )
+    return track_to_gpx(unit.name, ((ts, lat, lon, alt, v) for ts, lat, lon, alt, v in rows))

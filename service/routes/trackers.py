@@ -1,0 +1,94 @@
+"""Tracker protocol endpoints: OsmAnd (Traccar Client) and OwnTracks HTTP mode."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import ValidationError
+
+from service.deps import SettingsDep, WriterDep, device_principal
+from service.errors import BadRequest, InvalidInput, describe_validation
+from service.protocols import Parsed
+from service.protocols.osmand import parse_osmand, parse_traccar_json_body
+from service.protocols.owntracks import (
+    owntracks_device_id,
+    owntracks_identity,
+    parse_owntracks_body,
+)
+from service.trackers import store_parsed
+
+router = APIRouter(prefix="/api/v1", tags=["tracker protocols"])
+_basic = HTTPBasic(auto_error=False)
+BasicDep = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from None
+
+
+def _parsed(parse: Any) -> list[Parsed]:
+    """Run a protocol parser, turning range errors into a readable 422."""
+    try:
+        result = parse()
+    except ValidationError as exc:
+        raise InvalidInput(describe_validation(exc.errors())) from None
+    return result if isinstance(result, list) else [result]
+
+
+@router.api_route("/osmand", methods=["GET", "POST"], response_class=Response)
+async def osmand(
+    request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
+) -> Response:
+    """OsmAnd protocol (Traccar Client): query string, form body, or Traccar Client 9 JSON.
+
+    Set the tracker's server URL to this endpoint; answers 200 with an empty body once stored.
+    """
+    now = datetime.now(UTC)
+    params: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        params.setdefault(name, []).append(value)
+    content_type = request.headers.get("content-type", "")
+    if request.method == "POST" and content_type.startswith("application/json"):
+        body = _json(await request.body())
+        parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
+    else:
+        if request.method == "POST":
+            form = await request.form()
+            for name, field in form.multi_items():
+                params.setdefault(name, []).append(str(field))
+        parsed = _parsed(
+            lambda: parse_osmand(params, now=now, speed_unit=settings.osmand_speed_unit)
+        )
+    keys = params.get("key")
+    key = keys[-1] if keys else (basic.password if basic else None)
+    principal = await device_principal(request, key)
+    await store_parsed(writer, principal, parsed, "osmand")
+    return Response(status_code=200)
+
+
+@router.post("/owntracks")
+async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
+    """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`."""
+    raw = await request.body()
+    if not raw.strip():
+        return JSONResponse([])  # the apps post an empty body when a friend is removed
+    user, device = owntracks_identity(
+        basic.username if basic else None, request.headers, request.query_params
+    )
+    device_id = owntracks_device_id(user, device)
+    body = _json(raw)
+    now = datetime.now(UTC)
+    parsed = _parsed(lambda: parse_owntracks_body(body, device_id=device_id, now=now))
+    key = request.query_params.get("key") or (basic.password if basic else None)
+    principal = await device_principal(request, key)
+    if parsed:
+        await store_parsed(writer, principal, parsed, "owntracks")
+    return JSONResponse([])
