@@ -106,7 +106,13 @@ TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
 
 
 async def device_principal(request: Request, key: str | None) -> Principal:
-    """Who a tracker protocol request speaks for: its device secret, or (if allowed) anyone."""
+    """Who a tracker protocol request speaks for: its device secret, or (if allowed) anyone.
+
+    The secret comes as `key=`, an HTTP Basic password, or else a bearer key.
+    """
+    if not key:
+        credentials = await _bearer(request)
+        key = credentials.credentials if credentials else None
     principal = await authenticate(request, key)
     if principal is None:
         if get_settings(request).device_key_required:

@@ -96,6 +96,8 @@ def add_exception_handlers(app: FastAPI) -> None:
         assert isinstance(exc, PatroliError)
         code = status_for(exc)
         headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+        if code == status.HTTP_503_SERVICE_UNAVAILABLE:
+            headers = {"Retry-After": "5"}  # trackers retry; nothing was stored
         return JSONResponse({"detail": exc.message}, status_code=code, headers=headers)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:

@@ -15,7 +15,6 @@ import httpx
 import pytest
 
 from service.store.migrate import head_revision
-
 from tests.helpers import along, circle_feature, ping, route_feature, window
 
 

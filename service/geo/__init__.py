@@ -1,0 +1,1 @@
+"""Pure geometry: projections, validation, route corridors, geofences and coverage."""

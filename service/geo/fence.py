@@ -21,6 +21,7 @@ GEOD = Geod(ellps="WGS84")
 CIRCLE_VERTICES = 72
 _OUTLINE_MARGIN = 5e-4
 _RING_REACH_M = 50.0
+_DENSIFY_DEG = 0.001
 
 
 def _arrays(lons: ArrayLike, lats: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -81,7 +82,10 @@ class PolygonFence(Fence):
         self._poly = validate_polygon(poly)
         shapely.prepare(self._poly)
         self._projection = LocalProjection.for_geometry(self._poly)
-        self._metric = self._projection.to_metric(self._poly)
+        # Edges are straight in lon/lat (as GeoJSON and contains() treat them) but curve slightly
+        # in UTM; densifying first keeps metric distances to that same boundary (~1 mm at 70°N).
+        dense = shapely.segmentize(self._poly, _DENSIFY_DEG)
+        self._metric = self._projection.to_metric(dense)
         rings = [self._metric.exterior, *self._metric.interiors]
         self._rings = [
             PolylineLocator(shapely.get_coordinates(ring), _RING_REACH_M) for ring in rings

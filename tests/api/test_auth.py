@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 
 from service.store.migrate import head_revision
-
 from tests.helpers import route_feature
 
 

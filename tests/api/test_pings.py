@@ -158,3 +158,33 @@ def test_latest_positions_and_track(client: TestClient, area: dict[str, int]) ->
 
 def _win() -> dict[str, str]:
     return {"from": T0.isoformat(), "to": (T0 + timedelta(hours=1)).isoformat()}
+
+
+def test_late_burst_is_stored_flagged_and_counts(client: TestClient, area: dict[str, int]) -> None:
+    # The tracker was offline: the newest fix arrives first, then the buffered backlog.
+    client.post("/api/v1/pings", json=ping("u1", 525, 300))
+    backlog = [ping("u1", 50 * i + 25, 10 * i) for i in range(1, 9)]
+    body = client.post("/api/v1/pings", json=backlog).json()
+    assert body["accepted"] == 8
+    assert all(r["flags"] == ["late"] for r in body["results"])
+    latest = client.get("/api/v1/positions/latest").json()["features"][0]
+    assert latest["properties"]["ts"] == "2024-11-26T23:05:00+00:00"  # unchanged by the burst
+    cov = client.get(f"/api/v1/coverage/patrol-routes/{area['route']}", params=_win()).json()
+    assert [s["index"] for s in cov["segments"] if s["visited"]] == list(range(1, 9)) + [10]
+
+
+def test_concurrent_requests_share_transactions_and_lose_nothing(
+    client: TestClient, area: dict[str, int]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(i: int) -> int:
+        r = client.post("/api/v1/pings", json=ping("u1", i % 1000, i))
+        assert r.status_code == 200, r.text
+        return int(r.json()["accepted"])
+
+    with ThreadPoolExecutor(16) as pool:
+        acknowledged = sum(pool.map(post, range(200)))
+    track = client.get(f"/api/v1/units/{area['unit']}/track", params=_win()).json()
+    assert acknowledged == 200
+    assert len(track["features"]) - 1 == 200
