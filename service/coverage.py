@@ -27,7 +27,7 @@ def tracks_on(corridor: Corridor, fixes: Fixes) -> list[Track]:
     """Each unit's fixes checked against a patrol route, as coverage tracks."""
     if fixes.t.size == 0:
         return []
-    _, on_route, chainage = corridor.check_many(fixes.lon, fixes.lat)
+    on_route, chainage = corridor.locate_on_route(fixes.lon, fixes.lat)
     # Fixes are ordered by unit, so each unit is one contiguous run.
     starts = np.flatnonzero(np.r_[True, fixes.unit_id[1:] != fixes.unit_id[:-1]])
     ends = np.r_[starts[1:], fixes.unit_id.size]

@@ -12,6 +12,7 @@ from numpy.typing import ArrayLike, NDArray
 from shapely.geometry import LineString, Point, Polygon
 from shapely.ops import substring
 
+from service.errors import InvalidInput
 from service.geo.nearest import PolylineLocator
 from service.geo.projection import LocalProjection
 from service.geo.segments import segment_edges
@@ -132,7 +133,7 @@ class Corridor:
     def point_at(self, chainage_m: float) -> tuple[float, float]:
         """WGS84 (lon, lat) at a chainage; wraps round a loop, clamps to the ends otherwise."""
         if not math.isfinite(chainage_m):
-            raise ValueError(f"chainage_m must be finite, got {chainage_m!r}")
+            raise InvalidInput(f"chainage_m must be finite, got {chainage_m!r}")
         if self._closed:
             chainage_m %= self._length_m
         else:
