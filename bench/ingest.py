@@ -150,6 +150,8 @@ async def _worker(
             result["requests"] += 1
             if status != 200:
                 result["failures"] += 1
+                if result["failures"] == 1:
+                    print(f"first error: {status} {body[:300]!r}", file=sys.stderr)
             elif count_accepted:
                 result["acknowledged"] += json.loads(body)["accepted"] if body else 1
     finally:
@@ -196,10 +198,13 @@ def http_request(method: str, path: str, body: bytes = b"", headers: str = "") -
 
 
 def fix(unit: int, n: int) -> tuple[str, float, float, datetime]:
-    """A plausible fix of a unit: device id, lat, lon, time (units drift east 5 m per fix)."""
+    """The n-th fix of a unit: device id, lat, lon, time (5 s apart; riding 5.5 m per fix
+    back and forth along an 11 km street)."""
     rng = random.Random(unit * 1_000_003 + n)
+    step = n % 4000
+    along = step if step < 2000 else 4000 - step
     lat = LAT0 + (unit % 50) * 0.001 + rng.uniform(-2e-5, 2e-5)
-    lon = LON0 + n * 5e-5 + rng.uniform(-2e-5, 2e-5)
+    lon = LON0 + along * 5e-5 + rng.uniform(-2e-5, 2e-5)
     return f"bench-{unit:04d}", lat, lon, T0 + timedelta(seconds=n * 5)
 
 

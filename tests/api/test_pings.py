@@ -170,7 +170,7 @@ def test_late_burst_is_stored_flagged_and_counts(client: TestClient, area: dict[
     latest = client.get("/api/v1/positions/latest").json()["features"][0]
     assert latest["properties"]["ts"] == "2024-11-26T23:05:00+00:00"  # unchanged by the burst
     cov = client.get(f"/api/v1/coverage/patrol-routes/{area['route']}", params=_win()).json()
-    assert [s["index"] for s in cov["segments"] if s["visited"]] == list(range(1, 9)) + [10]
+    assert [s["index"] for s in cov["segments"] if s["visited"]] == [*range(1, 9), 10]
 
 
 def test_concurrent_requests_share_transactions_and_lose_nothing(

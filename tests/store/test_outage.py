@@ -5,6 +5,7 @@ Uses a private PostgreSQL server started for this test (never the machine's shar
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -83,10 +84,8 @@ def private_pg() -> Iterator[PrivatePostgres]:
         engine.dispose()
         yield server
     finally:
-        try:
-            server.stop()
-        except subprocess.CalledProcessError:
-            pass  # already stopped by the test
+        with contextlib.suppress(subprocess.CalledProcessError):
+            server.stop()  # may already be stopped by the test
         shutil.rmtree(root, ignore_errors=True)
 
 
