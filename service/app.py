@@ -65,13 +65,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_exception_handlers(app)
     instrument(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # The ingest routes come first: routes are matched in order, and they carry the load.
     for module in (
+        pings,
+        trackers,
         health,
         units,
         patrol_routes,
         geofences,
-        pings,
-        trackers,
         gpx,
         positions,
         coverage,

@@ -38,9 +38,23 @@ def get_geo(request: Request) -> GeoCache:
     return geo
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
-StoreDep = Annotated[Store, Depends(get_store)]
-GeoDep = Annotated[GeoCache, Depends(get_geo)]
+# FastAPI runs plain `def` dependencies in its thread pool; these only read app state, so
+# async wrappers keep them on the event loop (a thread hop per dependency costs latency).
+async def _settings(request: Request) -> Settings:
+    return get_settings(request)
+
+
+async def _store(request: Request) -> Store:
+    return get_store(request)
+
+
+async def _geo(request: Request) -> GeoCache:
+    return get_geo(request)
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+StoreDep = Annotated[Store, Depends(_store)]
+GeoDep = Annotated[GeoCache, Depends(_geo)]
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
@@ -131,8 +145,16 @@ def get_writer(request: Request) -> GroupCommitter:
     return writer
 
 
-WriterDep = Annotated[GroupCommitter, Depends(get_writer)]
-KeysDep = Annotated[KeyCache, Depends(get_keys)]
+async def _writer(request: Request) -> GroupCommitter:
+    return get_writer(request)
+
+
+async def _keys(request: Request) -> KeyCache:
+    return get_keys(request)
+
+
+WriterDep = Annotated[GroupCommitter, Depends(_writer)]
+KeysDep = Annotated[KeyCache, Depends(_keys)]
 
 
 @dataclass(frozen=True)
@@ -159,7 +181,7 @@ def parse_time(value: str, name: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def window_query(
+async def window_query(
     from_: Annotated[
         str | None,
         Query(alias="from", description="Start (inclusive), ISO 8601 or epoch s. Default: to-24h"),

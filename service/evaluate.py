@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 from service.geo.corridor import Corridor
 from service.geo.fence import Fence
 from service.schemas import Evaluation, GeofenceHit, RouteEvaluation
-from service.store.models import Geofence, PatrolRoute
+from service.store.models import Geofence, PatrolRoute, UnitPatrolRoute
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,14 @@ def corridor_from_row(row: PatrolRoute) -> Corridor:
 class GeoIndex:
     """Patrol routes and geofences with spatial indexes, for evaluating many pings."""
 
-    def __init__(self, routes: Iterable[RouteEntry], fences: Iterable[FenceEntry]) -> None:
+    def __init__(
+        self,
+        routes: Iterable[RouteEntry],
+        fences: Iterable[FenceEntry],
+        assigned: dict[int, set[int]] | None = None,
+    ) -> None:
         self.routes = list(routes)
+        self.assigned = assigned or {}  # patrol-route ids by unit id
         self.fences = list(fences)
         self.route_by_id = {r.id: r for r in self.routes}
         self.fence_by_id = {f.id: f for f in self.fences}
@@ -145,11 +152,16 @@ def load_index(session: Session) -> GeoIndex:
         FenceEntry(f.id, f.name, f.kind, f.min_dwell_s, fence_from_row(f))
         for f in session.scalars(select(Geofence).order_by(Geofence.id))
     ]
-    return GeoIndex(routes, fences)
+    assigned: dict[int, set[int]] = defaultdict(set)
+    for unit_id, route_id in session.execute(
+        select(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id)
+    ):
+        assigned[unit_id].add(route_id)
+    return GeoIndex(routes, fences, dict(assigned))
 
 
 def _revision(session: Session) -> tuple[Any, ...]:
-    """A cheap fingerprint that changes whenever a route or geofence is added, edited or removed."""
+    """A cheap fingerprint that changes when a route, geofence or assignment changes."""
     routes = session.execute(
         select(
             func.count(PatrolRoute.id), func.max(PatrolRoute.updated_at), func.sum(PatrolRoute.id)
@@ -158,7 +170,13 @@ def _revision(session: Session) -> tuple[Any, ...]:
     fences = session.execute(
         select(func.count(Geofence.id), func.max(Geofence.updated_at), func.sum(Geofence.id))
     ).one()
-    return (*_norm(routes), *_norm(fences))
+    links = session.execute(
+        select(
+            func.count(UnitPatrolRoute.unit_id),
+            func.sum(UnitPatrolRoute.unit_id * 1_000_003 + UnitPatrolRoute.patrol_route_id),
+        )
+    ).one()
+    return (*_norm(routes), *_norm(fences), *_norm(links))
 
 
 def _norm(row: Any) -> tuple[Any, ...]:
@@ -166,18 +184,33 @@ def _norm(row: Any) -> tuple[Any, ...]:
 
 
 class GeoCache:
-    """Keeps the GeoIndex current across edits made by any worker."""
+    """Keeps the GeoIndex current across edits made by any worker.
 
-    def __init__(self) -> None:
+    Edits made through this worker take effect at once (`invalidate`); edits made by other
+    workers are noticed within `check_s` seconds.
+    """
+
+    def __init__(self, check_s: float = 1.0) -> None:
         self._lock = threading.Lock()
+        self._check_s = check_s
+        self._checked = 0.0
         self._revision: tuple[Any, ...] | None = None
         self._index: GeoIndex | None = None
 
-    def get(self, session: Session) -> GeoIndex:
-        """The index matching what is stored now (rebuilt only after an edit)."""
-        revision = _revision(session)
+    def invalidate(self) -> None:
+        """Reload on next use (after a route, geofence or assignment edit)."""
         with self._lock:
+            self._index = None
+
+    def get(self, session: Session) -> GeoIndex:
+        """The index matching what is stored (rebuilt only after an edit)."""
+        with self._lock:
+            now = time.monotonic()
+            if self._index is not None and now - self._checked < self._check_s:
+                return self._index
+            revision = _revision(session)
             if self._index is None or revision != self._revision:
                 self._index = load_index(session)
                 self._revision = revision
+            self._checked = now
             return self._index

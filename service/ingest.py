@@ -6,14 +6,13 @@ requests into one transaction); every query here is issued once per transaction,
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
-import shapely
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from service.auth import Principal
@@ -22,8 +21,9 @@ from service.evaluate import GeoCache, GeoIndex
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
 from service.schemas import PingIn, PingResult
+from service.store.bulk import insert_pings, update_unit_states
 from service.store.db import Store
-from service.store.models import DeviceReportRow, Ping, Unit, UnitPatrolRoute, UnitState, utcnow
+from service.store.models import DeviceReportRow, Ping, Unit, UnitState, utcnow
 
 
 @dataclass
@@ -39,27 +39,72 @@ class WorkItem:
     row: dict[str, Any] = field(default_factory=dict)
 
 
-def _resolve_units(
+@dataclass
+class _State:
+    """A unit's newest fix and newest good fix, as read (locked) at the start of the batch."""
+
+    unit_id: int
+    last_ts: datetime | None
+    good_ts: datetime | None
+    good_lon: float | None
+    good_lat: float | None
+    update: dict[str, Any] | None = None  # new values for unit_states, if the batch moved it
+
+
+# Units by device id or id, joined with their state rows, which stay locked (FOR UPDATE, in
+# unit id order to avoid deadlocks) until the batch commits: concurrent writers take turns
+# per unit, in this or any other worker. Built once; SQLAlchemy caches its compiled form.
+_UNITS_AND_STATES = (
+    select(
+        Unit.id,
+        Unit.device_id,
+        UnitState.last_ts,
+        UnitState.good_ts,
+        UnitState.good_lon,
+        UnitState.good_lat,
+    )
+    .join(UnitState, UnitState.unit_id == Unit.id)
+    .where(
+        or_(
+            Unit.device_id.in_(bindparam("devices", expanding=True)),
+            Unit.id.in_(bindparam("ids", expanding=True)),
+        )
+    )
+    .order_by(Unit.id)
+    .with_for_update(of=UnitState)
+)
+
+
+def _load_units(
     session: Session, items: Sequence[WorkItem], auto_register: bool
+) -> tuple[dict[str, int], dict[int, _State]]:
+    """Unit ids by device id, and the locked states of every unit the items name."""
+    devices = sorted({it.ping.device_id for it in items if it.ping.device_id})
+    ids = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
+    ids |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
+
+    def load() -> list[Any]:
+        params = {"devices": devices, "ids": sorted(ids)}
+        return list(session.execute(_UNITS_AND_STATES, params))
+
+    rows = load()
+    if auto_register:
+        missing = set(devices) - {row.device_id for row in rows}
+        for dev in sorted(missing):
+            register_device(session, dev)
+        if missing:
+            rows = load()
+    by_device = {row.device_id: row.id for row in rows}
+    states = {
+        row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat) for row in rows
+    }
+    return by_device, states
+
+
+def _assign_units(
+    items: Sequence[WorkItem], by_device: dict[str, int], known: Collection[int]
 ) -> dict[tuple[int, int], str]:
     """Set each item's unit; returns rejection reasons by key."""
-    device_ids = {it.ping.device_id for it in items if it.ping.device_id}
-    by_device: dict[str, int] = {}
-    if device_ids:
-        by_device = {
-            dev: uid
-            for uid, dev in session.execute(
-                select(Unit.id, Unit.device_id).where(Unit.device_id.in_(device_ids))
-            )
-        }
-        if auto_register:
-            for dev in sorted(device_ids - by_device.keys()):
-                by_device[dev] = register_device(session, dev)
-    wanted = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
-    wanted |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
-    known = set(session.scalars(select(Unit.id).where(Unit.id.in_(wanted)))) if wanted else set()
-    known |= set(by_device.values())
-
     rejected: dict[tuple[int, int], str] = {}
     for it in items:
         ping, principal = it.ping, it.principal
@@ -96,19 +141,6 @@ def register_device(session: Session, device_id: str) -> int:
     session.add(UnitState(unit_id=unit.id, last_flags=0))
     session.flush()
     return unit.id
-
-
-def _lock_states(session: Session, unit_ids: list[int]) -> dict[int, UnitState]:
-    """Each unit's state row, locked until commit so concurrent writers take turns."""
-    stmt = select(UnitState).where(UnitState.unit_id.in_(unit_ids)).order_by(UnitState.unit_id)
-    states = {s.unit_id: s for s in session.scalars(stmt.with_for_update())}
-    missing = [uid for uid in unit_ids if uid not in states]
-    for uid in missing:
-        states[uid] = UnitState(unit_id=uid, last_flags=0)
-        session.add(states[uid])
-    if missing:
-        session.flush()
-    return states
 
 
 def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, int]]:
@@ -161,14 +193,13 @@ def ingest_items(
     results: dict[tuple[int, int], PingResult] = {}
     if not items:
         return results
-    for key, reason in _resolve_units(session, items, auto_register).items():
+    by_device, states = _load_units(session, items, auto_register)
+    for key, reason in _assign_units(items, by_device, states).items():
         results[key] = PingResult(index=key[1], status="rejected", reason=reason)
     pending = [it for it in items if it.key not in results]
     if not pending:
         return results
 
-    unit_ids = sorted({it.unit_id for it in pending})
-    states = _lock_states(session, unit_ids)
     dupes = _duplicates(session, pending)
     for it in pending:
         if it.key in dupes:
@@ -186,31 +217,24 @@ def ingest_items(
         return results
 
     _flag_and_advance(fresh, states, settings)
-    ids = session.scalars(
-        insert(Ping).returning(Ping.id, sort_by_parameter_order=True), [it.row for it in fresh]
-    ).all()
+    ids = insert_pings(session, [it.row for it in fresh])
     for it, ping_id in zip(fresh, ids, strict=True):
         it.row["id"] = ping_id
         state = states[it.unit_id]
-        if state.last_ts == it.ping.ts and state.last_lon == it.ping.lon:
-            state.last_ping_id = ping_id
+        if state.update is not None and state.update["last_ts"] == it.ping.ts:
+            state.update["last_ping_id"] = ping_id
+    update_unit_states(session, [s.update for s in states.values() if s.update is not None])
 
-    assigned: dict[int, set[int]] = defaultdict(set)
-    for uid, rid in session.execute(
-        select(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id).where(
-            UnitPatrolRoute.unit_id.in_(unit_ids)
-        )
-    ):
-        assigned[uid].add(rid)
     evaluations = index.evaluate_many(
-        np.array([it.ping.lon for it in fresh]),
-        np.array([it.ping.lat for it in fresh]),
-        [assigned[it.unit_id] for it in fresh],
+        np.fromiter((it.ping.lon for it in fresh), float, len(fresh)),
+        np.fromiter((it.ping.lat for it in fresh), float, len(fresh)),
+        [index.assigned.get(it.unit_id, ()) for it in fresh],
     )
     for it, evaluation in zip(fresh, evaluations, strict=True):
-        results[it.key] = PingResult(
+        results[it.key] = PingResult.model_construct(
             index=it.key[1],
             status="accepted",
+            reason=None,
             id=it.row["id"],
             unit_id=it.unit_id,
             ts=it.ping.ts,
@@ -221,7 +245,7 @@ def ingest_items(
 
 
 def _flag_and_advance(
-    fresh: Sequence[WorkItem], states: dict[int, UnitState], settings: Settings
+    fresh: Sequence[WorkItem], states: dict[int, _State], settings: Settings
 ) -> None:
     """Flag each fix (in unit, device-time order) and move unit states forward."""
     now = utcnow()
@@ -249,7 +273,6 @@ def _flag_and_advance(
             "received_at": now,
             "lon": ping.lon,
             "lat": ping.lat,
-            "geom": shapely.points(ping.lon, ping.lat),
             "speed_mps": ping.speed_mps,
             "heading": ping.heading,
             "accuracy_m": ping.accuracy_m,
@@ -263,13 +286,21 @@ def _flag_and_advance(
         if it.flags & Flag.LATE:
             continue  # a late fix never moves the unit's live state
         state.last_ts = ping.ts
-        state.last_lon = ping.lon
-        state.last_lat = ping.lat
-        state.last_speed_mps = ping.speed_mps
-        state.last_flags = it.flags
-        state.received_at = now
         if eligible(it.flags):
             state.good_ts, state.good_lon, state.good_lat = ping.ts, ping.lon, ping.lat
+        state.update = {
+            "uid": it.unit_id,
+            "last_ping_id": None,
+            "last_ts": ping.ts,
+            "last_lon": ping.lon,
+            "last_lat": ping.lat,
+            "last_speed_mps": ping.speed_mps,
+            "last_flags": it.flags,
+            "good_ts": state.good_ts,
+            "good_lon": state.good_lon,
+            "good_lat": state.good_lat,
+            "received_at": now,
+        }
 
 
 def store_reports(

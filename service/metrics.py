@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.deps import ViewerDep
 
@@ -25,21 +25,37 @@ def count_pings(statuses: list[str]) -> None:
         PINGS.labels(status=status).inc()
 
 
+class RequestTimer:
+    """ASGI middleware timing each request by route template and status."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", "unmatched")
+            REQUESTS.labels(scope["method"], route, str(status)).observe(
+                time.perf_counter() - began
+            )
+
+
 def instrument(app: FastAPI) -> None:
     """Time every request and serve the metrics at /metrics."""
-
-    @app.middleware("http")
-    async def timing(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        began = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
-        REQUESTS.labels(request.method, template, str(response.status_code)).observe(
-            time.perf_counter() - began
-        )
-        return response
+    app.add_middleware(RequestTimer)
 
     @app.get("/metrics", include_in_schema=False)
     def metrics(_: ViewerDep) -> Response:

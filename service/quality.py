@@ -22,16 +22,26 @@ class Flag(IntFlag):
 
 # Pings with any of these flags are left out of events and analytics.
 EXCLUDED = Flag.ZERO | Flag.FUTURE | Flag.INACCURATE | Flag.TELEPORT
+_EXCLUDED = int(EXCLUDED)
+_ZERO, _FUTURE, _INACCURATE = int(Flag.ZERO), int(Flag.FUTURE), int(Flag.INACCURATE)
+_TELEPORT, _LATE = int(Flag.TELEPORT), int(Flag.LATE)
+
+
+_NAMES = [(int(f), f.name.lower()) for f in Flag if f.name]
+_NAME_CACHE: dict[int, list[str]] = {}
 
 
 def flag_names(flags: int) -> list[str]:
     """The names of the flags set in a bit set, lower case."""
-    return [f.name.lower() for f in Flag if f.name and flags & f]
+    names = _NAME_CACHE.get(flags)
+    if names is None:
+        names = _NAME_CACHE[flags] = [name for bit, name in _NAMES if flags & bit]
+    return list(names)
 
 
 def eligible(flags: int) -> bool:
     """Whether a ping with these flags counts for events and analytics."""
-    return not flags & EXCLUDED
+    return not flags & _EXCLUDED
 
 
 def distance_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
@@ -58,21 +68,21 @@ def assess(
     future_tolerance_s: float,
 ) -> int:
     """Quality flags of a new fix, given the unit's newest ping time and newest good fix."""
-    flags = Flag(0)
+    flags = 0  # plain ints: this runs for every fix, and IntFlag arithmetic is slow
     if lon == 0 and lat == 0:
-        flags |= Flag.ZERO
+        flags |= _ZERO
     if ts > now + timedelta(seconds=future_tolerance_s):
-        flags |= Flag.FUTURE
+        flags |= _FUTURE
     if accuracy_m is not None and accuracy_m > max_accuracy_m:
-        flags |= Flag.INACCURATE
+        flags |= _INACCURATE
     if newest_ts is not None and ts < newest_ts:
-        flags |= Flag.LATE
-    if good is not None and not flags & (Flag.ZERO | Flag.LATE):
+        flags |= _LATE
+    if good is not None and not flags & (_ZERO | _LATE):
         good_ts, good_lon, good_lat = good
         dt = (ts - good_ts).total_seconds()
         dist = distance_m(good_lon, good_lat, lon, lat)
         # Same-second fixes: any real move is a jump; allow a few metres of jitter.
         speed = dist / dt if dt > 0 else (math.inf if dist > 5 else 0.0)
         if speed > max_speed_mps:
-            flags |= Flag.TELEPORT
-    return int(flags)
+            flags |= _TELEPORT
+    return flags

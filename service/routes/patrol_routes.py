@@ -5,17 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import areas
-from service.deps import AdminDep, StoreDep, ViewerDep
+from service.deps import AdminDep, GeoDep, StoreDep, ViewerDep
 from service.schemas import GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
 router = APIRouter(prefix="/api/v1/patrol-routes", tags=["patrol routes"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_patrol_route(feature: PatrolRouteIn, store: StoreDep, _: AdminDep) -> GeoJSONDict:
+def create_patrol_route(
+    feature: PatrolRouteIn, store: StoreDep, geo: GeoDep, _: AdminDep
+) -> GeoJSONDict:
     """Create a patrol route from a LineString Feature (properties: name, corridor_m, closed)."""
     with store.write() as session:
-        return areas.create_route(session, feature)
+        result = areas.create_route(session, feature)
+    geo.invalidate()
+    return result
 
 
 @router.get("")
@@ -34,15 +38,18 @@ def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDi
 
 @router.patch("/{route_id}")
 def update_patrol_route(
-    route_id: int, patch: PatrolRoutePatch, store: StoreDep, _: AdminDep
+    route_id: int, patch: PatrolRoutePatch, store: StoreDep, geo: GeoDep, _: AdminDep
 ) -> GeoJSONDict:
     """Change a patrol route's geometry and/or properties."""
     with store.write() as session:
-        return areas.update_route(session, route_id, patch)
+        result = areas.update_route(session, route_id, patch)
+    geo.invalidate()
+    return result
 
 
 @router.delete("/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_patrol_route(route_id: int, store: StoreDep, _: AdminDep) -> None:
+def delete_patrol_route(route_id: int, store: StoreDep, geo: GeoDep, _: AdminDep) -> None:
     """Remove a patrol route."""
     with store.write() as session:
         areas.delete_route(session, route_id)
+    geo.invalidate()

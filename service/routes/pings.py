@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
 from pydantic import TypeAdapter, ValidationError
 
-from service.deps import SettingsDep, TrackerDep, WriterDep
+from service.deps import TrackerDep, get_settings, get_writer
 from service.errors import InvalidInput, NotFound, PayloadTooLarge, describe_validation
 from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
@@ -60,15 +60,13 @@ def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
     openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
 )
 async def create_pings(
-    payload: Annotated[Any, Body()],
-    writer: WriterDep,
-    settings: SettingsDep,
-    principal: TrackerDep,
+    payload: Annotated[Any, Body()], request: Request, principal: TrackerDep
 ) -> PingBatchResult:
     """Store one ping or a batch; each is reported accepted, duplicate or rejected (by index).
 
     The response is sent only after the accepted pings are committed to the database.
     """
+    settings, writer = get_settings(request), get_writer(request)  # hot path: no extra deps
     single = not isinstance(payload, list)
     raw: list[Any] = [payload] if single else payload
     if len(raw) > settings.max_batch:

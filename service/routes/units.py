@@ -5,17 +5,19 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import units
-from service.deps import AdminDep, KeysDep, StoreDep, ViewerDep
+from service.deps import AdminDep, GeoDep, KeysDep, StoreDep, ViewerDep
 from service.schemas import UnitCreate, UnitCreated, UnitPublic, UnitUpdate
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_unit(data: UnitCreate, store: StoreDep, _: AdminDep) -> UnitCreated:
+def create_unit(data: UnitCreate, store: StoreDep, geo: GeoDep, _: AdminDep) -> UnitCreated:
     """Register a unit; the response holds its device secret, shown only this once."""
     with store.write() as session:
-        return units.create_unit(session, data)
+        result = units.create_unit(session, data)
+    geo.invalidate()
+    return result
 
 
 @router.get("")
@@ -33,18 +35,23 @@ def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
 
 
 @router.patch("/{unit_id}")
-def update_unit(unit_id: int, data: UnitUpdate, store: StoreDep, _: AdminDep) -> UnitPublic:
+def update_unit(
+    unit_id: int, data: UnitUpdate, store: StoreDep, geo: GeoDep, _: AdminDep
+) -> UnitPublic:
     """Change a unit (name, device_id, kind, patrol-route assignment)."""
     with store.write() as session:
-        return units.update_unit(session, unit_id, data)
+        result = units.update_unit(session, unit_id, data)
+    geo.invalidate()
+    return result
 
 
 @router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_unit(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
+def delete_unit(unit_id: int, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
     with store.write() as session:
         units.delete_unit(session, unit_id)
     keys.clear()
+    geo.invalidate()
 
 
 @router.post("/{unit_id}/secret")

@@ -1,0 +1,137 @@
+"""Bulk ping inserts on the driver's fastest path: COPY on PostgreSQL, executemany on SQLite."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import shapely
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+# The pings columns written by ingest, in order; `id` is assigned before the insert so the
+# rows' ids are known without RETURNING (COPY returns nothing).
+COLUMNS = (
+    "id",
+    "unit_id",
+    "ts",
+    "received_at",
+    "lon",
+    "lat",
+    "geom",
+    "speed_mps",
+    "heading",
+    "accuracy_m",
+    "altitude_m",
+    "battery",
+    "flags",
+    "source",
+    "client_ping_id",
+    "attributes",
+)
+
+
+def _sqlite_time(value: datetime) -> str:
+    # Exactly the text SQLAlchemy's DateTime stores on SQLite, so comparisons keep working.
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _reserve_ids(session: Session, n: int) -> list[int]:
+    """n new ping ids (the caller holds the write lock on SQLite)."""
+    if session.get_bind().dialect.name == "postgresql":
+        rows = session.execute(
+            text(
+                "SELECT nextval(pg_get_serial_sequence('pings', 'id')) FROM generate_series(1, :n)"
+            ),
+            {"n": n},
+        )
+        return [int(r[0]) for r in rows]
+    last = session.execute(text("SELECT coalesce(max(id), 0) FROM pings")).scalar_one()
+    return list(range(int(last) + 1, int(last) + 1 + n))
+
+
+def insert_pings(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Insert ping rows (dicts keyed by COLUMNS, without id) in the session's transaction."""
+    if not rows:
+        return []
+    ids = _reserve_ids(session, len(rows))
+    points = shapely.points(
+        np.fromiter((r["lon"] for r in rows), float, len(rows)),
+        np.fromiter((r["lat"] for r in rows), float, len(rows)),
+    )
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
+    if session.get_bind().dialect.name == "postgresql":
+        geoms = shapely.to_wkb(shapely.set_srid(points, 4326), hex=True, include_srid=True)
+        cur = dbapi.cursor()
+        with cur.copy(f"COPY pings ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for ping_id, row, geom in zip(ids, rows, geoms, strict=True):
+                attrs = row["attributes"]
+                copy.write_row(
+                    (ping_id, row["unit_id"], row["ts"], row["received_at"], row["lon"],
+                     row["lat"], geom, row["speed_mps"], row["heading"], row["accuracy_m"],
+                     row["altitude_m"], row["battery"], row["flags"], row["source"],
+                     row["client_ping_id"], None if attrs is None else json.dumps(attrs))
+                )  # fmt: skip
+        return ids
+    geoms = shapely.to_wkb(points)
+    values = [
+        (ping_id, row["unit_id"], _sqlite_time(row["ts"]), _sqlite_time(row["received_at"]),
+         row["lon"], row["lat"], geom, row["speed_mps"], row["heading"], row["accuracy_m"],
+         row["altitude_m"], row["battery"], row["flags"], row["source"], row["client_ping_id"],
+         None if row["attributes"] is None else json.dumps(row["attributes"]))
+        for ping_id, row, geom in zip(ids, rows, geoms, strict=True)
+    ]  # fmt: skip
+    marks = ", ".join("?" for _ in COLUMNS)
+    dbapi.cursor().executemany(f"INSERT INTO pings ({', '.join(COLUMNS)}) VALUES ({marks})", values)
+    return ids
+
+
+STATE_COLUMNS = (
+    "last_ping_id",
+    "last_ts",
+    "last_lon",
+    "last_lat",
+    "last_speed_mps",
+    "last_flags",
+    "good_ts",
+    "good_lon",
+    "good_lat",
+    "received_at",
+)
+_STATE_TYPES = ("bigint", "timestamptz", "float8", "float8", "float8", "int", "timestamptz",
+                "float8", "float8", "timestamptz")  # fmt: skip
+
+
+def update_unit_states(session: Session, updates: Sequence[dict[str, Any]]) -> None:
+    """Write new unit states (dicts with `uid` and STATE_COLUMNS) in one statement."""
+    if not updates:
+        return
+    if session.get_bind().dialect.name == "postgresql":
+        # One UPDATE joined to unnest()ed arrays: a round trip per batch, not per unit.
+        sets = ", ".join(f"{c} = v.{c}" for c in STATE_COLUMNS)
+        arrays = ", ".join(
+            f"CAST(:{c} AS {t}[])" for c, t in zip(STATE_COLUMNS, _STATE_TYPES, strict=True)
+        )
+        sql = (
+            f"UPDATE unit_states AS s SET {sets} "
+            f"FROM unnest(CAST(:uid AS int[]), {arrays}) AS v(uid, {', '.join(STATE_COLUMNS)}) "
+            "WHERE s.unit_id = v.uid"
+        )
+        params = {c: [u[c] for u in updates] for c in ("uid", *STATE_COLUMNS)}
+        session.execute(text(sql), params)
+        return
+    sets = ", ".join(f"{c} = ?" for c in STATE_COLUMNS)
+    rows = [
+        tuple(
+            _sqlite_time(u[c]) if isinstance(u[c], datetime) else u[c]
+            for c in (*STATE_COLUMNS, "uid")
+        )
+        for u in updates
+    ]
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
+    dbapi.cursor().executemany(f"UPDATE unit_states SET {sets} WHERE unit_id = ?", rows)
