@@ -173,7 +173,11 @@ def _revision(session: Session) -> tuple[Any, ...]:
     links = session.execute(
         select(
             func.count(UnitPatrolRoute.unit_id),
-            func.sum(UnitPatrolRoute.unit_id * 1_000_003 + UnitPatrolRoute.patrol_route_id),
+            # Squares, so that swapping two assignments changes the sum too.
+            func.sum(
+                (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
+                * (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
+            ),
         )
     ).one()
     return (*_norm(routes), *_norm(fences), *_norm(links))

@@ -39,6 +39,9 @@ class WorkItem:
     row: dict[str, Any] = field(default_factory=dict)
 
 
+_HOLDS_STATE = Flag.LATE | Flag.FUTURE | Flag.ZERO
+
+
 @dataclass
 class _State:
     """A unit's newest fix and newest good fix, as read (locked) at the start of the batch."""
@@ -89,7 +92,13 @@ def _load_units(
 
     rows = load()
     if auto_register:
-        missing = set(devices) - {row.device_id for row in rows}
+        # Only callers not bound to a unit may bring new devices; a tracker key may not.
+        unbound = {
+            it.ping.device_id
+            for it in items
+            if it.ping.device_id and it.principal.role != "tracker"
+        }
+        missing = unbound - {row.device_id for row in rows}
         for dev in sorted(missing):
             register_device(session, dev)
         if missing:
@@ -283,8 +292,10 @@ def _flag_and_advance(
             "client_ping_id": ping.ping_id,
             "attributes": ping.attributes,
         }
-        if it.flags & Flag.LATE:
-            continue  # a late fix never moves the unit's live state
+        if it.flags & _HOLDS_STATE:
+            # A late fix never moves the live state; nor does one dated in the future (it
+            # would make every real fix after it look late) or one without a position.
+            continue
         state.last_ts = ping.ts
         if eligible(it.flags):
             state.good_ts, state.good_lon, state.good_lat = ping.ts, ping.lon, ping.lat

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
 from service.auth import Principal
 from service.config import Settings
-from service.errors import StoreUnavailable
+from service.errors import InvalidInput, StoreUnavailable
 from service.evaluate import GeoCache
 from service.ingest import WorkItem, ingest_items, store_reports
 from service.protocols import DeviceReport
@@ -52,12 +52,33 @@ class _Request:
         return len(self.pings) + len(self.reports)
 
 
+def _fail(request: _Request, exc: Exception) -> None:
+    if not request.future.done():
+        request.future.set_exception(exc)
+
+
+def _refusal(exc: Exception) -> Exception:
+    """The error to answer when one request's data cannot be stored (it would fail again)."""
+    if isinstance(exc, (DataError, IntegrityError, ValueError)):
+        log.warning("refused a request whose data the database rejects: %s", exc)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        return InvalidInput(f"the database rejected this data: {reason}")
+    log.error("storing a request failed", exc_info=exc)
+    return StoreUnavailable(UNAVAILABLE)
+
+
 class GroupCommitter:
     """Stores submitted pings in shared transactions on a dedicated thread."""
 
     def __init__(
-        self, store: Store, geo: GeoCache, settings: Settings, max_batch: int = 5000
+        self,
+        store: Store,
+        geo: GeoCache,
+        settings: Settings,
+        max_batch: int = 5000,
+        timeout_s: float = 30.0,
     ) -> None:
+        self._timeout_s = timeout_s
         self._store = store
         self._geo = geo
         self._settings = settings
@@ -88,8 +109,8 @@ class GroupCommitter:
     ) -> Future[Outcome]:
         """Queue pings (and device reports) of one request; the future resolves after commit."""
         request = _Request(principal, pings, reports, source)
-        if self._thread is None:
-            request.future.set_exception(RuntimeError("writer is not running"))
+        if self._thread is None or not self._thread.is_alive():
+            request.future.set_exception(StoreUnavailable("the writer is not running; retry later"))
         else:
             self._queue.put(request)
         return request.future
@@ -104,7 +125,12 @@ class GroupCommitter:
     ) -> Outcome:
         """Queue pings and wait (without blocking the event loop) until they are committed."""
         future = self.submit(principal, pings, reports=reports, source=source)
-        return await asyncio.wrap_future(future)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
+        except TimeoutError:
+            # Cancelled above: if the writer has not started on it, it is skipped; if it has,
+            # the pings may be stored, which the tracker's retry then reports as duplicates.
+            raise StoreUnavailable("storing took too long; retry later") from None
 
     def _run(self) -> None:
         stopping = False
@@ -123,7 +149,18 @@ class GroupCommitter:
                     break
                 batch.append(nxt)
                 size += nxt.size
-            self._write(batch)
+            # A request whose caller gave up (cancelled its future) is not stored at all.
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
+            try:
+                self._write(batch)
+            except BaseException as exc:  # the writer must outlive any one batch
+                log.exception("writer failed on a batch")
+                for request in batch:
+                    _fail(request, StoreUnavailable(UNAVAILABLE))
+                if not isinstance(exc, Exception):
+                    raise
 
     def _write(self, batch: list[_Request]) -> None:
         try:
@@ -131,12 +168,11 @@ class GroupCommitter:
         except OperationalError as exc:
             log.warning("database unavailable, %d request(s) refused: %s", len(batch), exc)
             for request in batch:
-                request.future.set_exception(StoreUnavailable(UNAVAILABLE))
+                _fail(request, StoreUnavailable(UNAVAILABLE))
             return
-        except Exception:
+        except Exception as exc:
             if len(batch) == 1:
-                log.exception("storing a request failed")
-                batch[0].future.set_exception(StoreUnavailable(UNAVAILABLE))
+                _fail(batch[0], _refusal(exc))
                 return
             # One request broke the shared transaction: store each on its own so the others
             # still succeed and only the faulty one fails.
@@ -144,7 +180,8 @@ class GroupCommitter:
                 self._write([request])
             return
         for request, outcome in zip(batch, outcomes, strict=True):
-            request.future.set_result(outcome)
+            if not request.future.done():
+                request.future.set_result(outcome)
 
     def _commit(self, batch: list[_Request]) -> list[Outcome]:
         items = [

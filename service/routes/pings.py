@@ -8,7 +8,13 @@ from fastapi import APIRouter, Body, Request
 from pydantic import TypeAdapter, ValidationError
 
 from service.deps import TrackerDep, get_settings, get_writer
-from service.errors import InvalidInput, NotFound, PayloadTooLarge, describe_validation
+from service.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    PayloadTooLarge,
+    describe_validation,
+)
 from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
 
@@ -43,6 +49,8 @@ def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
             reason = results[0].reason or "rejected"
             if reason.startswith(("unknown device_id", "unit ")):
                 raise NotFound(reason)
+            if "may only post" in reason:
+                raise Forbidden(reason)
             raise InvalidInput(reason)
         shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
         more = f"; and {len(results) - 20} more" if len(results) > 20 else ""

@@ -55,21 +55,25 @@ async def osmand(
     params: dict[str, list[str]] = {}
     for name, value in request.query_params.multi_items():
         params.setdefault(name, []).append(value)
-    content_type = request.headers.get("content-type", "")
-    if request.method == "POST" and content_type.startswith("application/json"):
+    is_json = request.method == "POST" and request.headers.get("content-type", "").startswith(
+        "application/json"
+    )
+    if request.method == "POST" and not is_json:
+        form = await request.form()
+        for name, field in form.multi_items():
+            params.setdefault(name, []).append(str(field))
+    keys = params.get("key")
+    # Authenticate before parsing: callers without a secret learn nothing about the format.
+    principal = await device_principal(
+        request, keys[-1] if keys else (basic.password if basic else None)
+    )
+    if is_json:
         body = _json(await request.body())
         parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
     else:
-        if request.method == "POST":
-            form = await request.form()
-            for name, field in form.multi_items():
-                params.setdefault(name, []).append(str(field))
         parsed = _parsed(
             lambda: parse_osmand(params, now=now, speed_unit=settings.osmand_speed_unit)
         )
-    keys = params.get("key")
-    key = keys[-1] if keys else (basic.password if basic else None)
-    principal = await device_principal(request, key)
     await store_parsed(writer, principal, parsed, "osmand")
     return Response(status_code=200)
 
@@ -77,6 +81,8 @@ async def osmand(
 @router.post("/owntracks")
 async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
     """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`."""
+    key = request.query_params.get("key") or (basic.password if basic else None)
+    principal = await device_principal(request, key)
     raw = await request.body()
     if not raw.strip():
         return JSONResponse([])  # the apps post an empty body when a friend is removed
@@ -87,8 +93,6 @@ async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSO
     body = _json(raw)
     now = datetime.now(UTC)
     parsed = _parsed(lambda: parse_owntracks_body(body, device_id=device_id, now=now))
-    key = request.query_params.get("key") or (basic.password if basic else None)
-    principal = await device_principal(request, key)
     if parsed:
         await store_parsed(writer, principal, parsed, "owntracks")
     return JSONResponse([])

@@ -35,8 +35,18 @@ COLUMNS = (
 
 
 def _sqlite_time(value: datetime) -> str:
-    # Exactly the text SQLAlchemy's DateTime stores on SQLite, so comparisons keep working.
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # Exactly the text SQLAlchemy's DateTime stores on SQLite (4-digit year included), so
+    # comparisons and reads keep working.
+    v = value.astimezone(UTC)
+    return (
+        f"{v.year:04d}-{v.month:02d}-{v.day:02d} "
+        f"{v.hour:02d}:{v.minute:02d}:{v.second:02d}.{v.microsecond:06d}"
+    )
+
+
+def _json(value: Any) -> str | None:
+    # NaN/Infinity are not JSON; refusing them here keeps them out of both backends.
+    return None if value is None else json.dumps(value, allow_nan=False)
 
 
 def _reserve_ids(session: Session, n: int) -> list[int]:
@@ -69,12 +79,11 @@ def insert_pings(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
         cur = dbapi.cursor()
         with cur.copy(f"COPY pings ({', '.join(COLUMNS)}) FROM STDIN") as copy:
             for ping_id, row, geom in zip(ids, rows, geoms, strict=True):
-                attrs = row["attributes"]
                 copy.write_row(
                     (ping_id, row["unit_id"], row["ts"], row["received_at"], row["lon"],
                      row["lat"], geom, row["speed_mps"], row["heading"], row["accuracy_m"],
                      row["altitude_m"], row["battery"], row["flags"], row["source"],
-                     row["client_ping_id"], None if attrs is None else json.dumps(attrs))
+                     row["client_ping_id"], _json(row["attributes"]))
                 )  # fmt: skip
         return ids
     geoms = shapely.to_wkb(points)
@@ -82,7 +91,7 @@ def insert_pings(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
         (ping_id, row["unit_id"], _sqlite_time(row["ts"]), _sqlite_time(row["received_at"]),
          row["lon"], row["lat"], geom, row["speed_mps"], row["heading"], row["accuracy_m"],
          row["altitude_m"], row["battery"], row["flags"], row["source"], row["client_ping_id"],
-         None if row["attributes"] is None else json.dumps(row["attributes"]))
+         _json(row["attributes"]))
         for ping_id, row, geom in zip(ids, rows, geoms, strict=True)
     ]  # fmt: skip
     marks = ", ".join("?" for _ in COLUMNS)

@@ -22,6 +22,8 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 20)
     kwargs.setdefault("pool_pre_ping", True)
+    # A stuck row lock must not stall the ingest writer forever: fail (503) and let it retry.
+    kwargs.setdefault("connect_args", {"options": "-c lock_timeout=15000"})
     return create_engine(url, **kwargs)
 
 

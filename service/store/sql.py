@@ -18,7 +18,7 @@ class epoch(FunctionElement[float]):
 
 @compiles(epoch)
 def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
-    # Timestamps are stored naive in UTC; julianday keeps sub-millisecond precision.
+    # Timestamps are stored naive in UTC; julianday is accurate to about a millisecond.
     return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
 
 

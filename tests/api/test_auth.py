@@ -45,7 +45,7 @@ def test_tracker_posts_only_for_its_unit(client: TestClient) -> None:
     ping = {"lat": -1.268, "lon": 116.83, "ts": "2024-11-27T00:00:00Z"}
     assert client.post("/api/v1/pings", json=ping, headers=tracker).status_code == 200
     r = client.post("/api/v1/pings", json={**ping, "device_id": "b"}, headers=tracker)
-    assert r.status_code == 422
+    assert r.status_code == 403
     assert "only post pings for unit" in r.json()["detail"]
     assert client.get("/api/v1/units", headers=tracker).status_code == 403
 

@@ -188,3 +188,47 @@ def test_concurrent_requests_share_transactions_and_lose_nothing(
     track = client.get(f"/api/v1/units/{area['unit']}/track", params=_win()).json()
     assert acknowledged == 200
     assert len(track["features"]) - 1 == 200
+
+
+def test_future_fix_does_not_freeze_the_live_position(
+    client: TestClient, area: dict[str, int]
+) -> None:
+    future = (datetime.now(UTC) + timedelta(days=365)).isoformat()
+    client.post("/api/v1/pings", json={**ping("u1", 0, 0), "ts": future})
+    r = client.post("/api/v1/pings", json=ping("u1", 100, 10)).json()
+    assert r["results"][0]["flags"] == []  # not "late" behind the bogus future time
+    latest = client.get("/api/v1/positions/latest").json()["features"][0]
+    assert latest["properties"]["ts"] == "2024-11-26T23:00:10+00:00"
+
+
+def test_very_old_and_odd_values_are_stored_or_refused_cleanly(
+    client: TestClient, area: dict[str, int]
+) -> None:
+    old = {**ping("u1", 0, 0), "ts": "0999-06-01T00:00:00Z"}
+    assert client.post("/api/v1/pings", json=old).json()["accepted"] == 1
+    assert client.post("/api/v1/pings", json=ping("u1", 10, 5)).status_code == 200
+    assert client.get("/api/v1/positions/latest").status_code == 200
+    assert client.post("/api/v1/pings", json=old).json()["duplicates"] == 1
+    r = client.post(
+        "/api/v1/pings",
+        content=b'{"device_id": "u1", "lat": -1.268, "lon": 116.83, "ts": 5, '
+        b'"attributes": {"x": NaN}}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422, r.text  # never a 503 that a tracker would retry forever
+
+
+def test_cancelled_request_does_not_stop_the_writer(client: TestClient, area: dict) -> None:
+    from service.auth import Principal
+    from service.schemas import PingIn
+
+    writer = client.app.state.writer  # type: ignore[attr-defined]
+    futures = [
+        writer.submit(Principal(role="admin"), [(0, PingIn.model_validate(ping("u1", i, i)))])
+        for i in range(50)
+    ]
+    for f in futures[::2]:
+        f.cancel()
+    for f in futures[1::2]:
+        assert f.result(timeout=30).pings[0].status == "accepted"
+    assert client.post("/api/v1/pings", json=ping("u1", 500, 500)).status_code == 200

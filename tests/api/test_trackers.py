@@ -90,8 +90,10 @@ def test_traccar_client_9_json_post(client: TestClient, units: dict) -> None:
 def test_osmand_errors(client: TestClient, units: dict) -> None:
     secret = units["traccar"]["device_secret"]
     no_auth = {"Authorization": ""}
-    r = client.get("/api/v1/osmand?lat=1&lon=2&timestamp=0", headers=no_auth)
+    r = client.get(f"/api/v1/osmand?lat=1&lon=2&timestamp=0&key={secret}", headers=no_auth)
     assert r.status_code == 400 and "device id" in r.json()["detail"]
+    r = client.get("/api/v1/osmand?lat=1&lon=2&timestamp=0", headers=no_auth)
+    assert r.status_code == 401  # no secret: nothing else is said
     r = client.get("/api/v1/osmand?id=48241179&lat=-1.2&lon=116.8", headers=no_auth)
     assert r.status_code == 401
     other = "sari%2Fpixel"
@@ -188,3 +190,16 @@ def test_body_over_limit_is_413(make_settings: Callable[..., Settings]) -> None:
         )
     assert r.status_code == 413
     assert "1000 bytes" in r.json()["detail"]
+
+
+def test_tracker_key_cannot_auto_register_devices(
+    make_settings: Callable[..., Settings],
+) -> None:
+    with TestClient(create_app(make_settings(auto_register=True))) as c:
+        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+        unit = c.post("/api/v1/units", json={"name": "A", "device_id": "a"}, headers=admin)
+        secret = unit.json()["device_secret"]
+        r = c.get(f"/api/v1/osmand?id=intruder&lat=-1.2683&lon=116.834&key={secret}")
+        assert r.status_code == 404
+        names = [u["device_id"] for u in c.get("/api/v1/units", headers=admin).json()]
+    assert names == ["a"]
