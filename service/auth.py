@@ -84,6 +84,7 @@ class KeyCache:
         self._ttl = ttl_s
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[Principal | None, float]] = {}
+        self.generation = 0  # bumped by clear(), so a lookup racing a revocation is not kept
 
     def get(self, key: str) -> tuple[bool, Principal | None]:
         """(found, principal) for a key; found is False when it must be looked up."""
@@ -93,11 +94,13 @@ class KeyCache:
             return False, None
         return True, entry[0]
 
-    def put(self, key: str, principal: Principal | None) -> None:
-        """Remember how a key resolved."""
+    def put(self, key: str, principal: Principal | None, generation: int) -> None:
+        """Remember how a key resolved, unless the cache was cleared since the lookup began."""
         if self._ttl <= 0:
             return
         with self._lock:
+            if generation != self.generation:
+                return
             if len(self._entries) > 10_000:  # bound memory against floods of random keys
                 self._entries.clear()
             self._entries[hash_key(key)] = (principal, time.monotonic() + self._ttl)
@@ -106,3 +109,4 @@ class KeyCache:
         """Forget every key (after a revocation, so it takes effect at once here)."""
         with self._lock:
             self._entries.clear()
+            self.generation += 1

@@ -81,8 +81,9 @@ async def authenticate(request: Request, key: str | None) -> Principal | None:
     cache = get_keys(request)
     found, principal = cache.get(key)
     if not found:
+        generation = cache.generation
         principal = await run_in_threadpool(_lookup, get_store(request), key)
-        cache.put(key, principal)
+        cache.put(key, principal, generation)
     if principal is None:
         raise Unauthenticated("invalid or revoked API key")
     return principal

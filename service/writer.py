@@ -85,6 +85,7 @@ class GroupCommitter:
         self._max_batch = max_batch
         self._queue: queue.SimpleQueue[_Request | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._closing = threading.Lock()
         self.transactions = 0  # how many commits the writer made (for benchmarks and tests)
 
     def start(self) -> None:
@@ -94,10 +95,19 @@ class GroupCommitter:
 
     def stop(self) -> None:
         """Finish what is queued, then stop the writer thread."""
-        if self._thread is not None:
+        with self._closing:
+            thread, self._thread = self._thread, None
+        if thread is not None:
             self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+            thread.join()
+        # Anything that slipped in behind the stop marker is refused, never left waiting.
+        while True:
+            try:
+                request = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if request is not None:
+                _fail(request, StoreUnavailable("the service is shutting down; retry later"))
 
     def submit(
         self,
@@ -109,10 +119,13 @@ class GroupCommitter:
     ) -> Future[Outcome]:
         """Queue pings (and device reports) of one request; the future resolves after commit."""
         request = _Request(principal, pings, reports, source)
-        if self._thread is None or not self._thread.is_alive():
-            request.future.set_exception(StoreUnavailable("the writer is not running; retry later"))
-        else:
-            self._queue.put(request)
+        with self._closing:
+            if self._thread is None or not self._thread.is_alive():
+                request.future.set_exception(
+                    StoreUnavailable("the writer is not running; retry later")
+                )
+            else:
+                self._queue.put(request)
         return request.future
 
     async def store(
