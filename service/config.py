@@ -64,6 +64,18 @@ class Settings(BaseSettings):
     osmand_speed_unit: Literal["knots", "kmh", "mps", "mph"] = Field(
         "knots", description="Unit of the OsmAnd `speed` parameter (Traccar Client: knots)."
     )
+    hysteresis_m: float = Field(20.0, ge=0, description="Geofence exit hysteresis band (m).")
+    off_route_after_s: float = Field(30.0, ge=0, description="Outside corridor before off_route.")
+    stop_after_s: float = Field(300.0, gt=0, description="Standing still before `stopped` (s).")
+    offline_after_s: float = Field(300.0, gt=0, description="Silence before `offline` (s).")
+    speed_limit_mps: float | None = Field(
+        None, gt=0, description="Speed limit for `overspeed` events (m/s); none by default."
+    )
+    events_enabled: bool = Field(True, description="Evaluate live events during ingest.")
+    webhook_retry_hours: float = Field(
+        25.0, gt=0, description="How long a webhook delivery is retried before it is dead."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST (s).")
     key_cache_s: float = Field(
         10.0, ge=0, description="How long a resolved API key is cached per worker (s)."
     )

@@ -77,6 +77,9 @@ class UnitState(Base):
     good_lon: Mapped[float | None] = mapped_column(Float)
     good_lat: Mapped[float | None] = mapped_column(Float)
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The live-event state machine of the unit (JSON), resumed after a restart.
+    machine: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    offline_fired: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class UnitPatrolRoute(Base):
@@ -90,6 +93,9 @@ class UnitPatrolRoute(Base):
     patrol_route_id: Mapped[int] = mapped_column(
         ForeignKey("patrol_routes.id", ondelete="CASCADE"), primary_key=True
     )
+    # Optional shift: daily local-time window (display time zone) in which the assignment holds.
+    shift_start: Mapped[str | None] = mapped_column(String(5))
+    shift_end: Mapped[str | None] = mapped_column(String(5))
 
 
 class PatrolRoute(Base):
@@ -183,6 +189,56 @@ class Event(Base):
     ping_id: Mapped[int | None] = mapped_column(BigId)
     details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Webhook(Base):
+    """A subscription: events of the given types are POSTed, signed, to a URL."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    event_types: Mapped[list[str]] = mapped_column(JSON)  # empty: every type
+    secret: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event to deliver to one webhook (the durable outbox)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        UniqueConstraint("webhook_id", "event_id"),
+        Index(None, "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, delivered, dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery."""
+
+    __tablename__ = "webhook_attempts"
+    __table_args__ = (Index(None, "delivery_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(
+        ForeignKey("webhook_deliveries.id", ondelete="CASCADE")
+    )
+    attempted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(2000))
+    duration_ms: Mapped[float | None] = mapped_column(Float)
 
 
 class ApiKey(Base):
