@@ -17,6 +17,7 @@ from service.maps.assets import mount_assets
 from service.metrics import instrument
 from service.routes import (
     coverage,
+    events,
     geofences,
     gpx,
     health,
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         geofences,
         gpx,
         positions,
+        events,
         coverage,
         keys,
         maps,

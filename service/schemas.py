@@ -44,6 +44,25 @@ class UnitUpdate(BaseModel):
     patrol_route_ids: list[int] | None = None
 
 
+HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["19:00"])]
+
+
+class AssignmentIn(BaseModel):
+    """A patrol route a unit is assigned to, optionally only during a daily shift."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    patrol_route_id: int
+    shift_start: HHMM | None = Field(None, description="Local (display time zone) start, HH:MM")
+    shift_end: HHMM | None = Field(None, description="Local end, HH:MM (may wrap midnight)")
+
+
+class AssignmentOut(AssignmentIn):
+    """An assignment of a unit to a patrol route."""
+
+    unit_id: int
+
+
 class UnitPublic(BaseModel):
     """A registered unit."""
 

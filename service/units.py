@@ -7,8 +7,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.auth import create_key
-from service.errors import Conflict, NotFound
-from service.schemas import UnitCreate, UnitCreated, UnitPublic, UnitUpdate
+from service.errors import Conflict, InvalidInput, NotFound
+from service.schemas import (
+    AssignmentIn,
+    AssignmentOut,
+    UnitCreate,
+    UnitCreated,
+    UnitPublic,
+    UnitUpdate,
+)
 from service.store.models import ApiKey, PatrolRoute, Unit, UnitPatrolRoute, UnitState, utcnow
 
 
@@ -117,3 +124,48 @@ def rotate_secret(session: Session, unit_id: int) -> str:
         session, role="tracker", name=f"device {unit.device_id}", unit_id=unit_id
     )
     return secret
+
+
+def list_assignments(session: Session, unit_id: int) -> list[AssignmentOut]:
+    """A unit's patrol-route assignments."""
+    _get(session, unit_id)
+    rows = session.scalars(
+        select(UnitPatrolRoute)
+        .where(UnitPatrolRoute.unit_id == unit_id)
+        .order_by(UnitPatrolRoute.patrol_route_id)
+    )
+    return [
+        AssignmentOut(
+            unit_id=r.unit_id,
+            patrol_route_id=r.patrol_route_id,
+            shift_start=r.shift_start,
+            shift_end=r.shift_end,
+        )
+        for r in rows
+    ]
+
+
+def assign(session: Session, unit_id: int, data: AssignmentIn) -> AssignmentOut:
+    """Assign a unit to a patrol route (or change the assignment's shift)."""
+    _get(session, unit_id)
+    if session.get(PatrolRoute, data.patrol_route_id) is None:
+        raise NotFound(f"patrol route {data.patrol_route_id} not found")
+    if (data.shift_start is None) != (data.shift_end is None):
+        raise InvalidInput("give both shift_start and shift_end, or neither")
+    if data.shift_start is not None and data.shift_start == data.shift_end:
+        raise InvalidInput("shift_start and shift_end must differ")
+    row = session.get(UnitPatrolRoute, (unit_id, data.patrol_route_id))
+    if row is None:
+        row = UnitPatrolRoute(unit_id=unit_id, patrol_route_id=data.patrol_route_id)
+        session.add(row)
+    row.shift_start, row.shift_end = data.shift_start, data.shift_end
+    session.flush()
+    return AssignmentOut(unit_id=unit_id, **data.model_dump())
+
+
+def unassign(session: Session, unit_id: int, route_id: int) -> None:
+    """Remove a unit's assignment to a patrol route."""
+    row = session.get(UnitPatrolRoute, (unit_id, route_id))
+    if row is None:
+        raise NotFound(f"unit {unit_id} is not assigned to patrol route {route_id}")
+    session.delete(row)

@@ -145,10 +145,18 @@ class UnitMachine:
         if self.last_ts is not None and fix.ts <= self.last_ts:
             return []
         events = self._connectivity(fix, params)
+        resumed = bool(events)  # the only events fired so far are offline/online
+        if resumed:
+            # Back from an outage: nothing is known about the silent minutes, so a stop that
+            # had not yet fired and any overspeed episode start afresh at this fix. A stop that
+            # had fired stays, and this fix decides whether the unit has moved since.
+            if not self.stop.stopped:
+                self.stop = _Stop()
+            self.speed = _Speed()
         events += self._step_fences(fix, fences, params)
         events += self._step_routes(fix, routes, params)
         events += self._step_stop(fix, params)
-        events += self._step_speed(fix, params)
+        events += self._step_speed(fix, params, resumed)
         self.last_ts = fix.ts
         self.last_pos = (fix.lon, fix.lat)
         return events
@@ -287,12 +295,13 @@ class UnitMachine:
             ]
         return []
 
-    def _step_speed(self, fix: Fix, params: Params) -> list[Event]:
+    def _step_speed(self, fix: Fix, params: Params, resumed: bool) -> list[Event]:
         limit = params.speed_limit_mps
         if limit is None:
             return []
         speed = fix.speed_mps
-        if speed is None and self.last_pos is not None and self.last_ts is not None:
+        # An average over an outage says nothing about how fast the unit drove.
+        if speed is None and not resumed and self.last_pos and self.last_ts:
             dt = _seconds(fix.ts, self.last_ts)
             speed = distance_m(*self.last_pos, fix.lon, fix.lat) / dt
         # Unknown speed cannot prove the episode continued, so it ends it like a slow fix.

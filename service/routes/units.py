@@ -6,7 +6,14 @@ from fastapi import APIRouter, status
 
 from service import units
 from service.deps import AdminDep, GeoDep, KeysDep, StoreDep, ViewerDep
-from service.schemas import UnitCreate, UnitCreated, UnitPublic, UnitUpdate
+from service.schemas import (
+    AssignmentIn,
+    AssignmentOut,
+    UnitCreate,
+    UnitCreated,
+    UnitPublic,
+    UnitUpdate,
+)
 
 router = APIRouter(prefix="/api/v1/units", tags=["units"])
 
@@ -61,3 +68,31 @@ def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep
         secret = units.rotate_secret(session, unit_id)
     keys.clear()
     return {"device_secret": secret}
+
+
+@router.get("/{unit_id}/assignments")
+def read_assignments(unit_id: int, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
+    """The unit's patrol-route assignments (with shift windows)."""
+    with store.read() as session:
+        return units.list_assignments(session, unit_id)
+
+
+@router.post("/{unit_id}/assignments")
+def create_assignment(
+    unit_id: int, data: AssignmentIn, store: StoreDep, geo: GeoDep, _: AdminDep
+) -> AssignmentOut:
+    """Assign the unit to a patrol route, optionally for a daily shift (e.g. 19:00 to 07:00)."""
+    with store.write() as session:
+        result = units.assign(session, unit_id, data)
+    geo.invalidate()
+    return result
+
+
+@router.delete("/{unit_id}/assignments/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_assignment(
+    unit_id: int, route_id: int, store: StoreDep, geo: GeoDep, _: AdminDep
+) -> None:
+    """Unassign the unit from a patrol route."""
+    with store.write() as session:
+        units.unassign(session, unit_id, route_id)
+    geo.invalidate()
