@@ -6,7 +6,9 @@ and resumed after a restart without duplicating or losing an event.
 
 Event types: geofence_enter, geofence_exit, off_route, on_route, stopped, moving, overspeed,
 offline, online. There is deliberately no overspeed_end: an episode is reported once, when it
-has lasted long enough to matter, and its end is visible in the track itself.
+has lasted long enough to matter, and its end is visible in the track itself. Offline is
+detected by check_offline() on a timer, or by the next fix if the timer missed the gap; an
+outage restarts pending stop and overspeed timers, since nothing is known about the silence.
 """
 
 from __future__ import annotations
