@@ -67,10 +67,12 @@ class GeoIndex:
         self,
         routes: Iterable[RouteEntry],
         fences: Iterable[FenceEntry],
-        assigned: dict[int, set[int]] | None = None,
+        assignments: dict[int, list[tuple[int, str | None, str | None]]] | None = None,
     ) -> None:
         self.routes = list(routes)
-        self.assigned = assigned or {}  # patrol-route ids by unit id
+        # (patrol route id, shift start, shift end) by unit id; shifts are local HH:MM or None.
+        self.assignments = assignments or {}
+        self.assigned = {u: {a[0] for a in rows} for u, rows in self.assignments.items()}
         self.fences = list(fences)
         self.route_by_id = {r.id: r for r in self.routes}
         self.fence_by_id = {f.id: f for f in self.fences}
@@ -152,12 +154,10 @@ def load_index(session: Session) -> GeoIndex:
         FenceEntry(f.id, f.name, f.kind, f.min_dwell_s, fence_from_row(f))
         for f in session.scalars(select(Geofence).order_by(Geofence.id))
     ]
-    assigned: dict[int, set[int]] = defaultdict(set)
-    for unit_id, route_id in session.execute(
-        select(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id)
-    ):
-        assigned[unit_id].add(route_id)
-    return GeoIndex(routes, fences, dict(assigned))
+    assignments: dict[int, list[tuple[int, str | None, str | None]]] = defaultdict(list)
+    for row in session.scalars(select(UnitPatrolRoute).order_by(UnitPatrolRoute.patrol_route_id)):
+        assignments[row.unit_id].append((row.patrol_route_id, row.shift_start, row.shift_end))
+    return GeoIndex(routes, fences, dict(assignments))
 
 
 def _revision(session: Session) -> tuple[Any, ...]:
@@ -178,6 +178,8 @@ def _revision(session: Session) -> tuple[Any, ...]:
                 (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
                 * (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
             ),
+            func.max(UnitPatrolRoute.shift_start),
+            func.max(UnitPatrolRoute.shift_end),
         )
     ).one()
     return (*_norm(routes), *_norm(fences), *_norm(links))

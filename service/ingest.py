@@ -18,12 +18,14 @@ from sqlalchemy.orm import Session
 from service.auth import Principal
 from service.config import Settings
 from service.evaluate import GeoCache, GeoIndex
+from service.live import run_machines
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
 from service.schemas import PingIn, PingResult
 from service.store.bulk import insert_pings, update_unit_states
 from service.store.db import Store
 from service.store.models import DeviceReportRow, Ping, Unit, UnitState, utcnow
+from service.store.models import Event as EventRow
 
 
 @dataclass
@@ -51,6 +53,7 @@ class _State:
     good_ts: datetime | None
     good_lon: float | None
     good_lat: float | None
+    machine: dict[str, Any] | None = None
     update: dict[str, Any] | None = None  # new values for unit_states, if the batch moved it
 
 
@@ -65,6 +68,7 @@ _UNITS_AND_STATES = (
         UnitState.good_ts,
         UnitState.good_lon,
         UnitState.good_lat,
+        UnitState.machine,
     )
     .join(UnitState, UnitState.unit_id == Unit.id)
     .where(
@@ -105,7 +109,8 @@ def _load_units(
             rows = load()
     by_device = {row.device_id: row.id for row in rows}
     states = {
-        row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat) for row in rows
+        row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat, row.machine)
+        for row in rows
     }
     return by_device, states
 
@@ -197,8 +202,12 @@ def ingest_items(
     items: Sequence[WorkItem],
     *,
     auto_register: bool = False,
+    events: list[EventRow] | None = None,
 ) -> dict[tuple[int, int], PingResult]:
-    """Store items in the session's transaction; returns each item's result by key."""
+    """Store items in the session's transaction; returns each item's result by key.
+
+    Live events the pings cause are stored in the same transaction and appended to `events`.
+    """
     results: dict[tuple[int, int], PingResult] = {}
     if not items:
         return results
@@ -232,6 +241,18 @@ def ingest_items(
         state = states[it.unit_id]
         if state.update is not None and state.update["last_ts"] == it.ping.ts:
             state.update["last_ping_id"] = ping_id
+    if settings.events_enabled:
+        new_events, machines = run_machines(
+            fresh, {uid: st.machine for uid, st in states.items()}, index, settings
+        )
+        for uid, machine in machines.items():
+            if states[uid].update is not None:
+                states[uid].update["machine"] = machine  # type: ignore[index]
+        if new_events:
+            session.add_all(new_events)
+            session.flush()
+            if events is not None:
+                events.extend(new_events)
     update_unit_states(session, [s.update for s in states.values() if s.update is not None])
 
     evaluations = index.evaluate_many(
@@ -311,6 +332,7 @@ def _flag_and_advance(
             "good_lon": state.good_lon,
             "good_lat": state.good_lat,
             "received_at": now,
+            "machine": state.machine,
         }
 
 

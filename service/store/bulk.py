@@ -110,9 +110,10 @@ STATE_COLUMNS = (
     "good_lon",
     "good_lat",
     "received_at",
+    "machine",
 )
 _STATE_TYPES = ("bigint", "timestamptz", "float8", "float8", "float8", "int", "timestamptz",
-                "float8", "float8", "timestamptz")  # fmt: skip
+                "float8", "float8", "timestamptz", "json")  # fmt: skip
 
 
 def update_unit_states(session: Session, updates: Sequence[dict[str, Any]]) -> None:
@@ -131,12 +132,17 @@ def update_unit_states(session: Session, updates: Sequence[dict[str, Any]]) -> N
             "WHERE s.unit_id = v.uid"
         )
         params = {c: [u[c] for u in updates] for c in ("uid", *STATE_COLUMNS)}
+        params["machine"] = [_json(m) for m in params["machine"]]
         session.execute(text(sql), params)
         return
     sets = ", ".join(f"{c} = ?" for c in STATE_COLUMNS)
     rows = [
         tuple(
-            _sqlite_time(u[c]) if isinstance(u[c], datetime) else u[c]
+            _sqlite_time(u[c])
+            if isinstance(u[c], datetime)
+            else _json(u[c])
+            if c == "machine"
+            else u[c]
             for c in (*STATE_COLUMNS, "uid")
         )
         for u in updates

@@ -1,0 +1,71 @@
+"""HTTP routes for webhooks and their deliveries (admin only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, status
+
+from service import webhooks
+from service.deps import AdminDep, StoreDep
+from service.webhooks import (
+    DeliveryOut,
+    DeliveryStatus,
+    WebhookCreate,
+    WebhookCreated,
+    WebhookPublic,
+)
+
+router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_webhook(data: WebhookCreate, store: StoreDep, _: AdminDep) -> WebhookCreated:
+    """Register a webhook; the response holds its signing secret, shown only this once."""
+    with store.write() as session:
+        return webhooks.create_webhook(session, data)
+
+
+@router.get("")
+def read_webhooks(store: StoreDep, _: AdminDep) -> list[WebhookPublic]:
+    """List webhooks (without secrets)."""
+    with store.read() as session:
+        return webhooks.list_webhooks(session)
+
+
+@router.get("/{webhook_id}")
+def read_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> WebhookPublic:
+    """One webhook (without its secret)."""
+    with store.read() as session:
+        return webhooks.read_webhook(session, webhook_id)
+
+
+@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> None:
+    """Delete a webhook and its pending and past deliveries."""
+    with store.write() as session:
+        webhooks.delete_webhook(session, webhook_id)
+
+
+@router.get("/{webhook_id}/deliveries")
+def read_deliveries(
+    webhook_id: int,
+    store: StoreDep,
+    _: AdminDep,
+    status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[DeliveryOut]:
+    """A webhook's deliveries, newest first, each with its attempts."""
+    with store.read() as session:
+        return webhooks.list_deliveries(session, webhook_id, status, limit)
+
+
+@router.post("/deliveries/{delivery_id}/redeliver")
+def redeliver(delivery_id: int, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
+    """Send a delivery again (e.g. a dead one) as soon as possible."""
+    with store.write() as session:
+        result = webhooks.redeliver(session, delivery_id)
+    dispatcher = getattr(request.app.state, "webhooks", None)
+    if dispatcher is not None:
+        dispatcher.wake()
+    return result
