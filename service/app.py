@@ -29,6 +29,7 @@ from service.routes import (
     trackers,
     units,
 )
+from service.scheduler import Scheduler
 from service.store.db import Store
 from service.store.migrate import upgrade
 from service.writer import GroupCommitter
@@ -47,11 +48,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             upgrade(store.engine)
         geo = GeoCache()
         writer = GroupCommitter(store, geo, settings)
+        scheduler = Scheduler(store, geo, settings)
         writer.start()
+        scheduler.start()
         app.state.store, app.state.geo, app.state.writer = store, geo, writer
+        app.state.scheduler = scheduler
         try:
             yield
         finally:
+            scheduler.stop()
             writer.stop()
             store.dispose()
 

@@ -11,11 +11,12 @@ import asyncio
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.config import Settings
@@ -25,6 +26,7 @@ from service.ingest import WorkItem, ingest_items, store_reports
 from service.protocols import DeviceReport
 from service.schemas import PingIn, PingResult
 from service.store.db import Store
+from service.store.models import Event as EventRow
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +79,13 @@ class GroupCommitter:
         settings: Settings,
         max_batch: int = 5000,
         timeout_s: float = 30.0,
+        in_transaction: Callable[[Session, list[EventRow]], None] | None = None,
+        after_commit: Callable[[list[EventRow]], None] | None = None,
     ) -> None:
+        # Hooks: inside each transaction (queue webhooks, notify other workers) and after its
+        # commit (wake live-stream clients and the webhook dispatcher).
+        self._in_transaction = in_transaction
+        self._after_commit = after_commit
         self._timeout_s = timeout_s
         self._store = store
         self._geo = geo
@@ -202,6 +210,7 @@ class GroupCommitter:
             for n, request in enumerate(batch)
             for index, ping in request.pings
         ]
+        events: list[EventRow] = []
         try:
             with self._store.write() as session:
                 results = ingest_items(
@@ -210,7 +219,10 @@ class GroupCommitter:
                     self._settings,
                     items,
                     auto_register=self._settings.auto_register,
+                    events=events,
                 )
+                if self._in_transaction is not None:
+                    self._in_transaction(session, events)
                 reasons = [
                     store_reports(session, r.reports, r.source, r.principal) if r.reports else []
                     for r in batch
@@ -220,6 +232,11 @@ class GroupCommitter:
                 raise OperationalError(str(exc), None, exc.orig or exc) from exc
             raise
         self.transactions += 1
+        if self._after_commit is not None:
+            try:
+                self._after_commit(events)
+            except Exception:  # committed already: a failed wake-up must not fail the request
+                log.exception("after-commit hook failed")
         return [
             Outcome([results[(n, index)] for index, _ in request.pings], reasons[n])
             for n, request in enumerate(batch)

@@ -5,17 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import areas
-from service.deps import AdminDep, GeoDep, StoreDep, ViewerDep
+from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.live import reconcile_units
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict
 
 router = APIRouter(prefix="/api/v1/geofences", tags=["geofences"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_geofence(feature: GeofenceIn, store: StoreDep, geo: GeoDep, _: AdminDep) -> GeoJSONDict:
+def create_geofence(
+    feature: GeofenceIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+) -> GeoJSONDict:
     """Create a geofence: a Polygon Feature, or a Point Feature with properties.radius_m."""
     with store.write() as session:
         result = areas.create_fence(session, feature)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
@@ -36,18 +40,27 @@ def read_geofence(geofence_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDic
 
 @router.patch("/{geofence_id}")
 def update_geofence(
-    geofence_id: int, patch: GeofencePatch, store: StoreDep, geo: GeoDep, _: AdminDep
+    geofence_id: int,
+    patch: GeofencePatch,
+    store: StoreDep,
+    geo: GeoDep,
+    settings: SettingsDep,
+    _: AdminDep,
 ) -> GeoJSONDict:
     """Change a geofence's geometry and/or properties."""
     with store.write() as session:
         result = areas.update_fence(session, geofence_id, patch)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
 
 @router.delete("/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_geofence(geofence_id: int, store: StoreDep, geo: GeoDep, _: AdminDep) -> None:
+def delete_geofence(
+    geofence_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+) -> None:
     """Remove a geofence."""
     with store.write() as session:
         areas.delete_fence(session, geofence_id)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()

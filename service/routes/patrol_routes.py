@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import areas
-from service.deps import AdminDep, GeoDep, StoreDep, ViewerDep
+from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.live import reconcile_units
 from service.schemas import GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
 router = APIRouter(prefix="/api/v1/patrol-routes", tags=["patrol routes"])
@@ -13,11 +14,12 @@ router = APIRouter(prefix="/api/v1/patrol-routes", tags=["patrol routes"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_patrol_route(
-    feature: PatrolRouteIn, store: StoreDep, geo: GeoDep, _: AdminDep
+    feature: PatrolRouteIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> GeoJSONDict:
     """Create a patrol route from a LineString Feature (properties: name, corridor_m, closed)."""
     with store.write() as session:
         result = areas.create_route(session, feature)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
@@ -38,18 +40,27 @@ def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDi
 
 @router.patch("/{route_id}")
 def update_patrol_route(
-    route_id: int, patch: PatrolRoutePatch, store: StoreDep, geo: GeoDep, _: AdminDep
+    route_id: int,
+    patch: PatrolRoutePatch,
+    store: StoreDep,
+    geo: GeoDep,
+    settings: SettingsDep,
+    _: AdminDep,
 ) -> GeoJSONDict:
     """Change a patrol route's geometry and/or properties."""
     with store.write() as session:
         result = areas.update_route(session, route_id, patch)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
 
 @router.delete("/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_patrol_route(route_id: int, store: StoreDep, geo: GeoDep, _: AdminDep) -> None:
+def delete_patrol_route(
+    route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+) -> None:
     """Remove a patrol route."""
     with store.write() as session:
         areas.delete_route(session, route_id)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()

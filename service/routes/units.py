@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service import units
-from service.deps import AdminDep, GeoDep, KeysDep, StoreDep, ViewerDep
+from service.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
+from service.live import reconcile_units
 from service.schemas import (
     AssignmentIn,
     AssignmentOut,
@@ -43,11 +44,12 @@ def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
 
 @router.patch("/{unit_id}")
 def update_unit(
-    unit_id: int, data: UnitUpdate, store: StoreDep, geo: GeoDep, _: AdminDep
+    unit_id: int, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> UnitPublic:
     """Change a unit (name, device_id, kind, patrol-route assignment)."""
     with store.write() as session:
         result = units.update_unit(session, unit_id, data)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
@@ -79,20 +81,27 @@ def read_assignments(unit_id: int, store: StoreDep, _: ViewerDep) -> list[Assign
 
 @router.post("/{unit_id}/assignments")
 def create_assignment(
-    unit_id: int, data: AssignmentIn, store: StoreDep, geo: GeoDep, _: AdminDep
+    unit_id: int,
+    data: AssignmentIn,
+    store: StoreDep,
+    geo: GeoDep,
+    settings: SettingsDep,
+    _: AdminDep,
 ) -> AssignmentOut:
     """Assign the unit to a patrol route, optionally for a daily shift (e.g. 19:00 to 07:00)."""
     with store.write() as session:
         result = units.assign(session, unit_id, data)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
 
 
 @router.delete("/{unit_id}/assignments/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_assignment(
-    unit_id: int, route_id: int, store: StoreDep, geo: GeoDep, _: AdminDep
+    unit_id: int, route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Unassign the unit from a patrol route."""
     with store.write() as session:
         units.unassign(session, unit_id, route_id)
+        reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()

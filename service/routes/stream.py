@@ -1,0 +1,143 @@
+"""HTTP route for the live stream of positions and events (Server-Sent Events)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from functools import partial
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request
+from sqlalchemy.exc import OperationalError
+
+from service.deps import MapViewerDep, StoreDep
+from service.errors import InvalidInput, NotFound
+from service.eventlog import EVENT_TYPES
+from service.store.db import Store
+from service.store.models import Unit
+from service.stream import (
+    GAP_RECHECK_S,
+    KEEPALIVE_S,
+    MIN_POLL_S,
+    RETRY_MS,
+    SAFETY_POLL_S,
+    Broker,
+    Cursor,
+    EventStream,
+    Reader,
+    current_cursor,
+)
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1", tags=["stream"])
+
+STREAM_DOC = """Server-Sent Events: `event: position` for each new analytics-eligible fix and
+`event: <type>` for each new event (data: the event as `GET /api/v1/events` shows it).
+Each message id is the stream position `<event_id>-<ping_id>` after it; reconnecting with
+`Last-Event-ID` (EventSource does this itself) or `?last_event_id=` delivers exactly what was
+missed. Without one, only data stored after connecting is sent. Browsers may authenticate with
+`?key=`."""
+
+
+def get_broker(request: Request) -> Broker:
+    """The app's stream broker (a local one, woken by polling only, if none was set up)."""
+    broker: Broker | None = getattr(request.app.state, "broker", None)
+    if broker is None:
+        log.warning("no stream broker configured; live streams fall back to polling")
+        broker = Broker()
+        broker.start(asyncio.get_running_loop())
+        request.app.state.broker = broker
+    return broker
+
+
+def _start(store: Store, unit_id: int | None, requested: Cursor | None) -> tuple[Cursor, bool]:
+    """Where a new stream begins (never past what is stored) and whether ids may show late."""
+    with store.read() as session:
+        if unit_id is not None and session.get(Unit, unit_id) is None:
+            raise NotFound(f"unit {unit_id} not found")
+        now = current_cursor(session)
+    if requested is None:
+        return now, not store.is_sqlite
+    start = Cursor(min(requested.event_id, now.event_id), min(requested.ping_id, now.ping_id))
+    return start, not store.is_sqlite
+
+
+def _poll(store: Store, reader: Reader) -> tuple[list[str], bool]:
+    with store.read() as session:
+        return reader.poll(session)
+
+
+async def _messages(
+    request: Request, store: Store, broker: Broker, reader: Reader, keepalive: float
+) -> AsyncIterator[str]:
+    """The SSE body: the retry advice, then new messages as they are stored, and keep-alives."""
+    yield f"retry: {RETRY_MS}\nid: {reader.cursor}\n\n"
+    idle_since = time.monotonic()
+    while not await request.is_disconnected():
+        token = broker.token()
+        started = time.monotonic()
+        try:
+            messages, more = await broker.run(partial(_poll, store, reader))
+        except OperationalError as exc:
+            # The client reconnects after RETRY_MS with its Last-Event-ID and loses nothing.
+            log.warning("live stream ended, database unavailable: %s", exc)
+            return
+        if messages:
+            yield "".join(messages)
+            idle_since = time.monotonic()
+        if more:
+            continue
+        now = time.monotonic()
+        if now - idle_since >= keepalive:
+            yield ": keep-alive\n\n"
+            idle_since = now
+        timeout = min(keepalive - (now - idle_since), SAFETY_POLL_S)
+        if reader.waiting:
+            timeout = min(timeout, GAP_RECHECK_S)
+        await broker.wait(max(timeout, 0.0), token)
+        pause = MIN_POLL_S - (time.monotonic() - started)
+        if pause > 0:
+            await asyncio.sleep(pause)
+
+
+@router.get(
+    "/stream",
+    response_class=EventStream,
+    description=STREAM_DOC,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream."}},
+)
+async def stream(
+    request: Request,
+    store: StoreDep,
+    _: MapViewerDep,
+    unit: Annotated[int | None, Query(description="Only this unit's positions and events")] = None,
+    types: Annotated[
+        list[str] | None,
+        Query(alias="type", description="Only these event types (repeat or comma-separate)"),
+    ] = None,
+    positions: Annotated[bool, Query(description="Send `position` messages")] = True,
+    keepalive: Annotated[
+        float, Query(gt=0, le=300, description="Seconds of silence before a keep-alive comment")
+    ] = KEEPALIVE_S,
+    last_event_id: Annotated[
+        str | None, Query(description="Resume after this message id (`Last-Event-ID` wins)")
+    ] = None,
+    last_event_id_header: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> EventStream:
+    """Live positions and events as Server-Sent Events."""
+    wanted = tuple(t.strip() for value in types or () for t in value.split(",") if t.strip())
+    unknown = sorted(set(wanted) - set(EVENT_TYPES))
+    if unknown:
+        raise InvalidInput(f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)}")
+    resume = last_event_id_header or last_event_id
+    requested = Cursor.parse(resume) if resume else None
+    broker = get_broker(request)
+    cursor, check_gaps = await broker.run(partial(_start, store, unit, requested))
+    reader = Reader(cursor, unit, wanted, positions, check_gaps)
+    return EventStream(
+        _messages(request, store, broker, reader, keepalive),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

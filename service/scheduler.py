@@ -1,0 +1,77 @@
+"""Time-driven events: a background thread fires `offline` for units that went silent."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.evaluate import GeoCache
+from service.live import offline_events
+from service.store.db import Store
+from service.store.models import Event as EventRow
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    """Checks for silent units every `tick_s`; with several workers, each unit fires once.
+
+    The unit rows are taken with `FOR UPDATE SKIP LOCKED`, and the machine state records that
+    `offline` fired, so a second worker (or a second pass) finds nothing left to fire.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        geo: GeoCache,
+        settings: Settings,
+        *,
+        in_transaction: Callable[[Session, list[EventRow]], None] | None = None,
+        after_commit: Callable[[list[EventRow]], None] | None = None,
+        tick_s: float = 5.0,
+    ) -> None:
+        self._store, self._geo, self._settings = store, geo, settings
+        self._in_transaction = in_transaction
+        self._after_commit = after_commit
+        self._tick_s = tick_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self, now: datetime | None = None) -> list[EventRow]:
+        """One pass: store and return the events that are due."""
+        now = now or datetime.now(UTC)
+        with self._store.write() as session:
+            events = offline_events(session, self._geo.get(session), self._settings, now)
+            if events:
+                session.add_all(events)
+                session.flush()
+                if self._in_transaction is not None:
+                    self._in_transaction(session, events)
+        if events and self._after_commit is not None:
+            self._after_commit(events)
+        return events
+
+    def start(self) -> None:
+        """Start the background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="patroli-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the background thread."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._tick_s):
+            try:
+                self.run_once()
+            except Exception:  # a failed pass (database down) is retried on the next tick
+                log.warning("scheduler pass failed", exc_info=True)

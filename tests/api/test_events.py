@@ -1,0 +1,200 @@
+"""Live events through the API: exact sequences for scripted tracks, exactly once."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from pyproj import Geod
+
+from service.app import create_app
+from service.config import Settings
+from tests.conftest import ADMIN_KEY
+from tests.helpers import T0, along, route_feature
+
+GEOD = Geod(ellps="WGS84")
+KPU = (116.8340, -1.2650)  # 150 m circle north of the test route
+
+
+def _at(lon: float, lat: float, az: float, dist: float) -> tuple[float, float]:
+    x, y, _ = GEOD.fwd(lon, lat, az, dist)
+    return x, y
+
+
+def _ping(lon: float, lat: float, seconds: float, **kw: Any) -> dict[str, Any]:
+    ts = (T0 + timedelta(seconds=seconds)).isoformat()
+    return {"device_id": "p1", "lon": lon, "lat": lat, "ts": ts, **kw}
+
+
+def _events(client: TestClient, **params: Any) -> list[tuple[str, str]]:
+    body = client.get("/api/v1/events", params={"limit": 1000, **params}).json()
+    return [(e["type"], e["ts"][11:19]) for e in body["events"]]
+
+
+@pytest.fixture
+def setup(client: TestClient) -> dict[str, int]:
+    rid = client.post("/api/v1/patrol-routes", json=route_feature(corridor_m=30)).json()["id"]
+    circle = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": list(KPU)},
+        "properties": {"name": "Kantor KPU", "kind": "critical_site", "radius_m": 150},
+    }
+    fid = client.post("/api/v1/geofences", json=circle).json()["id"]
+    uid = client.post(
+        "/api/v1/units", json={"name": "P1", "device_id": "p1", "patrol_route_ids": [rid]}
+    ).json()["id"]
+    return {"route": rid, "fence": fid, "unit": uid}
+
+
+def test_crossing_and_boundary_jitter(client: TestClient, setup: dict[str, int]) -> None:
+    outside = _at(*KPU, 0, 400)
+    inside = _at(*KPU, 0, 100)
+    pings = [_ping(*outside, 0), _ping(*inside, 10)]
+    # 10 minutes on the boundary, ±15 m every 5 s: inside the hysteresis band, no events.
+    for i in range(120):
+        d = 150 + (15 if i % 2 else -15)
+        pings.append(_ping(*_at(*KPU, 0, d), 20 + 5 * i))
+    pings.append(_ping(*outside, 700))
+    assert client.post("/api/v1/pings", json=pings).json()["accepted"] == len(pings)
+    events = _events(client, type=["geofence_enter", "geofence_exit"])
+    assert events == [("geofence_enter", "23:00:10"), ("geofence_exit", "23:11:40")]
+    detail = client.get("/api/v1/events", params={"type": "geofence_enter"}).json()["events"][0]
+    assert detail["geofence_id"] == setup["fence"] and detail["unit_name"] == "P1"
+    assert detail["position"]["type"] == "Point" and detail["ping_id"] is not None
+
+
+@pytest.mark.parametrize(("away_s", "expected"), [(20, []), (40, ["off_route", "on_route"])])
+def test_leaving_the_corridor(
+    client: TestClient, setup: dict[str, int], away_s: int, expected: list[str]
+) -> None:
+    pings = [_ping(*along(100), 0, speed_mps=8)]
+    t = 0
+    for step in range(0, away_s + 1, 10):
+        pings.append(_ping(*along(100 + step * 8, 80), 10 + step, speed_mps=8))
+        t = 10 + step
+    pings.append(_ping(*along(100 + (away_s + 10) * 8), t + 10, speed_mps=8))
+    client.post("/api/v1/pings", json=pings)
+    events = client.get("/api/v1/events", params={"type": ["off_route", "on_route"]}).json()
+    assert [e["type"] for e in events["events"]] == expected
+    if expected:
+        off = events["events"][0]
+        assert off["patrol_route_id"] == setup["route"]
+        assert off["ts"] == "2024-11-26T23:00:40Z"  # 30 s after the first fix outside
+        assert off["details"]["distance_m"] == pytest.approx(80, abs=1)
+
+
+def test_stop_silence_and_late_burst(client: TestClient, setup: dict[str, int]) -> None:
+    lon, lat = along(500)
+    pings = [_ping(lon, lat, 10 * i, speed_mps=0.1) for i in range(40)]  # 6.5 min still
+    pings.append(_ping(*along(700), 420, speed_mps=9))
+    client.post("/api/v1/pings", json=pings)
+    assert _events(client, type=["stopped", "moving"]) == [
+        ("stopped", "23:05:00"),
+        ("moving", "23:07:00"),
+    ]
+    # Silence: the scheduler fires offline once, the next fix brings the unit online.
+    scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
+    later = T0 + timedelta(seconds=420 + 400)
+    assert [e.type for e in scheduler.run_once(later)] == ["offline"]
+    assert scheduler.run_once(later + timedelta(minutes=5)) == []
+    client.post("/api/v1/pings", json=_ping(*along(710), 900, speed_mps=9))
+    assert [t for t, _ in _events(client, type=["offline", "online"])] == ["offline", "online"]
+    # A store-and-forward burst from the silent minutes fires nothing.
+    before = len(_events(client))
+    burst = [_ping(*along(100, 300), 430 + 10 * i, speed_mps=9) for i in range(30)]
+    results = client.post("/api/v1/pings", json=burst).json()["results"]
+    assert all(r["flags"] == ["late"] for r in results)
+    assert len(_events(client)) == before
+
+
+def test_overspeed(make_settings: Callable[..., Settings]) -> None:
+    with TestClient(create_app(make_settings(speed_limit_mps=20))) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        c.post("/api/v1/units", json={"name": "P1", "device_id": "p1"})
+        fast = [_ping(*along(30 * i), i, speed_mps=30) for i in range(16)]  # 15 s at 30 m/s
+        slow = [_ping(*along(480 + 5 * i), 16 + i, speed_mps=5) for i in range(5)]
+        brief = [_ping(*along(510 + 30 * i), 30 + i, speed_mps=30) for i in range(6)]  # 5 s
+        c.post("/api/v1/pings", json=fast + slow + brief)
+        events = c.get("/api/v1/events", params={"type": "overspeed"}).json()["events"]
+    assert [e["ts"][11:19] for e in events] == ["23:00:10"]
+    assert events[0]["details"]["max_speed_mps"] == 30
+
+
+def test_concurrent_requests_fire_each_transition_once(
+    client: TestClient, setup: dict[str, int]
+) -> None:
+    outside = _at(*KPU, 0, 400)
+    inside = _at(*KPU, 0, 100)
+    pings = [_ping(*(inside if (i // 6) % 2 else outside), 10 * i) for i in range(60)]
+
+    def post(p: dict[str, Any]) -> int:
+        return int(client.post("/api/v1/pings", json=p).status_code)
+
+    # Sent in order by 8 threads at once: each request is processed in arrival order per unit.
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(post, pings)) == {200}
+    types = [t for t, _ in _events(client, type=["geofence_enter", "geofence_exit"])]
+    # Whatever the interleaving, enters and exits alternate and none repeats.
+    assert types and all(a != b for a, b in itertools.pairwise(types))
+    assert types[0] == "geofence_enter"
+
+
+def test_restart_resumes_from_stored_state(
+    make_settings: Callable[..., Settings], setup: dict[str, int]
+) -> None:
+    settings = make_settings()
+    away = [_ping(*along(100), 0)] + [
+        _ping(*along(100 + 10 * i, 80), 10 + 10 * i) for i in range(2)
+    ]
+    rest = [_ping(*along(130 + 10 * i, 80), 30 + 10 * i) for i in range(3)]
+    back = [_ping(*along(200), 70)]
+    for batch in (away, rest + back):  # a new app (a restart) for each half of the episode
+        with TestClient(create_app(settings)) as c:
+            c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+            assert c.post("/api/v1/pings", json=batch).status_code == 200
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        events = c.get("/api/v1/events", params={"type": ["off_route", "on_route"]}).json()
+    assert [(e["type"], e["ts"][11:19]) for e in events["events"]] == [
+        ("off_route", "23:00:40"),
+        ("on_route", "23:01:10"),
+    ]
+
+
+def test_geofence_edit_fires_nothing(client: TestClient, setup: dict[str, int]) -> None:
+    spot = _at(*KPU, 0, 300)
+    client.post("/api/v1/pings", json=[_ping(*spot, 0), _ping(*spot, 10)])
+    assert _events(client, type="geofence_enter") == []
+    r = client.patch(f"/api/v1/geofences/{setup['fence']}", json={"properties": {"radius_m": 500}})
+    assert r.status_code == 200
+    client.post("/api/v1/pings", json=_ping(*spot, 20))
+    assert _events(client, type=["geofence_enter", "geofence_exit"]) == []
+
+
+def test_events_api_filters_and_pages(client: TestClient, setup: dict[str, int]) -> None:
+    outside, inside = _at(*KPU, 0, 400), _at(*KPU, 0, 100)
+    client.post(
+        "/api/v1/pings", json=[_ping(*(inside if i % 2 else outside), 60 * i) for i in range(8)]
+    )
+    first = client.get("/api/v1/events", params={"limit": 3}).json()
+    assert len(first["events"]) == 3 and first["next"] == first["events"][-1]["id"]
+    rest = client.get("/api/v1/events", params={"after": first["next"], "limit": 100}).json()
+    assert rest["next"] is None
+    ids = [e["id"] for e in first["events"] + rest["events"]]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)
+    window = {
+        "from": (T0 + timedelta(minutes=2)).isoformat(),
+        "to": (T0 + timedelta(minutes=4)).isoformat(),
+    }
+    assert _events(client, **window) == [
+        ("geofence_exit", "23:02:00"),
+        ("geofence_enter", "23:03:00"),
+    ]
+    assert _events(client, unit=999) == []
+    assert client.get("/api/v1/events", params={"type": "nonsense"}).status_code == 422
+    assert _events(client, geofence=setup["fence"])[0][0] == "geofence_enter"
