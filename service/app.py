@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -12,6 +13,7 @@ from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
 from service.evaluate import GeoCache
+from service.fanout import Fanout
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.metrics import instrument
@@ -26,12 +28,16 @@ from service.routes import (
     patrol_routes,
     pings,
     positions,
+    stream,
     trackers,
     units,
 )
+from service.routes import webhooks as webhook_routes
 from service.scheduler import Scheduler
 from service.store.db import Store
 from service.store.migrate import upgrade
+from service.stream import Broker
+from service.webhooks import WebhookDispatcher
 from service.writer import GroupCommitter
 
 log = logging.getLogger(__name__)
@@ -47,17 +53,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.migrate_on_start:
             upgrade(store.engine)
         geo = GeoCache()
-        writer = GroupCommitter(store, geo, settings)
-        scheduler = Scheduler(store, geo, settings)
-        writer.start()
-        scheduler.start()
+        broker = Broker()
+        broker.start(asyncio.get_running_loop(), settings.database_url)
+        dispatcher = WebhookDispatcher(store, settings)
+        fanout = Fanout(broker, dispatcher)
+        writer = GroupCommitter(
+            store,
+            geo,
+            settings,
+            in_transaction=fanout.in_transaction,
+            after_commit=fanout.after_commit,
+        )
+        scheduler = Scheduler(
+            store,
+            geo,
+            settings,
+            in_transaction=fanout.in_transaction,
+            after_commit=fanout.after_commit,
+        )
+        for part in (writer, scheduler, dispatcher):
+            part.start()
         app.state.store, app.state.geo, app.state.writer = store, geo, writer
-        app.state.scheduler = scheduler
+        app.state.scheduler, app.state.webhooks, app.state.broker = scheduler, dispatcher, broker
         try:
             yield
         finally:
             scheduler.stop()
             writer.stop()
+            dispatcher.stop()
+            broker.stop()
             store.dispose()
 
     app = FastAPI(
@@ -85,6 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         coverage,
         keys,
         maps,
+        stream,
+        webhook_routes,
     ):
         app.include_router(module.router)
     mount_assets(app)

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.exc import OperationalError
 
+from service import stream as streaming
 from service.deps import MapViewerDep, StoreDep
 from service.errors import InvalidInput, NotFound
 from service.eventlog import EVENT_TYPES
@@ -75,8 +76,10 @@ async def _messages(
 ) -> AsyncIterator[str]:
     """The SSE body: the retry advice, then new messages as they are stored, and keep-alives."""
     yield f"retry: {RETRY_MS}\nid: {reader.cursor}\n\n"
-    idle_since = time.monotonic()
-    while not await request.is_disconnected():
+    idle_since = opened = time.monotonic()
+    while not (broker.closed or await request.is_disconnected()):
+        if time.monotonic() - opened > streaming.MAX_STREAM_S:
+            return
         token = broker.token()
         started = time.monotonic()
         try:
@@ -94,7 +97,8 @@ async def _messages(
         if now - idle_since >= keepalive:
             yield ": keep-alive\n\n"
             idle_since = now
-        timeout = min(keepalive - (now - idle_since), SAFETY_POLL_S)
+        life = streaming.MAX_STREAM_S - (now - opened)
+        timeout = min(keepalive - (now - idle_since), SAFETY_POLL_S, life)
         if reader.waiting:
             timeout = min(timeout, GAP_RECHECK_S)
         await broker.wait(max(timeout, 0.0), token)
@@ -109,7 +113,7 @@ async def _messages(
     description=STREAM_DOC,
     responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream."}},
 )
-async def stream(
+async def open_stream(
     request: Request,
     store: StoreDep,
     _: MapViewerDep,
