@@ -24,11 +24,12 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             host=args.host,
             port=args.port,
             workers=args.workers,
+            timeout_graceful_shutdown=10,  # open live streams must not hold up a restart
         )
         return 0
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port)
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10)
     return 0
 
 

@@ -162,7 +162,7 @@ class Broker:
                     backoff = 0.5
                     self.wake()  # commits made while not listening
                     while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=0.5):
+                        for _ in conn.notifies(timeout=0.2):
                             self.wake()
             except Exception as exc:
                 if self._stopping.is_set():

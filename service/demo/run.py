@@ -175,7 +175,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         feeder.start()
         print("Live simulation running: units keep reporting every 10 s. Ctrl+C stops.")
     try:
-        uvicorn.run(create_app(settings), host=args.host, port=args.port)
+        uvicorn.run(
+            create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10
+        )
     finally:
         stop.set()
         if feeder is not None:
