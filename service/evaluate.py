@@ -170,19 +170,19 @@ def _revision(session: Session) -> tuple[Any, ...]:
     fences = session.execute(
         select(func.count(Geofence.id), func.max(Geofence.updated_at), func.sum(Geofence.id))
     ).one()
-    links = session.execute(
-        select(
-            func.count(UnitPatrolRoute.unit_id),
-            # Squares, so that swapping two assignments changes the sum too.
-            func.sum(
-                (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
-                * (UnitPatrolRoute.unit_id * 1009 + UnitPatrolRoute.patrol_route_id)
-            ),
-            func.max(UnitPatrolRoute.shift_start),
-            func.max(UnitPatrolRoute.shift_end),
+    # Assignments are few: compare them whole (a count or sum could miss a swap).
+    links = tuple(
+        tuple(row)
+        for row in session.execute(
+            select(
+                UnitPatrolRoute.unit_id,
+                UnitPatrolRoute.patrol_route_id,
+                UnitPatrolRoute.shift_start,
+                UnitPatrolRoute.shift_end,
+            ).order_by(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id)
         )
-    ).one()
-    return (*_norm(routes), *_norm(fences), *_norm(links))
+    )
+    return (*_norm(routes), *_norm(fences), links)
 
 
 def _norm(row: Any) -> tuple[Any, ...]:
