@@ -80,9 +80,13 @@ class StreamClient(threading.Thread):
                         self.events += 1
 
 
-def workload(devices: list[str], secrets: dict[str, str], sent: dict[int, float]):  # type: ignore[no-untyped-def]
-    """Single-ping POSTs; every unit rides east along the route, now and then 80 m off it."""
-    offset = 5_000_000
+def workload(devices: list[str], secrets: dict[str, str], sent: dict[int, float], run: int):  # type: ignore[no-untyped-def]
+    """Single-ping POSTs; every unit rides east along the route, now and then 80 m off it.
+
+    Each run gets its own device times and ping ids, so no ping of one run is a duplicate of
+    another's.
+    """
+    offset = 5_000_000 + run * 2_000_000
 
     def make(n: int) -> bytes:
         unit = n % len(devices)
@@ -97,7 +101,7 @@ def workload(devices: list[str], secrets: dict[str, str], sent: dict[int, float]
                 "lon": lon,
                 "ts": ts,
                 "speed_mps": 8.0,
-                "ping_id": f"{n}",
+                "ping_id": f"{run}-{n}",
             }
         ).encode()
         sent[n] = time.monotonic()
@@ -139,7 +143,7 @@ def measure(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[st
                 sent: dict[int, float] = {}
                 load = run_load(
                     port,
-                    workload(devices, secrets, sent),
+                    workload(devices, secrets, sent, int(enabled)),
                     connections=args.connections,
                     seconds=args.seconds,
                     count_accepted=True,
@@ -182,7 +186,10 @@ def stream_latencies(url: str, sent: dict[int, float], arrivals: dict[int, float
     engine.dispose()
     out = []
     for db_id, client_id in rows:
-        n = int(client_id)
+        run, _, n_text = client_id.partition("-")
+        if run != "1" or not n_text:
+            continue
+        n = int(n_text)
         if db_id in arrivals and n in sent:
             out.append(arrivals[db_id] - sent[n])
     return out

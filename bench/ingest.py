@@ -101,7 +101,12 @@ def uvicorn_server(target: list[str], env: dict[str, str], cwd: Path) -> Iterato
         yield port
     finally:
         proc.terminate()
-        proc.wait(20)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            print(f"server {target} did not stop in 30 s; killed", file=sys.stderr)
+            proc.kill()
+            proc.wait()
 
 
 # ---- a lean HTTP/1.1 load generator (same client for every figure, so ratios are fair) ----
