@@ -55,6 +55,8 @@ def route_feature(row: PatrolRoute) -> GeoJSONDict:
             "name": row.name,
             "corridor_m": row.corridor_m,
             "closed": row.closed,
+            "off_route_after_s": row.off_route_after_s,
+            "revisit_s": row.revisit_s,
             "length_m": round(corridor_from_row(row).length_m, 2),
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
@@ -74,6 +76,8 @@ def fence_feature(row: Geofence) -> GeoJSONDict:
             "kind": row.kind,
             "radius_m": row.radius_m,
             "min_dwell_s": row.min_dwell_s,
+            "hysteresis_m": row.hysteresis_m,
+            "revisit_s": row.revisit_s,
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
         },
@@ -109,6 +113,8 @@ def create_route(session: Session, feature: PatrolRouteIn) -> GeoJSONDict:
         name=props.name,
         corridor_m=props.corridor_m,
         closed=props.closed,
+        off_route_after_s=props.off_route_after_s,
+        revisit_s=props.revisit_s,
         geom=_route_geom(feature.geometry),
     )
     session.add(row)
@@ -150,6 +156,8 @@ def create_fence(session: Session, feature: GeofenceIn) -> GeoJSONDict:
         kind=props.kind,
         radius_m=props.radius_m,
         min_dwell_s=props.min_dwell_s,
+        hysteresis_m=props.hysteresis_m,
+        revisit_s=props.revisit_s,
         geom=_fence_geom(feature.geometry, props.radius_m),
     )
     session.add(row)
@@ -178,7 +186,7 @@ def update_fence(session: Session, fence_id: int, patch: GeofencePatch) -> GeoJS
         if radius is None:
             raise InvalidGeometry("a circle geofence needs radius_m")
     for name, value in changes.items():
-        if value is not None or name in ("radius_m", "min_dwell_s"):
+        if value is not None or name in ("radius_m", "min_dwell_s", "hysteresis_m", "revisit_s"):
             setattr(row, name, value)
     row.updated_at = utcnow()
     session.flush()

@@ -31,6 +31,8 @@ class RouteEntry:
     id: int
     name: str
     corridor: Corridor
+    off_route_after_s: float | None = None
+    revisit_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class FenceEntry:
     kind: str
     min_dwell_s: float | None
     fence: Fence
+    hysteresis_m: float | None = None
+    revisit_s: float | None = None
 
 
 def fence_from_row(row: Geofence) -> Fence:
@@ -147,11 +151,13 @@ class GeoIndex:
 def load_index(session: Session) -> GeoIndex:
     """Build the index from the stored patrol routes and geofences."""
     routes = [
-        RouteEntry(r.id, r.name, corridor_from_row(r))
+        RouteEntry(r.id, r.name, corridor_from_row(r), r.off_route_after_s, r.revisit_s)
         for r in session.scalars(select(PatrolRoute).order_by(PatrolRoute.id))
     ]
     fences = [
-        FenceEntry(f.id, f.name, f.kind, f.min_dwell_s, fence_from_row(f))
+        FenceEntry(
+            f.id, f.name, f.kind, f.min_dwell_s, fence_from_row(f), f.hysteresis_m, f.revisit_s
+        )
         for f in session.scalars(select(Geofence).order_by(Geofence.id))
     ]
     assignments: dict[int, list[tuple[int, str | None, str | None]]] = defaultdict(list)

@@ -37,7 +37,7 @@ def machine_params(settings: Settings) -> Params:
 
 def fence_refs(index: GeoIndex) -> list[FenceRef]:
     """Every geofence, as the machines watch them."""
-    return [FenceRef(f.id, f.fence) for f in index.fences]
+    return [FenceRef(f.id, f.fence, f.hysteresis_m) for f in index.fences]
 
 
 def in_shift(ts: datetime, start: str | None, end: str | None, tz: ZoneInfo) -> bool:
@@ -53,7 +53,11 @@ def in_shift(ts: datetime, start: str | None, end: str | None, tz: ZoneInfo) -> 
 def active_routes(index: GeoIndex, unit_id: int, ts: datetime, tz: ZoneInfo) -> list[RouteRef]:
     """The patrol routes the unit is assigned to at a time (its shift windows applied)."""
     return [
-        RouteRef(route_id, index.route_by_id[route_id].corridor)
+        RouteRef(
+            route_id,
+            index.route_by_id[route_id].corridor,
+            index.route_by_id[route_id].off_route_after_s,
+        )
         for route_id, start, end in index.assignments.get(unit_id, ())
         if route_id in index.route_by_id and in_shift(ts, start, end, tz)
     ]

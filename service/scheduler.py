@@ -1,17 +1,18 @@
-"""Time-driven events: a background thread fires `offline` for units that went silent."""
+"""Time-driven events: `offline` for silent units, `revisit_overdue` for unvisited places."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.evaluate import GeoCache
 from service.live import offline_events
+from service.overdue import overdue_events
 from service.store.db import Store
 from service.store.models import Event as EventRow
 
@@ -34,7 +35,10 @@ class Scheduler:
         in_transaction: Callable[[Session, list[EventRow]], None] | None = None,
         after_commit: Callable[[list[EventRow]], None] | None = None,
         tick_s: float = 5.0,
+        overdue_every_s: float = 30.0,
     ) -> None:
+        self._overdue_every_s = overdue_every_s
+        self._next_overdue = datetime.min.replace(tzinfo=UTC)
         self._store, self._geo, self._settings = store, geo, settings
         self._in_transaction = in_transaction
         self._after_commit = after_commit
@@ -46,7 +50,11 @@ class Scheduler:
         """One pass: store and return the events that are due."""
         now = now or datetime.now(UTC)
         with self._store.write() as session:
-            events = offline_events(session, self._geo.get(session), self._settings, now)
+            index = self._geo.get(session)
+            events = offline_events(session, index, self._settings, now)
+            if now >= self._next_overdue:
+                events += overdue_events(session, index, self._settings, now)
+                self._next_overdue = now + timedelta(seconds=self._overdue_every_s)
             if events:
                 session.add_all(events)
                 session.flush()

@@ -91,6 +91,10 @@ class PatrolRouteProperties(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     corridor_m: float = Field(30.0, gt=0, le=5000, allow_inf_nan=False)
     closed: bool = False
+    off_route_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    revisit_s: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="Every segment visited this often (s)."
+    )
 
 
 class PatrolRoutePropertiesPatch(BaseModel):
@@ -101,6 +105,8 @@ class PatrolRoutePropertiesPatch(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200)
     corridor_m: float | None = Field(None, gt=0, le=5000, allow_inf_nan=False)
     closed: bool | None = None
+    off_route_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    revisit_s: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 PatrolRouteIn = Feature[LineString, PatrolRouteProperties]
@@ -126,6 +132,10 @@ class GeofenceProperties(BaseModel):
     kind: str = Field("critical_site", min_length=1, max_length=50)
     radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
     min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    hysteresis_m: float | None = Field(None, ge=0, le=5000, allow_inf_nan=False)
+    revisit_s: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="A unit present this often (s)."
+    )
 
 
 class GeofencePropertiesPatch(BaseModel):
@@ -137,6 +147,8 @@ class GeofencePropertiesPatch(BaseModel):
     kind: str | None = Field(None, min_length=1, max_length=50)
     radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
     min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    hysteresis_m: float | None = Field(None, ge=0, le=5000, allow_inf_nan=False)
+    revisit_s: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
 GeofenceIn = Feature[Polygon | Point, GeofenceProperties]

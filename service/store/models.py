@@ -107,6 +107,8 @@ class PatrolRoute(Base):
     name: Mapped[str] = mapped_column(String(200))
     corridor_m: Mapped[float] = mapped_column(Float)
     closed: Mapped[bool] = mapped_column(Boolean, default=False)
+    off_route_after_s: Mapped[float | None] = mapped_column(Float)  # overrides the setting
+    revisit_s: Mapped[float | None] = mapped_column(Float)  # each segment visited this often
     geom: Mapped[BaseGeometry] = mapped_column(GeometryType("LINESTRING"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
@@ -123,8 +125,25 @@ class Geofence(Base):
     geom: Mapped[BaseGeometry] = mapped_column(GeometryType("GEOMETRY"))
     radius_m: Mapped[float | None] = mapped_column(Float)
     min_dwell_s: Mapped[float | None] = mapped_column(Float)
+    hysteresis_m: Mapped[float | None] = mapped_column(Float)  # overrides the setting
+    revisit_s: Mapped[float | None] = mapped_column(Float)  # a unit present this often
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OverdueMark(Base):
+    """A route segment or geofence currently overdue for a visit (revisit_overdue fired)."""
+
+    __tablename__ = "overdue_marks"
+    __table_args__ = (UniqueConstraint("patrol_route_id", "segment", "geofence_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patrol_route_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patrol_routes.id", ondelete="CASCADE")
+    )
+    segment: Mapped[int | None] = mapped_column(Integer)
+    geofence_id: Mapped[int | None] = mapped_column(ForeignKey("geofences.id", ondelete="CASCADE"))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Ping(Base):

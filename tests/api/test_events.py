@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -198,3 +198,46 @@ def test_events_api_filters_and_pages(client: TestClient, setup: dict[str, int])
     assert _events(client, unit=999) == []
     assert client.get("/api/v1/events", params={"type": "nonsense"}).status_code == 422
     assert _events(client, geofence=setup["fence"])[0][0] == "geofence_enter"
+
+
+def test_revisit_overdue_fires_once_per_lapse(client: TestClient, setup: dict[str, int]) -> None:
+    scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
+    route = client.post(
+        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=600)
+    ).json()
+    circle = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": list(along(50))},
+        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 600},
+    }
+    fence = client.post("/api/v1/geofences", json=circle).json()
+    edited = datetime.fromisoformat(route["properties"]["updated_at"])
+    # Visit segments 0..3 (0-200 m) now; the rest of the route is never visited.
+    t0 = (edited - T0).total_seconds()
+    client.post(
+        "/api/v1/pings", json=[_ping(*along(10 + 60 * i), t0 + 10 + 5 * i) for i in range(4)]
+    )
+
+    def fired(at: datetime) -> list[tuple[str, int, int]]:
+        events = [e for e in scheduler.run_once(at) if e.type == "revisit_overdue"]
+        return sorted(
+            ("route", e.patrol_route_id, e.details["segment"])
+            if e.patrol_route_id
+            else ("site", e.geofence_id, 0)
+            for e in events
+        )
+
+    assert fired(edited + timedelta(seconds=300)) == []  # nothing is overdue yet
+    first = fired(edited + timedelta(seconds=605))
+    # Unvisited segments lapse 600 s after the route was drawn; visited ones 600 s after the visit.
+    assert {seg for kind, rid, seg in first if kind == "route"} == set(range(4, 21))
+    assert ("site", fence["id"], 0) not in first  # visited at t0 + 10 s: due 600 s later
+    later = fired(edited + timedelta(seconds=700))
+    assert {seg for kind, _, seg in later if kind == "route"} == set(range(0, 4))
+    assert ("site", fence["id"], 0) in later
+    assert fired(edited + timedelta(seconds=760)) == []  # each lapse fires once
+    # A new visit (device time 280 s after the edit) clears the marks; the next lapse fires again.
+    client.post("/api/v1/pings", json=_ping(*along(25), t0 + 280))
+    assert fired(edited + timedelta(seconds=850)) == []
+    again = fired(edited + timedelta(seconds=900))
+    assert again == [("route", route["id"], 0), ("site", fence["id"], 0)]
