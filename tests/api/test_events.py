@@ -241,3 +241,24 @@ def test_revisit_overdue_fires_once_per_lapse(client: TestClient, setup: dict[st
     assert fired(edited + timedelta(seconds=850)) == []
     again = fired(edited + timedelta(seconds=900))
     assert again == [("route", route["id"], 0), ("site", fence["id"], 0)]
+
+
+def test_per_geofence_hysteresis_and_per_route_delay(
+    client: TestClient, setup: dict[str, int]
+) -> None:
+    r = client.patch(
+        f"/api/v1/geofences/{setup['fence']}", json={"properties": {"hysteresis_m": 0}}
+    )
+    assert r.json()["properties"]["hysteresis_m"] == 0
+    client.patch(
+        f"/api/v1/patrol-routes/{setup['route']}", json={"properties": {"off_route_after_s": 10}}
+    )
+    jitter = [_ping(*_at(*KPU, 0, 150 + (15 if i % 2 else -15)), 10 * i) for i in range(6)]
+    client.post("/api/v1/pings", json=jitter)
+    # Without a band every crossing counts: in, out, in, out, in, out.
+    assert [t for t, _ in _events(client, type=["geofence_enter", "geofence_exit"])] == [
+        "geofence_enter",
+        "geofence_exit",
+    ] * 3
+    # The circle lies off the corridor: the route's own 10 s delay applies (not the default 30 s).
+    assert _events(client, type="off_route") == [("off_route", "23:00:10")]
