@@ -18,6 +18,7 @@ from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.metrics import instrument
 from service.routes import (
+    analytics,
     coverage,
     events,
     geofences,
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         positions,
         events,
         coverage,
+        analytics,
         keys,
         maps,
         stream,

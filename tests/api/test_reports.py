@@ -1,0 +1,221 @@
+"""Unit and shift reports through the API: JSON, CSV and GeoJSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from pyproj import Geod
+
+from service.app import create_app
+from service.config import Settings
+from service.routes.analytics import router
+from tests.conftest import ADMIN_KEY
+from tests.helpers import T0, along, circle_feature, ping, route_feature, window
+
+GEOD = Geod(ellps="WGS84")
+SITE = along(500, 200)  # 200 m north of the route: off its 30 m corridor
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """The app with the analytics routes (added here when the app does not include them)."""
+    app = create_app(settings)
+    if not any(getattr(r, "path", "").startswith("/api/v1/reports") for r in app.routes):
+        app.include_router(router)
+    with TestClient(app) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        yield c
+
+
+@pytest.fixture
+def scene(client: TestClient) -> dict[str, int]:
+    route = int(client.post("/api/v1/patrol-routes", json=route_feature()).json()["id"])
+    u1 = client.post(
+        "/api/v1/units", json={"name": "Samapta 1", "device_id": "u1", "patrol_route_ids": [route]}
+    )
+    u2 = client.post("/api/v1/units", json={"name": "Samapta 2", "device_id": "u2"})
+    assert u1.status_code == 201 and u2.status_code == 201, u1.text + u2.text
+    fence = client.post("/api/v1/geofences", json=circle_feature(*SITE, radius_m=50))
+    assert fence.status_code == 201, fence.text
+    return {
+        "route": route,
+        "u1": u1.json()["id"],
+        "u2": u2.json()["id"],
+        "site": fence.json()["id"],
+    }
+
+
+def at(device: str, where: tuple[float, float], seconds: float) -> dict:
+    """A ping at a position, `seconds` after T0."""
+    ts = (T0 + timedelta(seconds=seconds)).isoformat()
+    return {"device_id": device, "lon": where[0], "lat": where[1], "ts": ts}
+
+
+def u1_pings() -> list[dict]:
+    # 0 -> 900 m along the route, 100 m every 20 s; 20 min later, 100 m more (not counted).
+    drive = [ping("u1", 100.0 * k, 20.0 * k) for k in range(10)]
+    return [*drive, ping("u1", 900, 180 + 1200), ping("u1", 1000, 180 + 1220)]
+
+
+def u2_pings() -> list[dict]:
+    # Standing at the site for 6 minutes (a stop and a sambang), wobbling by 2 m.
+    wobble = along(500, 202)
+    return [at("u2", SITE if k % 2 else wobble, 30.0 * k) for k in range(13)]
+
+
+def post(client: TestClient, pings: list[dict]) -> None:
+    r = client.post("/api/v1/pings", json=pings)
+    assert r.status_code == 200 and r.json()["accepted"] == len(pings), r.text
+
+
+def expected_distance(pings: list[dict], skip: set[int]) -> float:
+    total = 0.0
+    for k in range(1, len(pings)):
+        if k in skip:
+            continue
+        a, b = pings[k - 1], pings[k]
+        total += GEOD.inv(a["lon"], a["lat"], b["lon"], b["lat"])[2]
+    return total
+
+
+def test_units_report_json(client: TestClient, scene: dict[str, int]) -> None:
+    post(client, u1_pings() + u2_pings())
+    r = client.get("/api/v1/reports/units", params=window())
+    assert r.status_code == 200, r.text
+    units = {u["unit_name"]: u for u in r.json()["units"]}
+    one, two = units["Samapta 1"], units["Samapta 2"]
+    # The 20-minute gap (index 10) is not interpolated.
+    assert one["distance_m"] == pytest.approx(expected_distance(u1_pings(), {10}), rel=0.01)
+    assert one["distance_m"] == pytest.approx(1000, rel=0.01)
+    assert one["time_on_route_s"] == 180 + 20
+    assert one["stops"] == 0
+    assert one["first_fix"] == "2024-11-26T23:00:00Z"
+    assert one["last_fix"] == "2024-11-26T23:23:20Z"
+    assert two["stops"] == 1
+    assert two["time_on_route_s"] == 0
+    assert two["distance_m"] == pytest.approx(expected_distance(u2_pings(), set()), rel=0.01)
+    assert two["time_in_geofences"] == [
+        {"geofence_id": scene["site"], "name": "Kantor KPU", "present_s": 360.0}
+    ]
+    assert one["time_in_geofences"][0]["present_s"] == 0
+
+
+def test_units_report_csv(client: TestClient, scene: dict[str, int]) -> None:
+    post(client, u1_pings() + u2_pings())
+    r = client.get("/api/v1/reports/units", params={**window(), "format": "csv"})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == [
+        "unit_id",
+        "unit_name",
+        "fixes",
+        "distance_m",
+        "time_on_route_s",
+        "time_in_Kantor KPU_s",
+        "stops",
+        "first_fix",
+        "last_fix",
+    ]
+    assert len(rows) == 3
+    by_name = {row[1]: dict(zip(rows[0], row, strict=True)) for row in rows[1:]}
+    assert float(by_name["Samapta 2"]["time_in_Kantor KPU_s"]) == 360.0
+    assert by_name["Samapta 1"]["fixes"] == "12"
+
+
+def test_units_report_geojson(client: TestClient, scene: dict[str, int]) -> None:
+    post(client, u1_pings() + u2_pings())
+    r = client.get("/api/v1/reports/units", params={**window(), "format": "geojson"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["type"] == "FeatureCollection"
+    assert len(body["features"]) == 2
+    for feature in body["features"]:
+        assert feature["type"] == "Feature"
+        assert feature["geometry"]["type"] == "LineString"
+        coords = feature["geometry"]["coordinates"]
+        assert 2 <= len(coords) <= 2000
+        assert all(len(c) == 2 for c in coords)
+        assert {"unit_id", "distance_m", "stops"} <= feature["properties"].keys()
+    first = next(f for f in body["features"] if f["properties"]["unit_name"] == "Samapta 1")
+    assert len(first["geometry"]["coordinates"]) == 12
+
+
+def test_long_track_is_simplified(client: TestClient, scene: dict[str, int]) -> None:
+    # 2500 fixes zig-zagging 5 m off the centerline, every 1 s.
+    post(client, [ping("u2", k * 0.4, k, offset_m=5 if k % 2 else -5) for k in range(2500)])
+    r = client.get("/api/v1/reports/units", params={**window(), "format": "geojson"})
+    feature = next(f for f in r.json()["features"] if f["properties"]["unit_name"] == "Samapta 2")
+    assert feature["properties"]["fixes"] == 2500
+    assert 2 <= len(feature["geometry"]["coordinates"]) <= 2000
+
+
+def test_shift_report_splits_at_local_times(client: TestClient, scene: dict[str, int]) -> None:
+    # 2024-11-27 07:00 WITA = 2024-11-26 23:00Z = T0; 19:00 WITA = 11:00Z.
+    post(client, [at("u2", SITE, 30.0 * k) for k in range(21)])  # day: 07:00-07:10
+    evening = 12 * 3600.0
+    post(client, [at("u1", SITE, evening + 30.0 * k) for k in range(-1, 11)])  # 18:59:30-19:05
+    r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["date"] == "2024-11-27"
+    day, night = body["shifts"]
+    assert day["shift"] == "day" and night["shift"] == "night"
+    assert day["window"]["from"] == "2024-11-26T23:00:00Z"
+    assert day["window"]["to"] == "2024-11-27T11:00:00Z"
+    assert night["window"]["to"] == "2024-11-27T23:00:00Z"
+    fixes = {(s["shift"], u["unit_name"]): u["fixes"] for s in body["shifts"] for u in s["units"]}
+    assert fixes == {
+        ("day", "Samapta 1"): 1,
+        ("day", "Samapta 2"): 21,
+        ("night", "Samapta 1"): 11,
+        ("night", "Samapta 2"): 0,
+    }
+    site = day["critical_sites"][0]
+    assert site["name"] == "Kantor KPU"
+    assert site["covered_s"] == 600 + 30  # 07:00-07:10 and 18:59:30-19:00
+    assert site["uncovered_intervals"][0] == {
+        "from": "2024-11-26T23:10:00Z",
+        "to": "2024-11-27T10:59:30Z",
+        "duration_s": 42570.0,
+    }
+    assert night["critical_sites"][0]["covered_s"] == 300
+    assert [p["name"] for p in day["patrol_routes"]] == ["Jl. Sudirman"]
+    assert 0 <= day["patrol_routes"][0]["coverage_ratio"] <= 1
+
+    later = client.get(
+        "/api/v1/reports/shifts",
+        params={"date": "2024-11-27", "day_start": "08:00", "night_start": "18:00"},
+    ).json()
+    assert later["shifts"][0]["window"]["from"] == "2024-11-27T00:00:00Z"
+    assert later["shifts"][1]["window"]["from"] == "2024-11-27T10:00:00Z"
+
+    r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27", "format": "csv"})
+    assert r.status_code == 200, r.text
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0][:4] == ["shift", "shift_from", "shift_to", "unit_id"]
+    assert [row[0] for row in rows[1:]] == ["day", "day", "night", "night"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"date": "27-11-2024"},
+        {"date": "2024-11-27", "day_start": "7am"},
+        {"date": "2024-11-27", "day_start": "20:00"},
+        {"date": "2024-11-27", "format": "xml"},
+    ],
+)
+def test_shift_report_rejects_bad_input(client: TestClient, params: dict[str, str]) -> None:
+    assert client.get("/api/v1/reports/shifts", params=params).status_code == 422
+
+
+def test_units_without_fixes(client: TestClient, scene: dict[str, int]) -> None:
+    body = client.get("/api/v1/reports/units", params=window()).json()
+    assert body["window"]["timezone"] == "Asia/Makassar"
+    assert all(u["first_fix"] is None and u["distance_m"] == 0 for u in body["units"])
