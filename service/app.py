@@ -25,6 +25,7 @@ from service.routes import (
     gpx,
     health,
     keys,
+    live_maps,
     maps,
     patrol_routes,
     pings,
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         analytics,
         keys,
         maps,
+        live_maps,
         stream,
         webhook_routes,
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import folium
@@ -14,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 
 LEAFLET_DIR: str = xs_leaflet.BASE_DIR
 JQUERY_DIR: str = xs_jquery.BASE_DIR
+PATROLI_DIR: str = str(Path(__file__).resolve().parent / "static")
 
 
 def _clean_prefix(prefix: str) -> str:
@@ -23,10 +25,11 @@ def _clean_prefix(prefix: str) -> str:
 
 
 def mount_assets(app: FastAPI, prefix: str = "/static") -> None:
-    """Serve Leaflet at `{prefix}/leaflet/` (with its images/) and jQuery at `{prefix}/jquery/`."""
+    """Serve Leaflet, jQuery and the map pages' scripts at `{prefix}/{leaflet,jquery,patroli}/`."""
     base = _clean_prefix(prefix)
     app.mount(f"{base}/leaflet", StaticFiles(directory=LEAFLET_DIR), name="static-leaflet")
     app.mount(f"{base}/jquery", StaticFiles(directory=JQUERY_DIR), name="static-jquery")
+    app.mount(f"{base}/patroli", StaticFiles(directory=PATROLI_DIR), name="static-patroli")
 
 
 def asset_urls(

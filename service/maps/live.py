@@ -1,0 +1,516 @@
+"""Live map: routes, geofences, unit markers moved by the SSE stream, trails and an alerts panel."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import folium
+import numpy as np
+import shapely
+from branca.element import MacroElement
+from folium.template import Template
+from shapely.geometry import LineString, Polygon
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from service.config import Settings
+from service.evaluate import corridor_from_row, fence_from_row
+from service.eventlog import EventFilter, query_events
+from service.maps.assets import offline_map
+from service.maps.coverage import (
+    CORRIDOR_COLOR,
+    CRITICAL_COLOR,
+    CRITICAL_KIND,
+    DEFAULT_CENTER,
+    DEFAULT_ZOOM,
+    FENCE_COLOR,
+    ROUTE_COLOR,
+    UNIT_PALETTE,
+    FenceLayer,
+    _add_layer,
+    _Bounds,
+    _esc,
+    _feature,
+    _rounded_geometry,
+    _style,
+)
+from service.maps.labels import kind_label, labels, normalize_lang, zone_label
+from service.positions import latest_positions
+from service.store.models import Geofence, OverdueMark, PatrolRoute
+from service.stream import current_cursor
+
+ASSET_DIR = "patroli"  # served at {static_prefix}/patroli/
+TRAIL_LENGTH = 20
+ALERTS_MAX = 50
+RECENT_EVENTS_H = 24.0  # events shown in the alerts panel on load
+STATE_EVENTS_MAX = 5000  # off_route/on_route events read to know who is off route now
+OVERDUE_COLOR = "#d7191c"
+FIT_MAX_ZOOM = 17
+
+_LIVE_ID: dict[str, str] = {
+    "live_title": "Peta Patroli Langsung",
+    "replay_title": "Putar Ulang Patroli",
+    "alerts": "Peringatan",
+    "no_alerts": "Belum ada peringatan",
+    "connected": "Terhubung",
+    "connecting": "Menghubungkan…",
+    "disconnected": "Terputus, menyambung ulang…",
+    "off_route_now": "Keluar rute",
+    "overdue": "Segmen terlambat dikunjungi",
+    "play": "Putar",
+    "pause": "Jeda",
+    "speed": "Kecepatan",
+    "time": "Waktu",
+    "no_data": "Tidak ada data pada periode ini",
+    "window": "Periode",
+    "route": "Rute",
+    "geofence": "Area",
+    "segment": "Segmen",
+}
+_LIVE_EN: dict[str, str] = {
+    "live_title": "Live patrol map",
+    "replay_title": "Patrol replay",
+    "alerts": "Alerts",
+    "no_alerts": "No alerts yet",
+    "connected": "Connected",
+    "connecting": "Connecting…",
+    "disconnected": "Disconnected, reconnecting…",
+    "off_route_now": "Off route",
+    "overdue": "Segment overdue for a visit",
+    "play": "Play",
+    "pause": "Pause",
+    "speed": "Speed",
+    "time": "Time",
+    "no_data": "No data in this window",
+    "window": "Window",
+    "route": "Route",
+    "geofence": "Area",
+    "segment": "Segment",
+}
+_EVENT_ID: dict[str, str] = {
+    "geofence_enter": "Masuk area",
+    "geofence_exit": "Keluar area",
+    "off_route": "Keluar rute",
+    "on_route": "Kembali ke rute",
+    "stopped": "Berhenti",
+    "moving": "Bergerak",
+    "overspeed": "Melebihi batas kecepatan",
+    "offline": "Tidak terhubung",
+    "online": "Terhubung kembali",
+    "revisit_overdue": "Terlambat dikunjungi",
+}
+_EVENT_EN: dict[str, str] = {
+    "geofence_enter": "Entered area",
+    "geofence_exit": "Left area",
+    "off_route": "Off route",
+    "on_route": "Back on route",
+    "stopped": "Stopped",
+    "moving": "Moving",
+    "overspeed": "Overspeed",
+    "offline": "Offline",
+    "online": "Back online",
+    "revisit_overdue": "Overdue for a visit",
+}
+
+
+def page_labels(lang: str) -> dict[str, str]:
+    """Labels of the live and replay pages (coverage labels plus page-specific ones)."""
+    code = normalize_lang(lang)
+    out = dict(labels(code))
+    out.update(_LIVE_ID if code == "id" else _LIVE_EN)
+    return out
+
+
+def event_labels(lang: str) -> dict[str, str]:
+    """Display names of event types in `lang`."""
+    return dict(_EVENT_ID if normalize_lang(lang) == "id" else _EVENT_EN)
+
+
+@dataclass
+class RouteLine:
+    """A patrol route: corridor, centerline and the chainage (m) at each centerline vertex."""
+
+    id: int
+    name: str
+    corridor_m: float
+    corridor: Polygon
+    centerline: LineString
+    chainage: list[float]
+
+
+@dataclass
+class LiveUnit:
+    """A unit's latest position (timestamp aware, UTC)."""
+
+    unit_id: int
+    unit_name: str
+    lon: float
+    lat: float
+    ts: datetime
+    speed_mps: float | None = None
+
+
+@dataclass
+class OverdueSegment:
+    """A route stretch currently overdue for a visit."""
+
+    patrol_route_id: int
+    start_m: float
+    end_m: float
+    since: datetime
+
+
+@dataclass
+class LiveMapView:
+    """Everything the live map shows on load, and where its stream is."""
+
+    routes: list[RouteLine]
+    fences: list[FenceLayer]
+    units: list[LiveUnit]
+    events: list[dict[str, Any]]
+    off_route: dict[int, list[int]]
+    overdue: list[OverdueSegment]
+    cursor: str
+    tz: ZoneInfo
+    lang: str
+    tile_url: str
+    tile_attribution: str
+    static_prefix: str = "/static"
+    stream_path: str = "/api/v1/stream"
+    trail_length: int = TRAIL_LENGTH
+    alerts_max: int = ALERTS_MAX
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def route_lines(session: Session) -> list[RouteLine]:
+    """Every stored patrol route with corridor, centerline and vertex chainage."""
+    out = []
+    for row in session.scalars(select(PatrolRoute).order_by(PatrolRoute.id)):
+        corridor = corridor_from_row(row)
+        metric = shapely.get_coordinates(corridor.metric_line)
+        steps = np.hypot(np.diff(metric[:, 0]), np.diff(metric[:, 1]))
+        chainage = np.concatenate(([0.0], np.cumsum(steps)))
+        out.append(
+            RouteLine(
+                id=row.id,
+                name=row.name,
+                corridor_m=row.corridor_m,
+                corridor=corridor.area,
+                centerline=corridor.line,
+                chainage=[round(float(c), 1) for c in chainage],
+            )
+        )
+    return out
+
+
+def fence_layers(session: Session) -> list[FenceLayer]:
+    """Every stored geofence outline."""
+    return [
+        FenceLayer(id=f.id, name=f.name, kind=f.kind, outline=fence_from_row(f).outline)
+        for f in session.scalars(select(Geofence).order_by(Geofence.id))
+    ]
+
+
+def _latest_units(session: Session) -> list[LiveUnit]:
+    """Units that have reported, at their newest analytics-eligible fix."""
+    units = []
+    for feature in latest_positions(session)["features"]:
+        geometry = feature.get("geometry")
+        props = feature["properties"]
+        if not geometry or not props.get("ts"):
+            continue
+        lon, lat = geometry["coordinates"]
+        if not (math.isfinite(lon) and math.isfinite(lat)):
+            continue
+        units.append(
+            LiveUnit(
+                unit_id=int(props["unit_id"]),
+                unit_name=str(props["name"]),
+                lon=float(lon),
+                lat=float(lat),
+                ts=datetime.fromisoformat(props["ts"]),
+                speed_mps=props.get("speed_mps"),
+            )
+        )
+    return units
+
+
+def _off_route_now(session: Session, since: datetime) -> dict[int, list[int]]:
+    """Route ids each unit is off of, from the latest off_route/on_route events since `since`."""
+    state: dict[tuple[int, int], bool] = {}
+    f = EventFilter(start=since, types=("off_route", "on_route"))
+    for event in query_events(session, f, STATE_EVENTS_MAX):
+        unit_id, route_id = event["unit_id"], event["patrol_route_id"]
+        if unit_id is None or route_id is None:
+            continue
+        state[(unit_id, route_id)] = event["type"] == "off_route"
+    out: dict[int, list[int]] = {}
+    for (unit_id, route_id), off in state.items():
+        if off:
+            out.setdefault(unit_id, []).append(route_id)
+    return out
+
+
+def _overdue_segments(
+    session: Session, routes: list[RouteLine], segment_m: float
+) -> list[OverdueSegment]:
+    """Route segments with an open overdue mark, as chainage ranges."""
+    lengths = {r.id: r.chainage[-1] for r in routes}
+    out = []
+    for mark in session.scalars(
+        select(OverdueMark).where(
+            OverdueMark.patrol_route_id.is_not(None), OverdueMark.segment.is_not(None)
+        )
+    ):
+        route_id, segment = mark.patrol_route_id, mark.segment
+        if route_id is None or segment is None or route_id not in lengths:
+            continue
+        start = segment * segment_m
+        end = min(start + segment_m, lengths[route_id])
+        if start < end:
+            out.append(OverdueSegment(route_id, start, end, mark.since))
+    return out
+
+
+def live_map_view(
+    session: Session, settings: Settings, *, lang: str | None = None, now: datetime | None = None
+) -> LiveMapView:
+    """What the live map shows on load: geometry, latest positions, recent events, stream cursor."""
+    now = now or datetime.now(UTC)
+    # The cursor is read first: whatever is stored after it reaches the page through the stream.
+    cursor = current_cursor(session)
+    routes = route_lines(session)
+    since = now - timedelta(hours=RECENT_EVENTS_H)
+    recent = query_events(session, EventFilter(start=since), 100_000)[-ALERTS_MAX:]
+    return LiveMapView(
+        routes=routes,
+        fences=fence_layers(session),
+        units=_latest_units(session),
+        events=recent,
+        off_route=_off_route_now(session, since),
+        overdue=_overdue_segments(session, routes, settings.segment_m),
+        cursor=str(cursor),
+        tz=settings.tz,
+        lang=lang or settings.language,
+        tile_url=settings.tile_url,
+        tile_attribution=settings.tile_attribution,
+    )
+
+
+def json_for_script(data: Any) -> str:
+    """`data` as compact JSON that is safe inside an HTML <script> element."""
+    # NaN and Infinity are not JSON, but they are valid JavaScript literals.
+    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+class PageScript(MacroElement):
+    """Loads a page script and stylesheet and starts it with the map and a JSON config."""
+
+    _template = Template(
+        """
+{% macro header(this, kwargs) %}
+<link rel="stylesheet" href="{{ this.css_url }}"/>
+{%- for url in this.js_urls %}
+<script src="{{ url }}"></script>
+{%- endfor %}
+{% endmacro %}
+{% macro script(this, kwargs) %}
+{{ this.starter }}({{ this._parent.get_name() }}, {{ this.config_json }});
+{% endmacro %}
+"""
+    )
+
+    def __init__(self, static_prefix: str, name: str, starter: str, config: Any) -> None:
+        super().__init__()
+        self._name = "PatroliPageScript"
+        base = "/" + static_prefix.strip("/") if static_prefix.strip("/") else ""
+        self.js_urls = [f"{base}/{ASSET_DIR}/common.js", f"{base}/{ASSET_DIR}/{name}.js"]
+        self.css_url = f"{base}/{ASSET_DIR}/patroli.css"
+        self.starter = starter
+        self.config_json = json_for_script(config)
+
+
+def add_base_layers(
+    fmap: folium.Map, routes: list[RouteLine], fences: list[FenceLayer], lang: str
+) -> _Bounds:
+    """Corridors, centerlines and geofences (critical sites distinct); returns their bounds."""
+    t = page_labels(lang)
+    bounds = _Bounds()
+    corridors: list[dict[str, Any]] = []
+    centerlines: list[dict[str, Any]] = []
+    for route in routes:
+        name = _esc(route.name)
+        if route.corridor is not None and not route.corridor.is_empty:
+            bounds.add_geometry(route.corridor)
+            corridors.append(
+                _feature(
+                    _rounded_geometry(route.corridor, 6),
+                    f"c{len(corridors)}",
+                    tip=f"<b>{name}</b><br>{_esc(t['corridor'])} ±{round(route.corridor_m)} m",
+                    data={"route-id": route.id},
+                )
+            )
+        if route.centerline is not None and not route.centerline.is_empty:
+            bounds.add_geometry(route.centerline)
+            centerlines.append(
+                _feature(
+                    _rounded_geometry(route.centerline, 6),
+                    f"r{len(centerlines)}",
+                    tip=f"<b>{_esc(t['route'])}: {name}</b>",
+                    data={"route-id": route.id},
+                )
+            )
+    _add_layer(
+        fmap,
+        corridors,
+        t["corridor"],
+        _style(
+            CORRIDOR_COLOR,
+            "patroli-corridor",
+            weight=1,
+            opacity=0.5,
+            fill=True,
+            fillColor=CORRIDOR_COLOR,
+            fillOpacity=0.1,
+        ),
+    )
+    _add_layer(
+        fmap,
+        centerlines,
+        t["route"],
+        _style(ROUTE_COLOR, "patroli-route", weight=6, opacity=0.5, lineCap="butt"),
+    )
+    features: list[dict[str, Any]] = []
+    styles: dict[str, dict[str, Any]] = {}
+    for fence in fences:
+        if fence.outline is None or fence.outline.is_empty:
+            continue
+        bounds.add_geometry(fence.outline)
+        fid = f"f{len(features)}"
+        critical = fence.kind == CRITICAL_KIND
+        color = CRITICAL_COLOR if critical else FENCE_COLOR
+        styles[fid] = _style(
+            color,
+            "patroli-geofence patroli-critical" if critical else "patroli-geofence",
+            weight=3 if critical else 2,
+            dashArray=None if critical else "6 4",
+            fill=True,
+            fillColor=color,
+            fillOpacity=0.12 if critical else 0.06,
+        )
+        features.append(
+            _feature(
+                _rounded_geometry(fence.outline, 6),
+                fid,
+                tip=f"<b>{_esc(fence.name)}</b><br>{_esc(kind_label(fence.kind, lang))}",
+                data={"fence-id": fence.id, "kind": fence.kind},
+            )
+        )
+    _add_layer(fmap, features, t["geofence"], style_by_id=styles)
+    return bounds
+
+
+def base_map(
+    tile_url: str, tile_attribution: str, static_prefix: str, lang: str, title: str
+) -> folium.Map:
+    """An offline folium Map with the page title set."""
+    fmap = offline_map(
+        DEFAULT_CENTER,
+        DEFAULT_ZOOM,
+        tile_url,
+        tile_attribution,
+        static_prefix,
+        tile_name=page_labels(lang)["base_map"],
+        zoom_control="bottomleft",
+        prefer_canvas=False,
+    )
+    fmap.get_root().title = _esc(title)  # type: ignore[attr-defined]
+    return fmap
+
+
+def fit_bounds(bounds: _Bounds) -> list[list[float]] | None:
+    """Leaflet [[south, west], [north, east]] of `bounds`, or None when empty."""
+    if bounds.box is None:
+        return None
+    minx, miny, maxx, maxy = bounds.box
+    return [[miny, minx], [maxy, maxx]]
+
+
+def _route_chainage(routes: list[RouteLine]) -> dict[str, Any]:
+    """Per route id: centerline [lon, lat] vertices and the chainage (m) at each."""
+    return {
+        str(r.id): {
+            "name": r.name,
+            "coords": np.round(shapely.get_coordinates(r.centerline), 6).tolist(),
+            "chainage": r.chainage,
+        }
+        for r in routes
+    }
+
+
+def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
+    """The JSON the live page script starts from."""
+    lang = normalize_lang(view.lang)
+    positions = {
+        str(u.unit_id): {
+            "unit_id": u.unit_id,
+            "unit_name": u.unit_name,
+            "lon": round(u.lon, 7),
+            "lat": round(u.lat, 7),
+            "ts": u.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "speed_mps": u.speed_mps,
+        }
+        for u in view.units
+    }
+    for u in view.units:
+        bounds.add(u.lon, u.lat, u.lon, u.lat)
+    return {
+        "lang": lang,
+        "tz": view.tz.key,
+        "zone": zone_label(view.tz),
+        "labels": page_labels(lang),
+        "eventLabels": event_labels(lang),
+        "streamPath": view.stream_path,
+        "cursor": view.cursor,
+        "positions": positions,
+        "events": view.events,
+        "offRoute": {str(k): v for k, v in view.off_route.items()},
+        "overdue": [
+            {"patrol_route_id": o.patrol_route_id, "start_m": o.start_m, "end_m": o.end_m}
+            for o in view.overdue
+        ],
+        "routes": _route_chainage(view.routes),
+        "fences": {str(f.id): f.name for f in view.fences},
+        "palette": list(UNIT_PALETTE),
+        "overdueColor": OVERDUE_COLOR,
+        "trailLength": view.trail_length,
+        "alertsMax": view.alerts_max,
+        "bounds": fit_bounds(bounds),
+        "maxZoom": FIT_MAX_ZOOM,
+        **view.extra,
+    }
+
+
+def build_live_map(view: LiveMapView) -> folium.Map:
+    """The folium Map of the live page."""
+    t: Mapping[str, str] = page_labels(view.lang)
+    fmap = base_map(
+        view.tile_url, view.tile_attribution, view.static_prefix, view.lang, t["live_title"]
+    )
+    bounds = add_base_layers(fmap, view.routes, view.fences, view.lang)
+    config = live_config(view, bounds)
+    PageScript(view.static_prefix, "live", "PatroliLive.start", config).add_to(fmap)
+    folium.LayerControl(collapsed=True, position="bottomleft").add_to(fmap)
+    return fmap
+
+
+def render_live_map(view: LiveMapView) -> str:
+    """The live map for `view` as a complete HTML page."""
+    return str(build_live_map(view).get_root().render())

@@ -1,0 +1,109 @@
+/* Shared helpers of the Patroli live and replay maps (plain JavaScript, no dependencies). */
+(function () {
+  "use strict";
+
+  var P = (window.PatroliCommon = {});
+
+  P.esc = function (text) {
+    return String(text === null || text === undefined ? "" : text)
+      .replace(/&/g, "&amp;")
+      .replace(/</g, "&lt;")
+      .replace(/>/g, "&gt;")
+      .replace(/"/g, "&quot;");
+  };
+
+  P.color = function (cfg, unitId) {
+    var palette = cfg.palette || ["#1f78b4"];
+    return palette[Math.abs(Number(unitId) || 0) % palette.length];
+  };
+
+  /* Time as "dd-mm HH:MM:SS WITA" in the display zone. */
+  P.formatter = function (cfg, withDate) {
+    var opts = { timeZone: cfg.tz, hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+    if (withDate) {
+      opts.day = "2-digit";
+      opts.month = "2-digit";
+      opts.year = "numeric";
+    }
+    var fmt;
+    try {
+      fmt = new Intl.DateTimeFormat(cfg.lang === "en" ? "en-GB" : "id-ID", opts);
+    } catch (e) {
+      fmt = null;
+    }
+    return function (date) {
+      if (!(date instanceof Date)) {
+        date = new Date(date);
+      }
+      if (isNaN(date.getTime())) {
+        return "";
+      }
+      var text = fmt ? fmt.format(date) : date.toISOString();
+      text = text.replace(/(\d{2})\/(\d{2})\/(\d{4})/, "$1-$2-$3");
+      return text.replace(/\./g, ":").replace(",", "") + " " + cfg.zone;
+    };
+  };
+
+  /* A Leaflet control box with an id, kept from passing clicks and scrolls to the map. */
+  P.box = function (map, position, id, html) {
+    var ctl = L.control({ position: position });
+    var div = L.DomUtil.create("div", "patroli-box");
+    div.id = id;
+    div.innerHTML = html || "";
+    ctl.onAdd = function () {
+      L.DomEvent.disableClickPropagation(div);
+      L.DomEvent.disableScrollPropagation(div);
+      return div;
+    };
+    ctl.addTo(map);
+    return div;
+  };
+
+  /* The [lat, lng] pieces of a route centerline between two chainages (metres). */
+  P.cutRoute = function (route, startM, endM) {
+    var coords = route.coords;
+    var ch = route.chainage;
+    var out = [];
+    if (!coords || coords.length < 2 || !(endM > startM)) {
+      return out;
+    }
+    function at(m) {
+      for (var i = 1; i < ch.length; i++) {
+        if (m <= ch[i] || i === ch.length - 1) {
+          var span = ch[i] - ch[i - 1];
+          var f = span > 0 ? Math.min(Math.max((m - ch[i - 1]) / span, 0), 1) : 0;
+          return [
+            coords[i - 1][1] + f * (coords[i][1] - coords[i - 1][1]),
+            coords[i - 1][0] + f * (coords[i][0] - coords[i - 1][0]),
+          ];
+        }
+      }
+      return [coords[0][1], coords[0][0]];
+    }
+    out.push(at(startM));
+    for (var i = 0; i < ch.length; i++) {
+      if (ch[i] > startM && ch[i] < endM) {
+        out.push([coords[i][1], coords[i][0]]);
+      }
+    }
+    out.push(at(endM));
+    return out;
+  };
+
+  P.fit = function (map, cfg) {
+    if (cfg.bounds) {
+      map.fitBounds(cfg.bounds, { padding: [30, 30], maxZoom: cfg.maxZoom || 17, animate: false });
+    }
+  };
+
+  /* Set data-* attributes and extra classes on a path layer's element once it is on the map. */
+  P.tag = function (layer, data) {
+    var el = layer.getElement ? layer.getElement() : null;
+    if (!el) {
+      return;
+    }
+    Object.keys(data).forEach(function (k) {
+      el.setAttribute("data-" + k, data[k]);
+    });
+  };
+})();

@@ -1,0 +1,328 @@
+/* Live map: unit markers moved by the server's event stream (SSE), trails, alerts, overdue segments. */
+(function () {
+  "use strict";
+
+  var C = window.PatroliCommon;
+
+  function start(map, cfg) {
+    var t = cfg.labels;
+    var fmt = C.formatter(cfg, false);
+    var state = {
+      positions: {},
+      events: [],
+      offRoute: {},
+      overdue: {},
+      connected: false,
+      messages: 0,
+    };
+    window.patroliLive = state;
+
+    var trailLayer = L.layerGroup().addTo(map);
+    var overdueLayer = L.layerGroup().addTo(map);
+    var unitLayer = L.layerGroup().addTo(map);
+    var markers = {};
+    var trails = {};
+
+    // ---- panels -----------------------------------------------------------------------
+    C.box(
+      map,
+      "topleft",
+      "patroli-title",
+      "<h1>" + C.esc(t.live_title) + "</h1>" +
+        '<div id="patroli-status" class="patroli-status patroli-connecting">' +
+        C.esc(t.connecting) + "</div>"
+    );
+    var panel = C.box(
+      map,
+      "topright",
+      "patroli-alerts",
+      "<h2>" + C.esc(t.alerts) + '</h2><div class="patroli-empty-alerts">' +
+        C.esc(t.no_alerts) + '</div><ol class="patroli-alert-list"></ol>'
+    );
+    var list = panel.querySelector("ol");
+    var empty = panel.querySelector(".patroli-empty-alerts");
+    var status = document.getElementById("patroli-status");
+    L.control.scale({ position: "bottomleft", imperial: false }).addTo(map);
+
+    function setStatus(kind) {
+      status.className = "patroli-status patroli-" + kind;
+      status.textContent = t[kind] || kind;
+      state.connected = kind === "connected";
+    }
+
+    // ---- units ------------------------------------------------------------------------
+    function isOffRoute(unitId) {
+      var routes = state.offRoute[unitId];
+      return !!routes && Object.keys(routes).length > 0;
+    }
+
+    function styleMarker(unitId) {
+      var marker = markers[unitId];
+      if (!marker) {
+        return;
+      }
+      var off = isOffRoute(unitId);
+      marker.setStyle(off ? { color: "#d7191c", weight: 4, radius: 9 } : { color: "#ffffff", weight: 2 });
+      marker.setRadius(off ? 9 : 7);
+      var el = marker.getElement();
+      if (el) {
+        el.classList.toggle("patroli-offroute", off);
+      }
+    }
+
+    function popupHtml(p) {
+      var html = "<b>" + C.esc(p.unit_name) + "</b><br>" + C.esc(t.position) + ": " + C.esc(fmt(p.ts));
+      if (typeof p.speed_mps === "number" && isFinite(p.speed_mps)) {
+        html += "<br>" + C.esc(t.speed) + ": " + Math.round(p.speed_mps * 3.6) + (cfg.lang === "en" ? " km/h" : " km/jam");
+      }
+      if (isOffRoute(p.unit_id)) {
+        html += '<br><b class="patroli-warn">' + C.esc(t.off_route_now) + "</b>";
+      }
+      return html;
+    }
+
+    function place(p) {
+      var id = String(p.unit_id);
+      if (typeof p.lat !== "number" || typeof p.lon !== "number" || !isFinite(p.lat) || !isFinite(p.lon)) {
+        return;
+      }
+      var prev = state.positions[id];
+      if (prev && prev.ts && p.ts && new Date(p.ts) < new Date(prev.ts)) {
+        return; // a late, older fix: the marker stays at the newest one
+      }
+      var latlng = [p.lat, p.lon];
+      state.positions[id] = {
+        unit_id: p.unit_id,
+        unit_name: p.unit_name,
+        lon: p.lon,
+        lat: p.lat,
+        ts: p.ts,
+        speed_mps: p.speed_mps,
+      };
+      var color = C.color(cfg, p.unit_id);
+      var trail = trails[id];
+      if (!trail) {
+        trail = trails[id] = L.polyline([], {
+          color: color,
+          weight: 3,
+          opacity: 0.7,
+          className: "patroli-trail",
+        }).addTo(trailLayer);
+      }
+      var pts = trail.getLatLngs();
+      pts.push(L.latLng(latlng));
+      while (pts.length > cfg.trailLength) {
+        pts.shift();
+      }
+      trail.setLatLngs(pts);
+      var marker = markers[id];
+      if (!marker) {
+        marker = markers[id] = L.circleMarker(latlng, {
+          radius: 7,
+          color: "#ffffff",
+          weight: 2,
+          fill: true,
+          fillColor: color,
+          fillOpacity: 0.95,
+          className: "patroli-unit",
+        }).addTo(unitLayer);
+        C.tag(marker, { "unit-id": p.unit_id });
+        marker.bindTooltip(C.esc(p.unit_name), {
+          permanent: true,
+          direction: "right",
+          offset: [8, 0],
+          className: "patroli-label",
+        });
+        marker.bindPopup("");
+        marker.on("popupopen", function () {
+          marker.setPopupContent(popupHtml(state.positions[id]));
+        });
+        styleMarker(id);
+      } else {
+        marker.setLatLng(latlng);
+      }
+      var el = marker.getElement();
+      if (el) {
+        el.setAttribute("data-ts", p.ts || "");
+        el.classList.remove("patroli-offline");
+      }
+    }
+
+    // ---- events -----------------------------------------------------------------------
+    function drawOverdue(routeId, startM, endM) {
+      var route = cfg.routes[String(routeId)];
+      if (!route) {
+        return;
+      }
+      var key = routeId + ":" + startM + ":" + endM;
+      if (state.overdue[key]) {
+        return;
+      }
+      var latlngs = C.cutRoute(route, Number(startM), Number(endM));
+      if (latlngs.length < 2) {
+        return;
+      }
+      var line = L.polyline(latlngs, {
+        color: cfg.overdueColor,
+        weight: 7,
+        opacity: 0.95,
+        className: "patroli-overdue",
+      }).addTo(overdueLayer);
+      C.tag(line, { "route-id": routeId, "start-m": startM, "end-m": endM });
+      line.bindTooltip(
+        "<b>" + C.esc(t.overdue) + "</b><br>" + C.esc(route.name) + ", " +
+          Math.round(startM) + "\u2013" + Math.round(endM) + " m",
+        { sticky: true }
+      );
+      state.overdue[key] = { patrol_route_id: routeId, start_m: startM, end_m: endM };
+    }
+
+    function where(ev) {
+      var parts = [];
+      if (ev.patrol_route_id !== null && ev.patrol_route_id !== undefined) {
+        var route = cfg.routes[String(ev.patrol_route_id)];
+        parts.push(C.esc(t.route) + " " + C.esc(route ? route.name : "#" + ev.patrol_route_id));
+      }
+      if (ev.geofence_id !== null && ev.geofence_id !== undefined) {
+        var fence = cfg.fences[String(ev.geofence_id)];
+        parts.push(C.esc(fence || "#" + ev.geofence_id));
+      }
+      var d = ev.details || {};
+      if (ev.type === "revisit_overdue" && typeof d.start_m === "number") {
+        parts.push(C.esc(t.segment) + " " + Math.round(d.start_m) + "\u2013" + Math.round(d.end_m) + " m");
+      }
+      return parts.join(", ");
+    }
+
+    function applyEffects(ev) {
+      var unitId = ev.unit_id === null || ev.unit_id === undefined ? null : String(ev.unit_id);
+      if (unitId !== null && (ev.type === "off_route" || ev.type === "on_route")) {
+        var routes = (state.offRoute[unitId] = state.offRoute[unitId] || {});
+        if (ev.type === "off_route") {
+          routes[String(ev.patrol_route_id)] = true;
+        } else {
+          delete routes[String(ev.patrol_route_id)];
+        }
+        styleMarker(unitId);
+      } else if (unitId !== null && (ev.type === "offline" || ev.type === "online")) {
+        var m = markers[unitId];
+        var el = m && m.getElement();
+        if (el) {
+          el.classList.toggle("patroli-offline", ev.type === "offline");
+        }
+      } else if (ev.type === "revisit_overdue" && ev.patrol_route_id !== null && ev.patrol_route_id !== undefined) {
+        var d = ev.details || {};
+        if (typeof d.start_m === "number" && typeof d.end_m === "number") {
+          drawOverdue(ev.patrol_route_id, d.start_m, d.end_m);
+        }
+      }
+    }
+
+    function addAlert(ev, live) {
+      if (state.events.some(function (e) { return e.id === ev.id; })) {
+        return;
+      }
+      state.events.unshift(ev);
+      if (state.events.length > cfg.alertsMax) {
+        state.events.length = cfg.alertsMax;
+      }
+      var li = document.createElement("li");
+      li.className = "patroli-alert patroli-alert-" + ev.type + (live ? " patroli-alert-new" : "");
+      li.setAttribute("data-type", ev.type);
+      li.setAttribute("data-event-id", ev.id);
+      if (ev.unit_id !== null && ev.unit_id !== undefined) {
+        li.setAttribute("data-unit-id", ev.unit_id);
+      }
+      var label = cfg.eventLabels[ev.type] || ev.type;
+      var place = where(ev);
+      li.innerHTML =
+        '<time datetime="' + C.esc(ev.ts) + '">' + C.esc(fmt(ev.ts)) + "</time> " +
+        '<b class="patroli-alert-type">' + C.esc(label) + "</b>" +
+        (ev.unit_name ? ' <span class="patroli-alert-unit">' + C.esc(ev.unit_name) + "</span>" : "") +
+        (place ? '<div class="patroli-alert-where">' + place + "</div>" : "");
+      if (ev.position && ev.position.coordinates) {
+        var c = ev.position.coordinates;
+        li.addEventListener("click", function () {
+          map.setView([c[1], c[0]], Math.max(map.getZoom(), 16));
+        });
+      }
+      list.insertBefore(li, list.firstChild);
+      while (list.children.length > cfg.alertsMax) {
+        list.removeChild(list.lastChild);
+      }
+      empty.style.display = "none";
+    }
+
+    // Handles one live event as if it came from the stream (also a hook for tests).
+    state.handle = function (ev) {
+      addAlert(ev, true);
+      applyEffects(ev);
+    };
+
+    // ---- initial state ----------------------------------------------------------------
+    Object.keys(cfg.positions).forEach(function (id) {
+      place(cfg.positions[id]);
+    });
+    Object.keys(cfg.offRoute).forEach(function (unitId) {
+      var routes = (state.offRoute[unitId] = {});
+      cfg.offRoute[unitId].forEach(function (r) {
+        routes[String(r)] = true;
+      });
+      styleMarker(unitId);
+    });
+    cfg.overdue.forEach(function (o) {
+      drawOverdue(o.patrol_route_id, o.start_m, o.end_m);
+    });
+    cfg.events.forEach(function (ev) {
+      addAlert(ev, false);
+    });
+    C.fit(map, cfg);
+
+    // ---- the stream -------------------------------------------------------------------
+    var params = new URLSearchParams(window.location.search);
+    var query = new URLSearchParams();
+    if (params.get("key")) {
+      query.set("key", params.get("key"));
+    }
+    // Start right after what the page was rendered with; reconnects send Last-Event-ID instead.
+    if (cfg.cursor) {
+      query.set("last_event_id", cfg.cursor);
+    }
+    var url = cfg.streamPath + (query.toString() ? "?" + query.toString() : "");
+    if (typeof window.EventSource !== "function") {
+      setStatus("disconnected");
+      return;
+    }
+    var source = new EventSource(url);
+    state.source = source;
+    source.onopen = function () {
+      setStatus("connected");
+    };
+    source.onerror = function () {
+      // EventSource reconnects by itself (after the server's retry delay, with Last-Event-ID).
+      setStatus(source.readyState === EventSource.CLOSED ? "disconnected" : "connecting");
+    };
+    source.addEventListener("position", function (msg) {
+      state.messages += 1;
+      try {
+        place(JSON.parse(msg.data));
+      } catch (e) {
+        /* a malformed message is skipped */
+      }
+    });
+    Object.keys(cfg.eventLabels).forEach(function (type) {
+      source.addEventListener(type, function (msg) {
+        state.messages += 1;
+        var ev;
+        try {
+          ev = JSON.parse(msg.data);
+        } catch (e) {
+          return;
+        }
+        state.handle(ev);
+      });
+    });
+  }
+
+  window.PatroliLive = { start: start };
+})();

@@ -1,0 +1,58 @@
+"""HTML pages of the live map and the replay map."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse
+
+from service.config import Settings
+from service.deps import MapViewerDep, SettingsDep, StoreDep, Window, WindowDep
+from service.errors import NotFound
+from service.maps.live import live_map_view, render_live_map
+from service.maps.replay import render_replay_map, replay_map_view
+from service.store.db import Store
+from service.store.models import Unit
+
+router = APIRouter(prefix="/maps", tags=["maps"])
+
+LangQuery = Annotated[Literal["id", "en"] | None, Query(description="Label language")]
+
+
+def _live_page(store: Store, settings: Settings, lang: str | None) -> str:
+    with store.read() as session:
+        view = live_map_view(session, settings, lang=lang)
+    return render_live_map(view)
+
+
+def _replay_page(
+    store: Store, settings: Settings, window: Window, unit: int | None, lang: str | None
+) -> str:
+    with store.read() as session:
+        if unit is not None and session.get(Unit, unit) is None:
+            raise NotFound(f"unit {unit} not found")
+        view = replay_map_view(session, settings, window, unit_id=unit, lang=lang)
+    return render_replay_map(view)
+
+
+@router.get("/live", response_class=HTMLResponse)
+async def live_map(
+    store: StoreDep, settings: SettingsDep, _: MapViewerDep, lang: LangQuery = None
+) -> HTMLResponse:
+    """Live map: unit markers moved by the event stream, trails, alerts and overdue segments."""
+    return HTMLResponse(await run_in_threadpool(_live_page, store, settings, lang))
+
+
+@router.get("/replay", response_class=HTMLResponse)
+async def replay_map(
+    window: WindowDep,
+    store: StoreDep,
+    settings: SettingsDep,
+    _: MapViewerDep,
+    unit: Annotated[int | None, Query(description="Only this unit's track")] = None,
+    lang: LangQuery = None,
+) -> HTMLResponse:
+    """Replay of [from, to): unit tracks and a time slider that moves the units' markers."""
+    return HTMLResponse(await run_in_threadpool(_replay_page, store, settings, window, unit, lang))

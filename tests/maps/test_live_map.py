@@ -1,0 +1,186 @@
+"""Live map end to end on each backend: markers follow the event stream, off-route alerts show."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from service.app import create_app
+from service.config import Settings
+from service.maps.assets import referenced_assets
+from service.maps.live import json_for_script
+from service.routes import live_maps
+from tests.conftest import ADMIN_KEY
+from tests.helpers import along, circle_feature, route_feature
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The app with the live/replay map routes (included here if the app does not yet)."""
+    app = create_app(settings)
+    if "/maps/live" not in {getattr(r, "path", None) for r in app.routes}:
+        app.include_router(live_maps.router)
+    return app
+
+
+def live_ping(device_id: str, chainage_m: float, ts: datetime, offset_m: float = 0.0) -> dict:
+    """A JSON ping at a chainage of the test route at time `ts`."""
+    lon, lat = along(chainage_m, offset_m)
+    return {"device_id": device_id, "lat": lat, "lon": lon, "ts": ts.isoformat()}
+
+
+def local_only(route: Any) -> None:
+    """Let requests to the test server through; abort every other request."""
+    if urlsplit(route.request.url).hostname == "127.0.0.1":
+        route.continue_()
+    else:
+        route.abort()
+
+
+@pytest.mark.browser
+def test_live_map_follows_the_stream(
+    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with (
+        live_server(build_app(settings)) as base,
+        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
+    ):
+        route = http.post("/api/v1/patrol-routes", json=route_feature()).json()
+        lon, lat = along(700)
+        http.post("/api/v1/geofences", json=circle_feature(lon, lat, 80)).raise_for_status()
+        http.post(
+            "/api/v1/geofences",
+            json=circle_feature(*along(200, 120), 60, name="Pasar", kind="market"),
+        ).raise_for_status()
+        unit = http.post(
+            "/api/v1/units",
+            json={"name": "Polwan 01", "device_id": "p01", "patrol_route_ids": [route["id"]]},
+        ).json()
+        uid = unit["id"]
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
+
+        now = datetime.now(UTC).replace(microsecond=0)
+        r = http.post(
+            "/api/v1/pings",
+            json=[
+                live_ping("p01", 80, now - timedelta(seconds=130)),
+                live_ping("p01", 100, now - timedelta(seconds=120)),
+            ],
+            headers=tracker,
+        )
+        assert r.status_code == 200, r.text
+
+        page_url = httpx.URL(f"{base}/maps/live", params={"key": viewer})
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route("**/*", local_only)
+            page.goto(str(page_url), wait_until="load")
+            assert page.evaluate("typeof window.L") == "object"
+            marker = page.locator(f'.patroli-unit[data-unit-id="{uid}"]')
+            marker.wait_for(state="attached")
+            assert page.locator(".patroli-route").count() == 1
+            assert page.locator(".patroli-corridor").count() == 1
+            assert page.locator(".patroli-geofence.patroli-critical").count() == 1
+            assert page.locator(".patroli-geofence").count() == 2
+            start = page.evaluate(f"window.patroliLive.positions['{uid}']")
+            assert [start["lon"], start["lat"]] == pytest.approx(list(along(100)), abs=1e-6)
+            assert "Polwan 01" in page.locator(".patroli-label").first.inner_text()
+            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+
+            # A new fix moves the marker within a second of being stored.
+            moved = live_ping("p01", 300, now - timedelta(seconds=100))
+            r = http.post("/api/v1/pings", json=[moved], headers=tracker)
+            assert r.status_code == 200, r.text
+            page.wait_for_function(
+                """([id, lon, lat]) => {
+                    const p = window.patroliLive.positions[id];
+                    return !!p && Math.abs(p.lon - lon) < 1e-7 && Math.abs(p.lat - lat) < 1e-7;
+                }""",
+                arg=[str(uid), moved["lon"], moved["lat"]],
+                timeout=1000,
+            )
+
+            # 40 s outside the corridor (100 m north of the route): off_route after 30 s.
+            t0 = now - timedelta(seconds=60)
+            track = [
+                live_ping("p01", 350 + 2.5 * s, t0 + timedelta(seconds=s), offset_m=100)
+                for s in range(0, 41, 5)
+            ]
+            r = http.post("/api/v1/pings", json=track, headers=tracker)
+            assert r.status_code == 200, r.text
+            alert = page.locator('#patroli-alerts li[data-type="off_route"]')
+            alert.wait_for(state="visible", timeout=5000)
+            text = alert.first.inner_text()
+            assert "Keluar rute" in text
+            assert "Polwan 01" in text
+            assert "WITA" in text
+            page.wait_for_selector(
+                f'.patroli-unit.patroli-offroute[data-unit-id="{uid}"]',
+                state="attached",
+                timeout=2000,
+            )
+            last = track[-1]
+            page.wait_for_function(
+                "([id, lon]) => Math.abs(window.patroliLive.positions[id].lon - lon) < 1e-7",
+                arg=[str(uid), last["lon"]],
+                timeout=2000,
+            )
+            state = page.evaluate("window.patroliLive")
+            assert state["events"][0]["type"] == "off_route"
+            assert page.locator(".patroli-trail").count() == 1
+            # revisit_overdue on a route: its stretch start_m..end_m is drawn in red.
+            page.evaluate(
+                """(routeId) => window.patroliLive.handle({
+                    id: 1e9, type: "revisit_overdue", unit_id: null, unit_name: null,
+                    ts: new Date().toISOString(), position: null, patrol_route_id: routeId,
+                    geofence_id: null, details: {segment: 12, start_m: 600, end_m: 650}
+                })""",
+                route["id"],
+            )
+            overdue = page.locator(f'.patroli-overdue[data-route-id="{route["id"]}"]')
+            assert overdue.count() == 1
+            assert overdue.get_attribute("data-start-m") == "600"
+            box = overdue.bounding_box()
+            assert box is not None and 30 < box["width"] < 80
+            assert page.locator('#patroli-alerts li[data-type="revisit_overdue"]').count() == 1
+            name = "live-map.png" if backend == "sqlite" else f"live-map-{backend}.png"
+            page.screenshot(path=str(artifacts_dir / name))
+        finally:
+            context.close()
+        assert errors == []
+
+
+def test_live_page_is_offline_and_needs_a_viewer_key(settings: Settings) -> None:
+    from fastapi.testclient import TestClient
+
+    with TestClient(build_app(settings)) as client:
+        r = client.get("/maps/live")
+        assert r.status_code == 401
+        r = client.get("/maps/live", params={"key": "wrong"})
+        assert r.status_code == 401
+        r = client.get("/maps/live", params={"key": ADMIN_KEY, "lang": "en"})
+        assert r.status_code == 200
+        assert "Live patrol map" in r.text
+        assets = list(referenced_assets(r.text))
+        assert "/static/patroli/live.js" in assets
+        assert all(url.startswith("/static/") for url in assets), assets
+        for url in assets:
+            assert client.get(url).status_code == 200, url
+        r = client.get("/maps/live", params={"key": ADMIN_KEY})
+        assert "Peta Patroli Langsung" in r.text
+
+
+def test_json_for_script_cannot_close_the_script() -> None:
+    text = json_for_script({"name": "</script><b>&"})
+    assert "</script>" not in text
+    assert "<" not in text and "&" not in text
