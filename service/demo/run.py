@@ -148,7 +148,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     win = f"from={_z(start)}&to={_z(now)}"
     print()
     print(f"  API docs        {base}/docs")
+    print(f"  Live map        {base}/maps/live?key={keys['viewer']}")
     print(f"  Coverage map    {base}/maps/coverage?{win}&key={keys['viewer']}")
+    print(f"  Replay          {base}/maps/replay?{win}&key={keys['viewer']}")
     print(
         f"  Latest          {base}/api/v1/positions/latest   (Authorization: Bearer <viewer key>)"
     )
