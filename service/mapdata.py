@@ -19,17 +19,33 @@ from service.maps.coverage import (
     RouteLayer,
     SegmentLayer,
     TrackLayer,
+    heat_grid,
 )
-from service.positions import eligible_fixes
+from service.positions import Fixes
+from service.presence import fence_presence, min_dwell, read_fixes
 from service.store.models import Geofence, PatrolRoute, Unit
+
+
+def _utc(t: float) -> datetime:
+    """Epoch seconds as an aware UTC datetime."""
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _within(fixes: Fixes, start: float, end: float) -> Fixes:
+    """The fixes with start <= t < end."""
+    keep = (fixes.t >= start) & (fixes.t < end)
+    return Fixes(fixes.unit_id[keep], fixes.t[keep], fixes.lon[keep], fixes.lat[keep])
 
 
 def coverage_map_view(
     session: Session, settings: Settings, window: Window, *, lang: str | None = None
 ) -> CoverageMapView:
-    """Routes with coloured segments, geofences, tracks and latest positions for a window."""
-    fixes = eligible_fixes(session, window.start, window.end)
+    """Routes with segment ages, geofence presence, heat, tracks and latest positions."""
     segment_m, max_gap_s = settings.segment_m, settings.max_gap_s
+    start, end = window.start.timestamp(), window.end.timestamp()
+    # One read: presence needs max_gap_s beyond the window; everything else uses the window.
+    around = read_fixes(session, window, max_gap_s)
+    fixes = _within(around, start, end)
 
     routes = []
     for row in session.scalars(select(PatrolRoute).order_by(PatrolRoute.id)):
@@ -44,27 +60,38 @@ def coverage_map_view(
                 corridor=corridor.area,
                 centerline=corridor.line,
                 coverage_ratio=cov.coverage_ratio,
+                revisit_s=row.revisit_s,
                 segments=[
                     SegmentLayer(
                         line=line,
                         start_m=s.start_m,
                         end_m=s.end_m,
                         visited=s.visited,
-                        last_visit=(
-                            None
-                            if s.last_visit is None
-                            else datetime.fromtimestamp(s.last_visit, UTC)
-                        ),
+                        last_visit=None if s.last_visit is None else _utc(s.last_visit),
                     )
                     for s, line in zip(cov.segments, lines, strict=True)
                 ],
             )
         )
 
-    fences = [
-        FenceLayer(id=f.id, name=f.name, kind=f.kind, outline=fence_from_row(f).outline)
-        for f in session.scalars(select(Geofence).order_by(Geofence.id))
-    ]
+    fences = []
+    for f in session.scalars(select(Geofence).order_by(Geofence.id)):
+        fence = fence_from_row(f)
+        presence = fence_presence(fence, around, start, end, max_gap_s, min_dwell(f, settings))
+        gap: tuple[datetime, datetime] | None = None
+        if presence.uncovered.shape[0]:
+            lo, hi = presence.uncovered[int(np.argmax(np.diff(presence.uncovered, axis=1)))]
+            gap = (_utc(float(lo)), _utc(float(hi)))
+        fences.append(
+            FenceLayer(
+                id=f.id,
+                name=f.name,
+                kind=f.kind,
+                outline=fence.outline,
+                covered_ratio=presence.coverage_ratio,
+                longest_gap=gap,
+            )
+        )
 
     names: dict[int, str] = {uid: name for uid, name in session.execute(select(Unit.id, Unit.name))}
     tracks, positions = [], []
@@ -81,7 +108,7 @@ def coverage_map_view(
                 unit_name=name,
                 lon=float(lons[-1]),
                 lat=float(lats[-1]),
-                ts=datetime.fromtimestamp(float(times[-1]), UTC),
+                ts=_utc(float(times[-1])),
                 speed_mps=None,
             )
         )
@@ -97,4 +124,5 @@ def coverage_map_view(
         lang=lang or settings.language,
         tile_url=settings.tile_url,
         tile_attribution=settings.tile_attribution,
+        heat=heat_grid(fixes.lon, fixes.lat),
     )

@@ -1,4 +1,4 @@
-"""Coverage map: routes, corridors, visited segments, geofences, unit tracks and positions."""
+"""Coverage map: routes, corridors, segment ages, geofence presence, heat, tracks and positions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -19,9 +19,11 @@ from folium.utilities import JsCode
 from shapely.geometry import LineString, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
+from service.geo.projection import LocalProjection
 from service.maps.assets import offline_map
 from service.maps.labels import (
     EN_DASH,
+    format_ago,
     format_int,
     format_percent,
     format_time,
@@ -38,6 +40,10 @@ FIT_MAX_ZOOM = 17
 
 VISITED_COLOR = "#1a9641"
 UNVISITED_COLOR = "#d7191c"
+FRESH_COLOR = VISITED_COLOR
+STALE_COLOR = "#f39c12"
+OVERDUE_COLOR = UNVISITED_COLOR
+HEAT_COLOR = "#bd0026"
 ROUTE_COLOR = "#253494"
 CORRIDOR_COLOR = "#3388ff"
 FENCE_COLOR = "#7b3294"
@@ -69,6 +75,15 @@ LABELS_MIN_ZOOM = 16
 LEGEND_MAX_UNITS = 12
 LEGEND_MAX_ROUTES = 10
 
+FRESH_S = 30 * 60.0  # visited this recently: fresh (green)
+DEFAULT_REVISIT_S = 60 * 60.0  # stale (amber) up to the route's revisit_s, or this without one
+PRESENCE_GOOD = 0.9  # covered share of the window: green from here
+PRESENCE_FAIR = 0.5  # amber from here, red below
+HEAT_PANE = "patroliHeat"
+HEAT_CELL_M = 50.0
+HEAT_MAX_CELLS = 2_500  # the busiest cells are drawn, at most this many
+HEAT_LEVELS = (0.15, 0.3, 0.45, 0.6, 0.75)  # fill opacity by (log) count quantile
+
 _M_PER_DEG = 111_320.0
 
 
@@ -94,6 +109,7 @@ class RouteLayer:
     centerline: LineString
     segments: list[SegmentLayer]
     coverage_ratio: float
+    revisit_s: float | None = None
 
 
 @dataclass
@@ -104,6 +120,16 @@ class FenceLayer:
     name: str
     kind: str
     outline: Polygon
+    covered_ratio: float | None = None  # presence share of the window; None: not computed
+    longest_gap: tuple[datetime, datetime] | None = None  # longest uncovered interval (UTC)
+
+
+@dataclass
+class HeatCell:
+    """A square grid cell (WGS84 ring, counter-clockwise) and how many fixes fell in it."""
+
+    ring: list[tuple[float, float]]
+    count: int
 
 
 @dataclass
@@ -144,6 +170,7 @@ class CoverageMapView:
     static_prefix: str = "/static"
     track_tolerance_m: float = TRACK_TOLERANCE_M
     track_point_budget: int = TRACK_POINT_BUDGET
+    heat: list[HeatCell] | None = None  # None: aggregated from the tracks
 
 
 def unit_color(unit_id: int) -> str:
@@ -192,6 +219,70 @@ def track_point_cap(n_tracks: int, budget: int = TRACK_POINT_BUDGET) -> int:
     if n_tracks <= 0:
         return TRACK_MAX_POINTS
     return max(TRACK_MIN_POINTS, min(TRACK_MAX_POINTS, budget // n_tracks))
+
+
+def segment_age(last_visit: datetime | None, end: datetime, revisit_s: float | None) -> str:
+    """ "fresh", "stale" or "overdue": how long before `end` the segment was last visited."""
+    if last_visit is None:
+        return "overdue"
+    age = (end - last_visit).total_seconds()
+    limit = revisit_s if revisit_s is not None and revisit_s > 0 else DEFAULT_REVISIT_S
+    if age >= limit:
+        return "overdue"
+    return "fresh" if age < FRESH_S else "stale"
+
+
+def presence_level(covered_ratio: float) -> str:
+    """ "good", "fair" or "poor" for a geofence's covered share of the window."""
+    if covered_ratio >= PRESENCE_GOOD:
+        return "good"
+    return "fair" if covered_ratio >= PRESENCE_FAIR else "poor"
+
+
+def heat_grid(
+    lons: Any, lats: Any, cell_m: float = HEAT_CELL_M, max_cells: int = HEAT_MAX_CELLS
+) -> list[HeatCell]:
+    """Fix counts on a square grid of `cell_m` metres (local UTM), busiest `max_cells` cells."""
+    lon = np.asarray(lons, dtype=np.float64).ravel()
+    lat = np.asarray(lats, dtype=np.float64).ravel()
+    ok = np.isfinite(lon) & np.isfinite(lat) & (np.abs(lat) <= 90.0)
+    lon, lat = lon[ok], lat[ok]
+    if lon.size == 0 or max_cells <= 0:
+        return []
+    proj = LocalProjection.for_point(float(np.median(lon)), float(np.median(lat)))
+    x, y = proj.xy(lon, lat)
+    ix = np.floor(x / cell_m).astype(np.int64)
+    iy = np.floor(y / cell_m).astype(np.int64)
+    ix0, iy0 = int(ix.min()), int(iy.min())
+    height = int(iy.max()) - iy0 + 1
+    keys, counts = np.unique((ix - ix0) * height + (iy - iy0), return_counts=True)
+    if keys.size > max_cells:
+        top = np.argpartition(counts, -max_cells)[-max_cells:]
+        keys, counts = keys[top], counts[top]
+    cx = (keys // height + ix0).astype(np.float64) * cell_m
+    cy = (keys % height + iy0).astype(np.float64) * cell_m
+    corner_x = np.column_stack((cx, cx + cell_m, cx + cell_m, cx, cx))
+    corner_y = np.column_stack((cy, cy, cy + cell_m, cy + cell_m, cy))
+    clon, clat = proj.lonlat(corner_x.ravel(), corner_y.ravel())
+    clon, clat = clon.reshape(-1, 5), clat.reshape(-1, 5)
+    order = np.argsort(-counts, kind="stable")
+    return [
+        HeatCell(
+            ring=list(zip(clon[i].tolist(), clat[i].tolist(), strict=True)), count=int(counts[i])
+        )
+        for i in order
+    ]
+
+
+def _track_heat(view: CoverageMapView) -> list[HeatCell]:
+    """Heat cells of the view: given, or aggregated from every track point."""
+    if view.heat is not None:
+        return view.heat
+    arrays = [np.asarray(t.coords, dtype=np.float64).reshape(-1, 2) for t in view.tracks]
+    if not arrays:
+        return []
+    pts = np.concatenate(arrays)
+    return heat_grid(pts[:, 0], pts[:, 1])
 
 
 def _rounded_geometry(geom: BaseGeometry, ndigits: int) -> dict[str, Any]:
@@ -255,8 +346,16 @@ _CSS = """
 .patroli-sw-area { width: 16px; height: 11px; border: 2px solid currentColor;
   background: rgba(0, 0, 0, 0.06); margin: 0 3px 0 1px; }
 .patroli-sw-dashed { border-style: dashed; }
+.patroli-sw-heat { border: none; background: currentColor; opacity: 0.5; }
+.patroli-note { font-size: 11px; color: #555; margin: 0 0 2px 29px; }
 .patroli-sw-dot { width: 11px; height: 11px; border-radius: 50%; border: 2px solid #fff;
   background: currentColor; box-shadow: 0 0 0 1px #555; margin: 0 5px 0 4px; }
+#patroli-window { display: flex; flex-wrap: wrap; align-items: flex-end; gap: 4px 6px;
+  margin-top: 4px; font-size: 11px; }
+#patroli-window label { display: flex; flex-direction: column; color: #444; }
+#patroli-window input { font: 12px system-ui, sans-serif; padding: 1px 2px; }
+#patroli-window button { font: 12px system-ui, sans-serif; padding: 2px 8px; cursor: pointer; }
+#patroli-window.patroli-invalid input { outline: 2px solid #d7191c; }
 .leaflet-tooltip.patroli-label { font-size: 11px; padding: 1px 5px; font-weight: 600; }
 .patroli-hide-labels .leaflet-tooltip.patroli-label { display: none; }
 """
@@ -266,7 +365,7 @@ class _MapChrome(MacroElement):
     """Title box, legend box, page styles and unit-label toggling for a coverage map."""
 
     _template = Template(
-        """
+        r"""
 {% macro header(this, kwargs) %}
 <style>{{ this.css }}</style>
 {% endmacro %}
@@ -287,6 +386,53 @@ class _MapChrome(MacroElement):
     }
     box("topleft", "patroli-title", {{ this.title_html|tojson }});
     box("bottomright", "patroli-legend", {{ this.legend_html|tojson }});
+    var form = document.getElementById("patroli-window");
+    var zone = {{ this.zone|tojson }};
+    var fallbackOffset = {{ this.offset_min|tojson }};
+    function offsetMin(ms) {
+        // Minutes the display zone is ahead of UTC at instant ms.
+        try {
+            var v = {};
+            new Intl.DateTimeFormat("en-US", {timeZone: zone, hourCycle: "h23",
+                year: "numeric", month: "2-digit", day: "2-digit",
+                hour: "2-digit", minute: "2-digit", second: "2-digit"})
+                .formatToParts(new Date(ms))
+                .forEach(function (p) { v[p.type] = Number(p.value); });
+            return (Date.UTC(v.year, v.month - 1, v.day, v.hour % 24, v.minute, v.second) - ms)
+                / 60000;
+        } catch (e) {
+            return fallbackOffset;
+        }
+    }
+    function toUtc(value) {
+        // A datetime-local value in the display zone as ISO 8601 UTC.
+        var m = /^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2})(?::([0-9]{2}))?/
+            .exec(value || "");
+        if (!m) { return null; }
+        var naive = Date.UTC(+m[1], +m[2] - 1, +m[3], +m[4], +m[5], +(m[6] || 0));
+        var ms = naive - offsetMin(naive) * 60000;
+        ms = naive - offsetMin(ms) * 60000;
+        return new Date(ms).toISOString().replace(".000Z", "Z");
+    }
+    if (form) {
+        form.addEventListener("submit", function (ev) {
+            ev.preventDefault();
+            var from = toUtc(form.elements["from"].value);
+            var to = toUtc(form.elements["to"].value);
+            if (!from || !to || from >= to) {
+                form.classList.add("patroli-invalid");
+                return;
+            }
+            var here = new URLSearchParams(window.location.search);
+            var next = new URLSearchParams();
+            next.set("from", from);
+            next.set("to", to);
+            ["key", "lang"].forEach(function (k) {
+                if (here.has(k)) { next.set(k, here.get(k)); }
+            });
+            window.location.assign(window.location.pathname + "?" + next.toString());
+        });
+    }
     var manyUnits = {{ this.many_units|tojson }};
     function toggleLabels() {
         var hide = manyUnits && map.getZoom() < {{ this.labels_min_zoom|tojson }};
@@ -320,6 +466,8 @@ class _MapChrome(MacroElement):
         legend_html: str,
         many_units: bool,
         bounds: list[list[float]] | None,
+        zone: str,
+        offset_min: float,
     ) -> None:
         super().__init__()
         self._name = "PatroliMapChrome"
@@ -330,6 +478,8 @@ class _MapChrome(MacroElement):
         self.labels_min_zoom = LABELS_MIN_ZOOM
         self.bounds = bounds
         self.max_zoom = FIT_MAX_ZOOM
+        self.zone = zone
+        self.offset_min = offset_min
 
 
 class _Bounds:
@@ -378,14 +528,29 @@ def _swatch_row(css: str, color: str, text: str) -> str:
 def _legend_html(view: CoverageMapView) -> str:
     """Legend box content in the view's language."""
     t = labels(view.lang)
+    presence = any(f.covered_ratio is not None for f in view.fences)
+    fence_color = "#555555" if presence else FENCE_COLOR
+    critical_color = "#555555" if presence else CRITICAL_COLOR
     rows = [
         f"<h2>{_esc(t['legend'])}</h2>",
-        _swatch_row("", VISITED_COLOR, _esc(t["visited"])),
-        _swatch_row("", UNVISITED_COLOR, _esc(t["unvisited"])),
+        _swatch_row("patroli-sw-fresh", FRESH_COLOR, _esc(t["seg_fresh"])),
+        _swatch_row("patroli-sw-stale", STALE_COLOR, _esc(t["seg_stale"]) + "*"),
+        _swatch_row("patroli-sw-overdue", OVERDUE_COLOR, _esc(t["seg_overdue"])),
+        f'<div class="patroli-note">* {_esc(t["revisit_note"])}</div>',
         _swatch_row("patroli-sw-halo", ROUTE_COLOR, _esc(t["route"])),
         _swatch_row("patroli-sw-area", CORRIDOR_COLOR, _esc(t["corridor"])),
-        _swatch_row("patroli-sw-area patroli-sw-dashed", FENCE_COLOR, _esc(t["geofence"])),
-        _swatch_row("patroli-sw-area", CRITICAL_COLOR, _esc(t["critical_site"])),
+        _swatch_row("patroli-sw-area patroli-sw-dashed", fence_color, _esc(t["geofence"])),
+        _swatch_row("patroli-sw-area", critical_color, _esc(t["critical_site"])),
+    ]
+    if presence:
+        for level in ("good", "fair", "poor"):
+            rows.append(
+                _swatch_row(
+                    "patroli-sw-area", _PRESENCE_COLORS[level], _esc(t[f"presence_{level}"])
+                )
+            )
+    rows += [
+        _swatch_row("patroli-sw-area patroli-sw-heat", HEAT_COLOR, _esc(t["heat"])),
         _swatch_row("patroli-sw-thin", UNIT_PALETTE[0], _esc(t["track"])),
         _swatch_row("patroli-sw-dot", UNIT_PALETTE[0], _esc(t["position"])),
     ]
@@ -432,7 +597,24 @@ def _title_html(view: CoverageMapView, empty: bool) -> str:
     ]
     if empty:
         parts.append(f'<div class="patroli-empty">{_esc(t["no_data"])}</div>')
+    parts.append(_window_form(view))
     return "".join(parts)
+
+
+def _window_form(view: CoverageMapView) -> str:
+    """Form picking a new window in the display zone (submitted by the page script)."""
+    t = labels(view.lang)
+    fields = []
+    for name, ts in (("from", view.start), ("to", view.end)):
+        value = to_local(ts, view.tz).strftime("%Y-%m-%dT%H:%M")
+        fields.append(
+            f'<label>{_esc(t[name])}<input type="datetime-local" name="{name}" '
+            f'value="{value}" required></label>'
+        )
+    return (
+        f'<form id="patroli-window" autocomplete="off">{"".join(fields)}'
+        f'<button type="submit">{_esc(t["show"])}</button></form>'
+    )
 
 
 def _add_layer(
@@ -443,10 +625,13 @@ def _add_layer(
     *,
     style_by_id: dict[str, dict[str, Any]] | None = None,
     marker: folium.CircleMarker | None = None,
+    show: bool = True,
+    pane: str | None = None,
 ) -> None:
     """Add a GeoJSON overlay (skipped when empty) styled uniformly or per feature id."""
     if not features:
         return
+    options: dict[str, Any] = {"pane": pane} if pane else {}
     if style_by_id is not None:
         styles = style_by_id
         default = next(iter(styles.values()))
@@ -465,7 +650,13 @@ def _add_layer(
         style_function=style_function,
         on_each_feature=_ON_EACH_FEATURE,
         marker=marker,
+        show=show,
+        **options,
     ).add_to(fmap)
+
+
+_AGE_COLORS = {"fresh": FRESH_COLOR, "stale": STALE_COLOR, "overdue": OVERDUE_COLOR}
+_PRESENCE_COLORS = {"good": FRESH_COLOR, "fair": STALE_COLOR, "poor": OVERDUE_COLOR}
 
 
 def _route_layers(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> None:
@@ -474,8 +665,8 @@ def _route_layers(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> N
     lang = normalize_lang(view.lang)
     corridors: list[dict[str, Any]] = []
     centerlines: list[dict[str, Any]] = []
-    visited: list[dict[str, Any]] = []
-    unvisited: list[dict[str, Any]] = []
+    by_age: dict[str, list[dict[str, Any]]] = {"fresh": [], "stale": [], "overdue": []}
+    seg_styles: dict[str, dict[str, Any]] = {}
     for route in view.routes:
         name = _esc(route.name)
         if route.corridor is not None and not route.corridor.is_empty:
@@ -506,25 +697,29 @@ def _route_layers(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> N
                 continue
             bounds.add_geometry(seg.line)
             chainage = f"{format_int(seg.start_m, lang)}{EN_DASH}{format_int(seg.end_m, lang)} m"
-            last = format_time(seg.last_visit, view.tz) if seg.last_visit else t["never"]
+            last = t["never"]
+            if seg.last_visit is not None:
+                ago = format_ago((view.end - seg.last_visit).total_seconds(), lang)
+                last = f"{format_time(seg.last_visit, view.tz)} ({ago})"
             tip = (
                 f"<b>{name}</b><br>{_esc(t['segment'])} {chainage}<br>"
                 f"{_esc(t['last_visited'])}: {_esc(last)}"
             )
+            age = segment_age(seg.last_visit if seg.visited else None, view.end, route.revisit_s)
             data: dict[str, Any] = {
                 "route-id": route.id,
                 "start-m": round(seg.start_m, 1),
                 "end-m": round(seg.end_m, 1),
+                "age": age,
             }
             if seg.last_visit is not None:
                 data["last-visit"] = to_local(seg.last_visit, view.tz).isoformat()
-            target = visited if seg.visited else unvisited
-            prefix = "v" if seg.visited else "u"
-            target.append(
-                _feature(
-                    _rounded_geometry(seg.line, 6), f"{prefix}{len(target)}", tip=tip, data=data
-                )
+            fid = f"s{sum(len(v) for v in by_age.values())}"
+            seen = "patroli-visited" if seg.visited else "patroli-unvisited"
+            seg_styles[fid] = _style(
+                _AGE_COLORS[age], f"patroli-segment patroli-{age} {seen}", weight=5, opacity=0.95
             )
+            by_age[age].append(_feature(_rounded_geometry(seg.line, 6), fid, tip=tip, data=data))
     _add_layer(
         fmap,
         corridors,
@@ -545,23 +740,15 @@ def _route_layers(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> N
         t["route"],
         _style(ROUTE_COLOR, "patroli-route", weight=10, opacity=0.35, lineCap="butt"),
     )
-    _add_layer(
-        fmap,
-        visited,
-        t["visited"],
-        _style(VISITED_COLOR, "patroli-segment patroli-visited", weight=5, opacity=0.95),
-    )
-    _add_layer(
-        fmap,
-        unvisited,
-        t["unvisited"],
-        _style(UNVISITED_COLOR, "patroli-segment patroli-unvisited", weight=5, opacity=0.95),
-    )
+    for age, features in by_age.items():
+        styles = {str(f["id"]): seg_styles[str(f["id"])] for f in features}
+        _add_layer(fmap, features, t[f"seg_{age}"], style_by_id=styles)
 
 
 def _fence_layer(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> None:
-    """Geofence outlines; critical sites in their own colour."""
+    """Geofence outlines, coloured by presence in the window when it is known."""
     t = labels(view.lang)
+    lang = normalize_lang(view.lang)
     features: list[dict[str, Any]] = []
     styles: dict[str, dict[str, Any]] = {}
     for fence in view.fences:
@@ -572,6 +759,22 @@ def _fence_layer(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> No
         critical = fence.kind == CRITICAL_KIND
         color = CRITICAL_COLOR if critical else FENCE_COLOR
         css = "patroli-geofence patroli-critical" if critical else "patroli-geofence"
+        tip = f"<b>{_esc(fence.name)}</b><br>{_esc(kind_label(fence.kind, view.lang))}"
+        data: dict[str, Any] = {"fence-id": fence.id, "kind": fence.kind}
+        if fence.covered_ratio is not None:
+            level = presence_level(fence.covered_ratio)
+            color = _PRESENCE_COLORS[level]
+            css += f" patroli-presence-{level}"
+            pct = format_percent(fence.covered_ratio, lang)
+            tip += f"<br>{_esc(t['presence'])}: {pct}"
+            gap = t["none"]
+            if fence.longest_gap is not None:
+                lo, hi = fence.longest_gap
+                minutes = format_int((hi - lo).total_seconds() / 60, lang)
+                gap = f"{format_window(lo, hi, view.tz)} ({minutes} {t['minutes']})"
+            tip += f"<br>{_esc(t['longest_gap'])}: {_esc(gap)}"
+            data["presence"] = level
+            data["covered"] = round(fence.covered_ratio, 4)
         styles[fid] = _style(
             color,
             css,
@@ -579,18 +782,40 @@ def _fence_layer(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> No
             dashArray=None if critical else "6 4",
             fill=True,
             fillColor=color,
-            fillOpacity=0.12 if critical else 0.06,
+            fillOpacity=0.2 if critical else 0.1,
         )
-        tip = f"<b>{_esc(fence.name)}</b><br>{_esc(kind_label(fence.kind, view.lang))}"
-        features.append(
-            _feature(
-                _rounded_geometry(fence.outline, 6),
-                fid,
-                tip=tip,
-                data={"fence-id": fence.id, "kind": fence.kind},
-            )
-        )
+        features.append(_feature(_rounded_geometry(fence.outline, 6), fid, tip=tip, data=data))
     _add_layer(fmap, features, t["geofence"], style_by_id=styles)
+
+
+def _heat_layer(fmap: folium.Map, view: CoverageMapView) -> None:
+    """Fix density as one layer of grid squares, hidden until picked in the layer control."""
+    t = labels(view.lang)
+    cells = _track_heat(view)
+    if not cells:
+        return
+    logs = np.log1p(np.array([c.count for c in cells], dtype=np.float64))
+    top = float(logs.max())
+    features: list[dict[str, Any]] = []
+    styles: dict[str, dict[str, Any]] = {}
+    for cell, value in zip(cells, logs.tolist(), strict=True):
+        fid = f"h{len(features)}"
+        share = value / top if top > 0 else 1.0
+        level = min(int(share * len(HEAT_LEVELS)), len(HEAT_LEVELS) - 1)
+        styles[fid] = _style(
+            HEAT_COLOR,
+            "patroli-heat",
+            stroke=False,
+            fill=True,
+            fillColor=HEAT_COLOR,
+            fillOpacity=HEAT_LEVELS[level],
+            interactive=False,
+        )
+        ring = [[round(x, 5), round(y, 5)] for x, y in cell.ring]
+        features.append(_feature({"type": "Polygon", "coordinates": [ring]}, fid))
+    # Its own pane keeps the squares under every other overlay whenever they are shown.
+    folium.map.CustomPane(HEAT_PANE, z_index=350, pointer_events=False).add_to(fmap)
+    _add_layer(fmap, features, t["heat"], style_by_id=styles, show=False, pane=HEAT_PANE)
 
 
 def _track_layer(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> None:
@@ -685,6 +910,7 @@ def build_coverage_map(view: CoverageMapView) -> folium.Map:
     )
     fmap.get_root().title = _esc(_title_text(view))  # type: ignore[attr-defined]
     bounds = _Bounds()
+    _heat_layer(fmap, view)
     _route_layers(fmap, view, bounds)
     _fence_layer(fmap, view, bounds)
     _track_layer(fmap, view, bounds)
@@ -699,6 +925,8 @@ def build_coverage_map(view: CoverageMapView) -> folium.Map:
         _legend_html(view),
         many_units=len(view.positions) > LABELS_ALWAYS_UP_TO,
         bounds=fit,
+        zone=str(getattr(view.tz, "key", None) or "UTC"),
+        offset_min=(to_local(view.end, view.tz).utcoffset() or timedelta(0)).total_seconds() / 60,
     ).add_to(fmap)
     folium.LayerControl(collapsed=True).add_to(fmap)
     return fmap

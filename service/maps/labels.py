@@ -32,6 +32,21 @@ _ID: dict[str, str] = {
     "base_map": "Peta dasar",
     "legend": "Keterangan",
     "no_data": "Tidak ada data pada periode ini",
+    "seg_fresh": "Dikunjungi < 30 menit lalu",
+    "seg_stale": "Dikunjungi < batas kunjungan ulang",
+    "seg_overdue": "Terlambat / belum dikunjungi",
+    "revisit_note": "batas kunjungan ulang rute, atau 60 menit",
+    "presence": "Kehadiran",
+    "presence_good": "Kehadiran \u2265 90%",
+    "presence_fair": "Kehadiran 50\u201390%",
+    "presence_poor": "Kehadiran < 50%",
+    "longest_gap": "Kekosongan terlama",
+    "none": "Tidak ada",
+    "minutes": "menit",
+    "heat": "Kepadatan posisi (sel 50 m)",
+    "from": "Dari",
+    "to": "Sampai",
+    "show": "Tampilkan",
 }
 
 _EN: dict[str, str] = {
@@ -57,6 +72,21 @@ _EN: dict[str, str] = {
     "base_map": "Base map",
     "legend": "Legend",
     "no_data": "No data in this window",
+    "seg_fresh": "Visited < 30 min ago",
+    "seg_stale": "Visited < revisit interval ago",
+    "seg_overdue": "Overdue / not visited",
+    "revisit_note": "the route's revisit interval, or 60 min",
+    "presence": "Presence",
+    "presence_good": "Presence \u2265 90%",
+    "presence_fair": "Presence 50\u201390%",
+    "presence_poor": "Presence < 50%",
+    "longest_gap": "Longest gap",
+    "none": "None",
+    "minutes": "min",
+    "heat": "Position density (50 m cells)",
+    "from": "From",
+    "to": "To",
+    "show": "Show",
 }
 
 _LABELS: dict[str, Mapping[str, str]] = {
@@ -130,3 +160,14 @@ def format_percent(ratio: float, lang: str) -> str:
     if normalize_lang(lang) == "id":
         text = text.replace(".", ",")
     return f"{text}%"
+
+
+def format_ago(seconds: float, lang: str) -> str:
+    """Elapsed time as "45 min ago" / "3 h 5 min ago" ("45 menit lalu" in Indonesian)."""
+    minutes = max(0, round(seconds / 60))
+    indonesian = normalize_lang(lang) == "id"
+    unit_min, unit_h, suffix = ("menit", "jam", "lalu") if indonesian else ("min", "h", "ago")
+    if minutes < 90:
+        return f"{minutes} {unit_min} {suffix}"
+    hours, rest = divmod(minutes, 60)
+    return f"{format_int(hours, lang)} {unit_h} {rest} {unit_min} {suffix}"

@@ -22,7 +22,7 @@ def coverage_map(
     _: MapViewerDep,
     lang: Annotated[Literal["id", "en"] | None, Query(description="Label language")] = None,
 ) -> HTMLResponse:
-    """Coverage map of [from, to): visited / unvisited segments, geofences, tracks, units."""
+    """Coverage map of [from, to): segment ages, geofence presence, heat, tracks, units."""
     with store.read() as session:
         view = coverage_map_view(session, settings, window, lang=lang)
     return HTMLResponse(render_coverage_map(view))

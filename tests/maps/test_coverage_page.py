@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
@@ -46,7 +46,8 @@ def test_ping_reaches_coverage_map(
         cov = http.get(f"/api/v1/coverage/patrol-routes/{route['id']}", params=window()).json()
         assert [s["index"] for s in cov["segments"] if s["visited"]] == [7, 8]
 
-        page_url = httpx.URL(f"{base}/maps/coverage", params={**window(), "key": viewer})
+        # A 15 min window: both visited segments were seen less than 30 min before its end.
+        page_url = httpx.URL(f"{base}/maps/coverage", params={**window(0.25), "key": viewer})
 
         context = browser.new_context(viewport={"width": 1200, "height": 800})
         errors: list[str] = []
@@ -68,9 +69,31 @@ def test_ping_reaches_coverage_map(
             assert page.locator(".patroli-geofence").count() == 1
             assert page.locator(".patroli-segment.patroli-visited").count() == 2
             assert page.locator(".patroli-segment.patroli-unvisited").count() == 19
+            assert page.locator(".patroli-segment.patroli-fresh.patroli-visited").count() == 2
+            assert page.locator(".patroli-segment.patroli-overdue").count() == 19
+            # 10 s of presence in a 15 min window.
+            assert page.locator(".patroli-geofence.patroli-presence-poor").count() == 1
+            layers = page.locator(".leaflet-control-layers-overlays").inner_text()
+            assert "Kepadatan posisi" in layers
             assert page.locator(f'.patroli-unit[data-unit-id="{unit["id"]}"]').count() == 1
             assert "Polwan 01" in page.locator("#patroli-legend").inner_text()
             page.screenshot(path=str(artifacts_dir / f"coverage-page-{backend}.png"))
+
+            # The window picker reloads the page for 07:00-08:00 WITA, keeping the key.
+            form = page.locator("#patroli-window")
+            form.locator("input[name=from]").fill("2024-11-27T07:00")
+            form.locator("input[name=to]").fill("2024-11-27T08:00")
+            with page.expect_navigation(wait_until="load"):
+                form.locator("button[type=submit]").click()
+            query = parse_qs(urlsplit(page.url).query)
+            assert query == {
+                "from": ["2024-11-26T23:00:00Z"],
+                "to": ["2024-11-27T00:00:00Z"],
+                "key": [viewer],
+            }
+            page.wait_for_selector(".patroli-unit", state="attached")
+            assert page.locator(".patroli-segment.patroli-visited").count() == 2
+            assert "08:00 WITA" in page.locator("#patroli-title").inner_text()
         finally:
             context.close()
         assert errors == []
