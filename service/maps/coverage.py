@@ -911,9 +911,10 @@ def build_coverage_map(view: CoverageMapView) -> folium.Map:
     fmap.get_root().title = _esc(_title_text(view))  # type: ignore[attr-defined]
     bounds = _Bounds()
     _heat_layer(fmap, view)
+    # Tracks go under the route segments, so the segments' colours (the point of the map) show.
+    _track_layer(fmap, view, bounds)
     _route_layers(fmap, view, bounds)
     _fence_layer(fmap, view, bounds)
-    _track_layer(fmap, view, bounds)
     _position_layer(fmap, view, bounds)
     fit: list[list[float]] | None = None
     if bounds.box is not None:
