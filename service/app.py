@@ -19,6 +19,7 @@ from service.maps.assets import mount_assets
 from service.metrics import instrument
 from service.routes import (
     analytics,
+    analytics_coverage,
     coverage,
     events,
     geofences,
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gpx,
         positions,
         events,
+        analytics_coverage,
         coverage,
         analytics,
         keys,

@@ -110,11 +110,17 @@ class Fixes:
 
 def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
     """Every unit's analytics-eligible fixes in [start, end)."""
-    rows = session.execute(
+    stmt = (
         select(Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat)
         .where(Ping.ts >= start, Ping.ts < end, Ping.flags.op("&")(int(EXCLUDED)) == 0)
         .order_by(Ping.unit_id, Ping.ts, Ping.id)
-    ).all()
+    )
+    result = session.connection().execute(stmt)
+    # Plain numbers need no result processing: read the driver's tuples directly, which is
+    # an order of magnitude faster than building a Row per fix (analytics read ~1M fixes).
+    cursor = result.cursor
+    rows = cursor.fetchall() if cursor is not None else []
+    result.close()
     if not rows:
         empty = np.empty(0)
         return Fixes(empty.astype(np.int64), empty, empty, empty)

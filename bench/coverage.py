@@ -1,0 +1,222 @@
+"""Coverage benchmark: route coverage and revisit compliance next to merely reading the pings.
+
+Loads 24 h of 5 s pings of 50 units patrolling a 20 km route (864,000 pings) with the store's
+bulk insert (COPY on PostGIS, executemany on SQLite), then times, on the same window:
+  read         eligible_fixes(): the window's analytics-eligible pings as arrays (the floor);
+  coverage     route coverage as served (PostGIS: the SQL path; SQLite: Shapely/NumPy);
+  compliance   revisit compliance as served (coverage visits plus gap analysis);
+  numpy path   on PostGIS also the Shapely/NumPy path, for comparison.
+Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
+
+    .venv/bin/python bench/coverage.py                       # both backends
+    .venv/bin/python bench/coverage.py --backend postgis --units 50 --hours 24
+    PATROLI_BENCH_PG_URL=postgresql+psycopg://... .venv/bin/python bench/coverage.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from service.areas import get_route  # noqa: E402
+from service.compliance import compute_compliance  # noqa: E402
+from service.coverage_sql import stored_route_coverage  # noqa: E402
+from service.deps import Window  # noqa: E402
+from service.evaluate import corridor_from_row  # noqa: E402
+from service.geo.projection import LocalProjection  # noqa: E402
+from service.positions import eligible_fixes  # noqa: E402
+from service.store.bulk import insert_pings  # noqa: E402
+from service.store.db import Store  # noqa: E402
+from service.store.migrate import upgrade  # noqa: E402
+from service.store.models import PatrolRoute, Unit  # noqa: E402
+
+PG_ADMIN_URL = os.environ.get(
+    "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
+)
+T0 = datetime(2024, 11, 26, 16, 0, tzinfo=UTC)  # midnight WITA
+LON0, LAT0 = 116.8300, -1.2683
+CHUNK = 50_000
+
+
+def route_line(length_m: float = 20_000.0, vertices: int = 400) -> LineString:
+    """A winding 20 km road east of Balikpapan's centre, in WGS84."""
+    projection = LocalProjection.for_point(LON0, LAT0)
+    x0, y0 = projection.xy(np.array([LON0]), np.array([LAT0]))
+    s = np.linspace(0.0, 1.0, vertices)
+    x = s * 0.9 * length_m
+    y = 600.0 * np.sin(s * 9.0 * np.pi) + 150.0 * np.sin(s * 37.0 * np.pi)
+    metric = LineString(np.column_stack((x, y)))
+    x, y = x * length_m / metric.length, y * length_m / metric.length
+    lon, lat = projection.lonlat(x + x0[0], y + y0[0])
+    return LineString(np.column_stack((lon, lat)))
+
+
+def unit_rows(
+    route: PatrolRoute, unit_id: int, hours: float, interval_s: float, seed: int
+) -> Iterator[dict[str, Any]]:
+    """One unit's pings: back and forth along the route at ~8 m/s, with off-route detours."""
+    rng = np.random.default_rng(seed)
+    corridor = corridor_from_row(route)
+    length = corridor.length_m
+    n = int(hours * 3600 / interval_s)
+    t = np.arange(n) * interval_s + rng.uniform(0, interval_s)
+    speed = np.clip(rng.normal(8.0, 2.0, n), 0.0, 15.0)
+    travelled = rng.uniform(0, 2 * length) + np.cumsum(speed * interval_s)
+    chainage = length - np.abs(np.mod(travelled, 2 * length) - length)
+    points = shapely.line_interpolate_point(corridor.metric_line, chainage)
+    xy = shapely.get_coordinates(points)
+    lateral = rng.normal(0.0, 6.0, (n, 2))
+    detour = (np.floor(t / 1800.0) % 10 == unit_id % 10) & (np.mod(t, 1800.0) < 300.0)
+    lateral[detour] += 150.0
+    lon, lat = corridor.projection.lonlat(xy[:, 0] + lateral[:, 0], xy[:, 1] + lateral[:, 1])
+    for k in range(n):
+        ts = T0 + timedelta(seconds=float(t[k]))
+        yield {
+            "unit_id": unit_id, "ts": ts, "received_at": ts, "lon": float(lon[k]),
+            "lat": float(lat[k]), "speed_mps": float(speed[k]), "heading": None,
+            "accuracy_m": 5.0, "altitude_m": None, "battery": None, "flags": 0,
+            "source": "json", "client_ping_id": None, "attributes": None,
+        }  # fmt: skip
+
+
+def load(store: Store, units: int, hours: float, interval_s: float) -> tuple[int, int]:
+    """Route, units and pings; returns (route id, pings stored)."""
+    with store.write() as session:
+        route = PatrolRoute(name="bench", corridor_m=30.0, closed=False, geom=route_line())
+        unit_rows_ = [Unit(name=f"Unit {k}", device_id=f"bench-{k}") for k in range(units)]
+        session.add_all([route, *unit_rows_])
+        session.flush()
+        route_id, unit_ids = route.id, [u.id for u in unit_rows_]
+    stored = 0
+    for seed, unit_id in enumerate(unit_ids):
+        batch: list[dict[str, Any]] = []
+        for row in unit_rows(route, unit_id, hours, interval_s, seed):
+            batch.append(row)
+            if len(batch) == CHUNK:
+                with store.write() as session:
+                    stored += len(insert_pings(session, batch))
+                batch = []
+        if batch:
+            with store.write() as session:
+                stored += len(insert_pings(session, batch))
+    with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE pings" if not store.is_sqlite else "ANALYZE"))
+    return route_id, stored
+
+
+def best(repeat: int, work: Callable[[], object]) -> float:
+    """Fastest of `repeat` runs of work(), in seconds (after one warm-up run)."""
+    work()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - started)
+    return min(times)
+
+
+@contextmanager
+def backend_url(name: str, workdir: Path) -> Iterator[str]:
+    """A throw-away database URL on the backend, migrated to head."""
+    if name == "sqlite":
+        url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        store = Store.from_url(url)
+        upgrade(store.engine)
+        store.dispose()
+        yield url
+        return
+    db = f"patroli_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{db}"'))
+    url = make_url(PG_ADMIN_URL).set(database=db).render_as_string(hide_password=False)
+    try:
+        store = Store.from_url(url)
+        with store.engine.begin() as conn:
+            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        upgrade(store.engine)
+        store.dispose()
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
+    """Load one backend and time read, coverage and compliance on the whole window."""
+    with backend_url(name, workdir) as url:
+        store = Store.from_url(url)
+        started = time.perf_counter()
+        route_id, stored = load(store, args.units, args.hours, args.interval)
+        print(f"{name}: loaded {stored:,} pings in {time.perf_counter() - started:.1f} s")
+        window = Window(T0, T0 + timedelta(hours=args.hours))
+        with store.read() as session:
+            corridor = corridor_from_row(get_route(session, route_id))
+
+            def read() -> object:
+                return eligible_fixes(session, window.start, window.end)
+
+            def coverage(method: Any = "auto") -> Callable[[], object]:
+                return lambda: stored_route_coverage(session, corridor, window, 50.0, 60.0, method)
+
+            def compliance() -> object:
+                return compute_compliance(session, route_id, window, 1800.0, 50.0, 60.0)
+
+            ratio = stored_route_coverage(session, corridor, window, 50.0, 60.0).coverage_ratio
+            t_read = best(args.repeat, read)
+            rows: list[tuple[str, ...]] = [
+                (name, f"{stored:,}", "read (eligible_fixes)", f"{t_read * 1e3:,.0f}", "1.00")
+            ]
+            figures = [("coverage", coverage()), ("compliance", compliance)]
+            if name == "postgis":
+                figures.append(("coverage, numpy path", coverage("numpy")))
+            for label, work in figures:
+                t = best(args.repeat, work)
+                rows.append((name, f"{stored:,}", label, f"{t * 1e3:,.0f}", f"{t / t_read:.2f}"))
+        print(f"{name}: coverage_ratio {ratio:.3f}")
+        store.dispose()
+        return rows
+
+
+def main() -> int:
+    """Run the benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--backend", choices=["sqlite", "postgis", "both"], default="both")
+    parser.add_argument("--units", type=int, default=50)
+    parser.add_argument("--hours", type=float, default=24.0)
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds between pings")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    names = ["sqlite", "postgis"] if args.backend == "both" else [args.backend]
+    rows: list[tuple[str, ...]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rows.extend(bench(name, args, Path(tmp)))
+    header = ("backend", "pings", "computation", "ms", "x read")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

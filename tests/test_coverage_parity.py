@@ -1,0 +1,139 @@
+"""The PostGIS SQL coverage path gives the same visits as the Shapely/NumPy path."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from shapely.geometry import LineString
+from sqlalchemy import text
+
+from service.areas import get_route
+from service.coverage_sql import Method, stored_route_coverage, unit_tracks
+from service.deps import Window
+from service.evaluate import corridor_from_row
+from service.geo.coverage import VisitRuns, visit_runs
+from service.quality import Flag
+from service.store.bulk import insert_pings
+from service.store.db import Store
+from service.store.migrate import upgrade
+from service.store.models import PatrolRoute, Unit
+
+T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
+WINDOW = Window(T0 + timedelta(minutes=5), T0 + timedelta(minutes=35))
+LON, LAT = 116.8300, -1.2680
+OPEN = LineString([(LON, LAT), (LON + 0.006, LAT + 0.001), (LON + 0.009, LAT - 0.004),
+                   (LON + 0.015, LAT - 0.003)])  # fmt: skip
+LOOP = LineString([(LON, LAT), (LON + 0.005, LAT), (LON + 0.006, LAT + 0.004),
+                   (LON + 0.001, LAT + 0.005), (LON - 0.001, LAT + 0.002)])  # fmt: skip
+
+
+def _tracks(route: PatrolRoute, seed: int, units: list[int]) -> list[dict[str, Any]]:
+    """Random tracks of several units along and around a route: gaps, excursions, bad fixes."""
+    rng = np.random.default_rng(seed)
+    corridor = corridor_from_row(route)
+    length = corridor.length_m
+    rows: list[dict[str, Any]] = []
+    for unit_id in units:
+        n = 1500
+        dt = rng.choice([0.0, 3.0, 7.5, 15.0, 30.0, 45.0, 90.0, 400.0], size=n,
+                        p=[0.02, 0.2, 0.25, 0.25, 0.13, 0.07, 0.05, 0.03])  # fmt: skip
+        t = np.cumsum(dt + rng.integers(0, 1000, size=n) / 1000.0 * (dt > 0))
+        speed = rng.normal(0.0, 2.5, size=n)
+        speed[rng.random(n) < 0.05] *= -1
+        c = rng.uniform(0, length) + np.cumsum(speed * np.r_[0.0, np.diff(t)])
+        c = (
+            np.mod(c, length)
+            if route.closed
+            else np.abs(length - np.abs(np.mod(c, 2 * length) - length))
+        )
+        lateral = rng.normal(0.0, 10.0, size=n)
+        away = rng.random(n) < 0.12
+        lateral[away] = rng.choice([-1, 1], size=int(away.sum())) * rng.uniform(
+            35, 250, size=int(away.sum())
+        )
+        angle = rng.uniform(0, 2 * np.pi, size=n)
+        base = [corridor.metric_line.interpolate(float(x)) for x in c]
+        x = np.array([p.x for p in base]) + lateral * np.cos(angle)
+        y = np.array([p.y for p in base]) + lateral * np.sin(angle)
+        lon, lat = corridor.projection.lonlat(x, y)
+        flags = np.where(rng.random(n) < 0.04, int(Flag.INACCURATE), 0)
+        flags[rng.random(n) < 0.03] |= int(Flag.LATE)  # late fixes still count
+        for k in range(n):
+            ts = T0 + timedelta(seconds=float(t[k]))
+            rows.append({
+                "unit_id": unit_id, "ts": ts, "received_at": ts, "lon": float(lon[k]),
+                "lat": float(lat[k]), "speed_mps": None, "heading": None, "accuracy_m": None,
+                "altitude_m": None, "battery": None, "flags": int(flags[k]), "source": "json",
+                "client_ping_id": None, "attributes": None,
+            })  # fmt: skip
+    return rows
+
+
+def _load(store: Store, seed: int) -> dict[str, int]:
+    """Units, both routes and random pings; returns route ids by name."""
+    with store.write() as session:
+        units = [Unit(name=f"U{k}", device_id=f"u{k}") for k in range(6)]
+        open_route = PatrolRoute(name="open", corridor_m=30.0, closed=False, geom=OPEN)
+        loop = PatrolRoute(name="loop", corridor_m=25.0, closed=True, geom=LOOP)
+        session.add_all([*units, open_route, loop])
+        session.flush()
+        ids = [u.id for u in units]
+        rows = _tracks(open_route, seed, ids[:3]) + _tracks(loop, seed + 1, ids[3:])
+        insert_pings(session, rows)
+        return {"open": open_route.id, "loop": loop.id}
+
+
+def _runs(
+    store: Store, route_id: int, method: Method
+) -> tuple[VisitRuns, list[int], float, int, int]:
+    """Visits, unit ids, coverage ratio, fixes read and off-route fixes read, by one path."""
+    with store.read() as session:
+        corridor = corridor_from_row(get_route(session, route_id))
+        pairs = unit_tracks(session, corridor, WINDOW, method=method)
+        runs = visit_runs(corridor.length_m, [t for _, t in pairs], WINDOW.start.timestamp(),
+                          WINDOW.end.timestamp(), closed=corridor.closed, segment_m=10.0,
+                          max_gap_s=60.0)  # fmt: skip
+        ratio = stored_route_coverage(session, corridor, WINDOW, 10.0, 60.0, method).coverage_ratio
+    fixes = sum(t.t.size for _, t in pairs)
+    off = sum(int((~t.on_route).sum()) for _, t in pairs)
+    return runs, [u for u, _ in pairs], ratio, fixes, off
+
+
+def _visits(runs: VisitRuns, units: list[int]) -> list[tuple[int, int]]:
+    return list(zip(runs.segment.tolist(), [units[u] for u in runs.unit], strict=True))
+
+
+@pytest.fixture
+def stores(postgis_url: str, tmp_path: Path) -> Iterator[dict[str, Store]]:
+    """An empty PostGIS store and an empty SQLite store."""
+    pg = Store.from_url(postgis_url)
+    with pg.write() as session:
+        session.execute(text("TRUNCATE pings, units, patrol_routes RESTART IDENTITY CASCADE"))
+    lite = Store.from_url(f"sqlite:///{tmp_path / 'parity.db'}")
+    upgrade(lite.engine)
+    yield {"postgis": pg, "sqlite": lite}
+    pg.dispose()
+    lite.dispose()
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_sql_path_matches_shapely_path(stores: dict[str, Store], seed: int) -> None:
+    routes = {name: _load(store, seed) for name, store in stores.items()}
+    for route in ("open", "loop"):
+        sql = _runs(stores["postgis"], routes["postgis"][route], "sql")
+        ref = _runs(stores["postgis"], routes["postgis"][route], "numpy")
+        lite = _runs(stores["sqlite"], routes["sqlite"][route], "numpy")
+        assert sql[0].segment.size > 100, "the random tracks should visit the route"
+        assert 0.3 < sql[2] < 0.95, "the random tracks should leave parts of the route unvisited"
+        for other in (ref, lite):
+            assert _visits(sql[0], sql[1]) == _visits(other[0], other[1]), route
+            np.testing.assert_allclose(sql[0].entry, other[0].entry, rtol=0, atol=1e-3)
+            np.testing.assert_allclose(sql[0].exit, other[0].exit, rtol=0, atol=1e-3)
+            assert sql[2] == pytest.approx(other[2], abs=1e-12)
+        # Only on-route fixes and their off-route neighbours (as markers) leave the database.
+        assert 0 < sql[4] < ref[4] and sql[3] - sql[4] == ref[3] - ref[4]
