@@ -64,3 +64,37 @@ def test_coverage_segment_length_and_window(client: TestClient, route_id: int) -
     r = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params={"from": "yesterday"})
     assert r.status_code == 422 and "ISO 8601" in r.json()["detail"]
     assert client.get("/api/v1/coverage/patrol-routes/999", params=window()).status_code == 404
+
+
+def test_u_turn_visits_each_segment_on_both_passes(client: TestClient, route_id: int) -> None:
+    # Out from 60 m to 260 m, then back to 110 m: segments 2-4 are passed twice.
+    client.post("/api/v1/pings", json=[ping("u1", 60, 0), ping("u1", 260, 30), ping("u1", 110, 60)])
+    body = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window()).json()
+    visits = {s["index"]: s["visits"] for s in body["segments"] if s["visited"]}
+    assert visits == {1: 1, 2: 2, 3: 2, 4: 2, 5: 1}
+
+
+def test_closed_loop_takes_the_short_way_round(client: TestClient) -> None:
+    from tests.helpers import GEOD, LAT, LON0
+
+    corners = [(LON0, LAT)]
+    for azimuth in (90, 0, 270):  # a 250 m square, closed back to its start
+        lon, lat, _ = GEOD.fwd(*corners[-1], azimuth, 250)
+        corners.append((lon, lat))
+    loop = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": [list(c) for c in corners]},
+        "properties": {"name": "Keliling blok", "corridor_m": 20, "closed": True},
+    }
+    rid = client.post("/api/v1/patrol-routes", json=loop).json()["id"]
+    client.post("/api/v1/units", json={"name": "L", "device_id": "loop"})
+    north_of_start = GEOD.fwd(LON0, LAT, 0, 40)[:2]  # chainage 960 m on the closing side
+    east_of_start = GEOD.fwd(LON0, LAT, 90, 40)[:2]  # chainage 40 m
+    pings = [
+        {"device_id": "loop", "lon": p[0], "lat": p[1], "ts": f"2024-11-26T23:00:{s:02d}Z"}
+        for p, s in ((north_of_start, 0), (east_of_start, 20))
+    ]
+    client.post("/api/v1/pings", json=pings)
+    body = client.get(f"/api/v1/coverage/patrol-routes/{rid}", params=window()).json()
+    assert body["length_m"] == pytest.approx(1000, abs=1)
+    assert [s["index"] for s in body["segments"] if s["visited"]] == [0, 19]
