@@ -1,11 +1,15 @@
-"""Coverage benchmark: route coverage and revisit compliance next to merely reading the pings.
+"""Coverage benchmark: analytics and the coverage map next to merely reading the pings.
 
-Loads 24 h of 5 s pings of 50 units patrolling a 20 km route (864,000 pings) with the store's
-bulk insert (COPY on PostGIS, executemany on SQLite), then times, on the same window:
-  read         eligible_fixes(): the window's analytics-eligible pings as arrays (the floor);
-  coverage     route coverage as served (PostGIS: the SQL path; SQLite: Shapely/NumPy);
-  compliance   revisit compliance as served (coverage visits plus gap analysis);
-  numpy path   on PostGIS also the Shapely/NumPy path, for comparison.
+Loads 24 h of 5 s pings of 50 units patrolling a 20 km route (864,000 pings) and a critical
+site with the store's bulk insert (COPY on PostGIS, executemany on SQLite), then times, on the
+same window:
+  read                  eligible_fixes(): the window's eligible pings as arrays (the floor);
+  coverage              route coverage as served (Shapely/NumPy on both backends);
+  compliance            revisit compliance as served (coverage visits plus gap analysis);
+  presence              the critical site's presence report;
+  unit report           every unit's report (distance, time on route, stops, ...);
+  coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
+  in-database path      on PostGIS also coverage with linear referencing in SQL.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
 
     .venv/bin/python bench/coverage.py                       # both backends
@@ -29,8 +33,8 @@ from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import LineString
-from sqlalchemy import create_engine, text
+from shapely.geometry import LineString, Point
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,15 +42,20 @@ sys.path.insert(0, str(ROOT))
 
 from service.areas import get_route  # noqa: E402
 from service.compliance import compute_compliance  # noqa: E402
+from service.config import Settings  # noqa: E402
 from service.coverage_sql import stored_route_coverage  # noqa: E402
 from service.deps import Window  # noqa: E402
 from service.evaluate import corridor_from_row  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
+from service.mapdata import coverage_map_view  # noqa: E402
+from service.maps.coverage import render_coverage_map  # noqa: E402
 from service.positions import eligible_fixes  # noqa: E402
+from service.presence import geofence_presence  # noqa: E402
+from service.reports import units_report  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
-from service.store.models import PatrolRoute, Unit  # noqa: E402
+from service.store.models import Geofence, PatrolRoute, Unit  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
     "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
@@ -102,7 +111,11 @@ def load(store: Store, units: int, hours: float, interval_s: float) -> tuple[int
     with store.write() as session:
         route = PatrolRoute(name="bench", corridor_m=30.0, closed=False, geom=route_line())
         unit_rows_ = [Unit(name=f"Unit {k}", device_id=f"bench-{k}") for k in range(units)]
-        session.add_all([route, *unit_rows_])
+        site_lon, site_lat = route.geom.interpolate(0.1, normalized=True).coords[0]
+        site = Geofence(
+            name="Kantor KPU", kind="critical_site", geom=Point(site_lon, site_lat), radius_m=150.0
+        )
+        session.add_all([route, site, *unit_rows_])
         session.flush()
         route_id, unit_ids = route.id, [u.id for u in unit_rows_]
     stored = 0
@@ -186,12 +199,34 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
             rows: list[tuple[str, ...]] = [
                 (name, f"{stored:,}", "read (eligible_fixes)", f"{t_read * 1e3:,.0f}", "1.00")
             ]
-            figures = [("coverage", coverage()), ("compliance", compliance)]
+            settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
+            site_id = session.scalars(select(Geofence.id)).one()
+            html: list[str] = []
+
+            def presence() -> object:
+                return geofence_presence(session, site_id, window, 60.0, settings)
+
+            def report() -> object:
+                return units_report(session, window, settings)
+
+            def coverage_map() -> object:
+                html[:] = [render_coverage_map(coverage_map_view(session, settings, window))]
+                return html
+
+            figures = [
+                ("coverage", coverage()),
+                ("compliance", compliance),
+                ("presence (one site)", presence),
+                ("unit report", report),
+                ("coverage map (HTML)", coverage_map),
+            ]
             if name == "postgis":
-                figures.append(("coverage, numpy path", coverage("numpy")))
+                figures.append(("coverage, in-database path", coverage("sql")))
             for label, work in figures:
                 t = best(args.repeat, work)
                 rows.append((name, f"{stored:,}", label, f"{t * 1e3:,.0f}", f"{t / t_read:.2f}"))
+            size = len(html[0].encode()) if html else 0
+            print(f"{name}: coverage map HTML {size / 1e6:.2f} MB")
         print(f"{name}: coverage_ratio {ratio:.3f}")
         store.dispose()
         return rows
