@@ -214,11 +214,17 @@ class GeoCache:
         with self._lock:
             self._index = None
 
-    def get(self, session: Session) -> GeoIndex:
-        """The index matching what is stored (rebuilt only after an edit)."""
+    def get(self, session: Session, *, fresh: bool = False) -> GeoIndex:
+        """The index matching what is stored (rebuilt only after an edit).
+
+        `fresh` checks the stored revision now instead of trusting a check made within the
+        last `check_s` seconds: ingest does so after locking its units, so it always sees an
+        edit committed before it (edits lock the same unit rows).
+        """
         with self._lock:
             now = time.monotonic()
-            if self._index is not None and now - self._checked < self._check_s:
+            recent = now - self._checked < self._check_s
+            if self._index is not None and recent and not fresh:
                 return self._index
             revision = _revision(session)
             if self._index is None or revision != self._revision:

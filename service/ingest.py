@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.config import Settings
-from service.evaluate import GeoCache, GeoIndex
+from service.evaluate import GeoCache
 from service.live import run_machines
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
@@ -197,7 +197,7 @@ def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, i
 
 def ingest_items(
     session: Session,
-    index: GeoIndex,
+    geo: GeoCache,
     settings: Settings,
     items: Sequence[WorkItem],
     *,
@@ -212,6 +212,8 @@ def ingest_items(
     if not items:
         return results
     by_device, states = _load_units(session, items, auto_register)
+    # After the unit locks: an edit of routes or geofences committed before now is visible.
+    index = geo.get(session, fresh=True)
     for key, reason in _assign_units(items, by_device, states).items():
         results[key] = PingResult(index=key[1], status="rejected", reason=reason)
     pending = [it for it in items if it.key not in results]
@@ -383,5 +385,5 @@ def ingest(
     """Store pings in a transaction of their own (the group committer batches requests)."""
     items = [WorkItem((0, index), ping, principal, source) for index, ping in pings]
     with store.write() as session:
-        results = ingest_items(session, geo.get(session), settings, items)
+        results = ingest_items(session, geo, settings, items)
     return [results[(0, index)] for index, _ in pings]

@@ -7,7 +7,7 @@ requests and several workers see each transition exactly once, and a restart res
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
@@ -113,7 +113,13 @@ def offline_events(
 ) -> list[EventRow]:
     """Fire `offline` for units silent for offline_after_s (each unit once, by one worker)."""
     params = machine_params(settings)
-    stmt = select(UnitState).where(UnitState.machine.is_not(None)).order_by(UnitState.unit_id)
+    # Only units silent long enough are locked (and SKIP LOCKED leaves busy ones to ingest).
+    silent_since = now - timedelta(seconds=params.offline_after_s)
+    stmt = (
+        select(UnitState)
+        .where(UnitState.machine.is_not(None), UnitState.last_ts < silent_since)
+        .order_by(UnitState.unit_id)
+    )
     # SKIP LOCKED: units another worker (or ingest) is handling right now are left to it.
     rows: list[EventRow] = []
     for state in session.scalars(stmt.with_for_update(skip_locked=True)):
@@ -130,8 +136,12 @@ def reconcile_units(session: Session, settings: Settings) -> None:
     session.flush()
     index = load_index(session)
     fences, tz, params = fence_refs(index), settings.tz, machine_params(settings)
+    # Same lock order as ingest (unit id), so an edit and a batch never deadlock.
     for state in session.scalars(
-        select(UnitState).where(UnitState.machine.is_not(None)).with_for_update()
+        select(UnitState)
+        .where(UnitState.machine.is_not(None))
+        .order_by(UnitState.unit_id)
+        .with_for_update()
     ):
         machine = UnitMachine.from_dict(state.machine or {})
         at = state.last_ts or datetime.now(tz)

@@ -30,13 +30,30 @@ def _iso(t: float | None) -> str | None:
     return None if t is None else datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
 
 
+def lookback_start(index: GeoIndex, settings: Settings, now: datetime) -> datetime | None:
+    """Oldest fix time the overdue check needs (None when nothing has a revisit_s)."""
+    intervals = [r.revisit_s for r in index.routes if r.revisit_s]
+    intervals += [f.revisit_s for f in index.fences if f.revisit_s]
+    if not intervals:
+        return None
+    return now - timedelta(seconds=2 * max(intervals) + settings.max_gap_s)
+
+
 def overdue_events(
-    session: Session, index: GeoIndex, settings: Settings, now: datetime
+    session: Session,
+    index: GeoIndex,
+    settings: Settings,
+    now: datetime,
+    fixes: Fixes | None = None,
 ) -> list[EventRow]:
-    """Fire revisit_overdue for what became overdue; clear marks of what was visited again."""
+    """Fire revisit_overdue for what became overdue; clear marks of what was visited again.
+
+    `fixes` (from `lookback_start` to now) may be read beforehand, outside the write transaction.
+    """
     routes = [r for r in index.routes if r.revisit_s]
     fences = [f for f in index.fences if f.revisit_s]
-    if not routes and not fences:
+    start = lookback_start(index, settings, now)
+    if start is None:
         return []
     if (
         session.get_bind().dialect.name == "postgresql"
@@ -45,9 +62,8 @@ def overdue_events(
         ).scalar_one()
     ):
         return []  # another worker is on it
-    longest = max([r.revisit_s or 0.0 for r in routes] + [f.revisit_s or 0.0 for f in fences])
-    start = now - timedelta(seconds=2 * longest + settings.max_gap_s)
-    fixes = eligible_fixes(session, start, now)
+    if fixes is None:
+        fixes = eligible_fixes(session, start, now)
     marks: dict[Key, OverdueMark] = {
         (m.patrol_route_id, m.segment, m.geofence_id): m
         for m in session.scalars(select(OverdueMark).with_for_update())

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.evaluate import GeoCache
 from service.live import offline_events
-from service.overdue import overdue_events
+from service.overdue import lookback_start, overdue_events
+from service.positions import eligible_fixes
 from service.store.db import Store
 from service.store.models import Event as EventRow
 
@@ -49,20 +50,32 @@ class Scheduler:
     def run_once(self, now: datetime | None = None) -> list[EventRow]:
         """One pass: store and return the events that are due."""
         now = now or datetime.now(UTC)
+        # Offline: a short transaction locking only the units that went silent.
         with self._store.write() as session:
-            index = self._geo.get(session)
-            events = offline_events(session, index, self._settings, now)
-            if now >= self._next_overdue:
-                events += overdue_events(session, index, self._settings, now)
-                self._next_overdue = now + timedelta(seconds=self._overdue_every_s)
-            if events:
-                session.add_all(events)
-                session.flush()
-                if self._in_transaction is not None:
-                    self._in_transaction(session, events)
+            events = offline_events(session, self._geo.get(session), self._settings, now)
+            self._store_events(session, events)
+        if now >= self._next_overdue:
+            # Overdue: the window's fixes are read first, outside the write transaction.
+            with self._store.read() as session:
+                index = self._geo.get(session, fresh=True)
+                start = lookback_start(index, self._settings, now)
+                fixes = eligible_fixes(session, start, now) if start is not None else None
+            if fixes is not None:
+                with self._store.write() as session:
+                    overdue = overdue_events(session, index, self._settings, now, fixes)
+                    self._store_events(session, overdue)
+                events += overdue
+            self._next_overdue = now + timedelta(seconds=self._overdue_every_s)
         if events and self._after_commit is not None:
             self._after_commit(events)
         return events
+
+    def _store_events(self, session: Session, events: list[EventRow]) -> None:
+        if events:
+            session.add_all(events)
+            session.flush()
+            if self._in_transaction is not None:
+                self._in_transaction(session, events)
 
     def start(self) -> None:
         """Start the background thread."""

@@ -215,7 +215,7 @@ class GroupCommitter:
             with self._store.write() as session:
                 results = ingest_items(
                     session,
-                    self._geo.get(session),
+                    self._geo,
                     self._settings,
                     items,
                     auto_register=self._settings.auto_register,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -262,3 +263,25 @@ def test_per_geofence_hysteresis_and_per_route_delay(
     ] * 3
     # The circle lies off the corridor: the route's own 10 s delay applies (not the default 30 s).
     assert _events(client, type="off_route") == [("off_route", "23:00:10")]
+
+
+def test_edit_through_another_worker_fires_nothing(
+    make_settings: Callable[..., Settings], setup: dict[str, int]
+) -> None:
+    spot = _at(*KPU, 180, 400)  # far from the KPU circle, off the route's corridor too
+    settings = make_settings()
+    with TestClient(create_app(settings)) as a, TestClient(create_app(settings)) as b:
+        for c in (a, b):
+            c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        b.post("/api/v1/pings", json=[_ping(*spot, 0), _ping(*spot, 10)])  # b's cache is warm
+        circle = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": list(spot)},
+            "properties": {"name": "Pos baru", "radius_m": 100},
+        }
+        assert a.post("/api/v1/geofences", json=circle).status_code == 201  # edit via worker a
+        b.post("/api/v1/pings", json=_ping(*spot, 20))  # at once, through worker b
+        time.sleep(1.1)  # past b's cache check interval
+        b.post("/api/v1/pings", json=_ping(*spot, 30))
+        events = b.get("/api/v1/events", params={"type": "geofence_enter"}).json()["events"]
+    assert events == []
