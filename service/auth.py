@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import threading
 import time
@@ -67,10 +66,8 @@ def revoke_key(session: Session, key_id: int) -> None:
         row.revoked_at = utcnow()
 
 
-def resolve_key(session: Session, key: str, admin_key: str | None) -> Principal | None:
-    """The principal a presented key stands for, or None when it is unknown or revoked."""
-    if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
-        return Principal(role="admin")
+def resolve_key(session: Session, key: str) -> Principal | None:
+    """The principal a stored key stands for, or None when it is unknown or revoked."""
     row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
     if row is None or row.revoked_at is not None:
         return None

@@ -47,7 +47,6 @@ class Settings(BaseSettings):
     max_accuracy_m: float = Field(100.0, gt=0, description="Pings less accurate are flagged.")
     max_speed_mps: float = Field(60.0, gt=0, description="Implied speed that flags a teleport.")
     future_tolerance_s: float = Field(300.0, ge=0, description="Device time ahead of now allowed.")
-    default_corridor_m: float = Field(30.0, gt=0, description="Corridor width for new routes.")
     default_min_dwell_s: float = Field(300.0, ge=0, description="Dwell that makes a sambang.")
     max_batch: int = Field(10_000, gt=0, description="Most pings accepted in one request.")
     max_body_bytes: int = Field(

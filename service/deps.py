@@ -67,7 +67,7 @@ def get_keys(request: Request) -> KeyCache:
 
 def _lookup(store: Store, key: str) -> Principal | None:
     with store.read() as session:
-        return resolve_key(session, key, None)
+        return resolve_key(session, key)
 
 
 async def authenticate(request: Request, key: str | None) -> Principal | None:

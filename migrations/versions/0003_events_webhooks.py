@@ -25,9 +25,6 @@ def _ts() -> sa.types.TypeEngine:
 def upgrade() -> None:
     with op.batch_alter_table("unit_states") as batch:
         batch.add_column(sa.Column("machine", sa.JSON()))
-        batch.add_column(
-            sa.Column("offline_fired", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
     with op.batch_alter_table("unit_patrol_routes") as batch:
         batch.add_column(sa.Column("shift_start", sa.String(5)))
         batch.add_column(sa.Column("shift_end", sa.String(5)))
@@ -104,5 +101,4 @@ def downgrade() -> None:
         batch.drop_column("shift_end")
         batch.drop_column("shift_start")
     with op.batch_alter_table("unit_states") as batch:
-        batch.drop_column("offline_fired")
         batch.drop_column("machine")

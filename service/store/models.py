@@ -79,7 +79,6 @@ class UnitState(Base):
     received_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # The live-event state machine of the unit (JSON), resumed after a restart.
     machine: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    offline_fired: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class UnitPatrolRoute(Base):
