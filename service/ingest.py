@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from service.auth import Principal
 from service.config import Settings
+from service.errors import Forbidden, InvalidInput, NotFound, PatroliError
 from service.evaluate import GeoCache
 from service.live import run_machines
 from service.protocols import DeviceReport
@@ -145,6 +146,15 @@ def _assign_units(
             continue
         it.unit_id = unit_id
     return rejected
+
+
+def refusal(reason: str, *, not_found_hint: str = "") -> PatroliError:
+    """The error to answer when a ping or report was rejected for `reason`."""
+    if reason.startswith(("unknown device_id", "unit ")):
+        return NotFound(reason + not_found_hint)
+    if "may only" in reason:
+        return Forbidden(reason)
+    return InvalidInput(reason)
 
 
 def register_device(session: Session, device_id: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from service.auth import Principal
-from service.errors import Forbidden, InvalidInput, NotFound
+from service.ingest import refusal
 from service.metrics import count_pings
 from service.protocols import DeviceReport, Parsed
 from service.schemas import PingIn
@@ -22,10 +22,6 @@ async def store_parsed(
     count_pings([r.status for r in outcome.pings])
     reasons = [r.reason or "" for r in outcome.pings if r.status == "rejected"]
     reasons += [reason for reason in outcome.reports if reason]
-    for reason in reasons:
-        if reason.startswith("unknown device_id"):
-            raise NotFound(f"{reason}: register the unit first")
-        if "may only" in reason:
-            raise Forbidden(reason)
-        raise InvalidInput(reason)
+    if reasons:
+        raise refusal(reasons[0], not_found_hint=": register the unit first")
     return outcome

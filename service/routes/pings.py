@@ -9,12 +9,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.deps import TrackerDep, get_settings, get_writer
 from service.errors import (
-    Forbidden,
     InvalidInput,
-    NotFound,
     PayloadTooLarge,
     describe_validation,
 )
+from service.ingest import refusal
 from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
 
@@ -46,12 +45,7 @@ def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
     count_pings([r.status for r in results])
     if all(r.status == "rejected" for r in results):
         if single:
-            reason = results[0].reason or "rejected"
-            if reason.startswith(("unknown device_id", "unit ")):
-                raise NotFound(reason)
-            if "may only post" in reason:
-                raise Forbidden(reason)
-            raise InvalidInput(reason)
+            raise refusal(results[0].reason or "rejected")
         shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
         more = f"; and {len(results) - 20} more" if len(results) > 20 else ""
         raise InvalidInput(f"every ping was rejected: {shown}{more}")
