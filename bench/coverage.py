@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,6 +38,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import for_backends, print_table  # type: ignore[import-not-found]  # noqa: E402
 
 from service.areas import get_route  # noqa: E402
 from service.compliance import compute_compliance  # noqa: E402
@@ -241,15 +242,9 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=5.0, help="seconds between pings")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    names = ["sqlite", "postgis"] if args.backend == "both" else [args.backend]
-    rows: list[tuple[str, ...]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            rows.extend(bench(name, args, Path(tmp)))
+    rows = for_backends(args.backend, lambda name, tmp: bench(name, args, tmp))
     header = ("backend", "pings", "computation", "ms", "x read")
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(header, rows)
     return 0
 
 

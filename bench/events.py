@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import for_backends, print_table  # type: ignore[import-not-found]  # noqa: E402
 from ingest import (  # type: ignore[import-not-found]  # noqa: E402
     ADMIN_KEY,
     LAT0,
@@ -202,12 +202,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--units", type=int, default=100)
     args = parser.parse_args()
-    backends = ["sqlite", "postgis"] if args.backend == "both" else [args.backend]
-    rows: list[tuple[str, ...]] = []
-    with tempfile.TemporaryDirectory(prefix="patroli-bench-") as tmp:
-        for name in backends:
-            print(f"running {name} ...", file=sys.stderr)
-            rows += measure(name, args, Path(tmp))
+    rows = for_backends(args.backend, lambda name, tmp: measure(name, args, tmp))
     header = (
         "backend",
         "p50 ms",
@@ -219,9 +214,7 @@ def main() -> int:
         "ratio",
         "events",
     )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(header, rows)
     return 0
 
 

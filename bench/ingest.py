@@ -22,7 +22,6 @@ import random
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,6 +36,8 @@ from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import for_backends, print_table  # type: ignore[import-not-found]  # noqa: E402
 
 from service.store.db import make_engine  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
@@ -537,12 +538,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=64, help="concurrent trackers")
     parser.add_argument("--units", type=int, default=200, help="simulated tracker units")
     args = parser.parse_args()
-    backends = ["sqlite", "postgis"] if args.backend == "both" else [args.backend]
-    rows: list[tuple[str, ...]] = []
-    with tempfile.TemporaryDirectory(prefix="patroli-bench-") as tmp:
-        for name in backends:
-            print(f"running {name} ...", file=sys.stderr)
-            rows += bench_backend(name, args, Path(tmp))
+    rows = for_backends(args.backend, lambda name, tmp: bench_backend(name, args, tmp))
     header = (
         "backend",
         "workload",
@@ -553,9 +549,7 @@ def main() -> int:
         "errors",
         "acknowledged = stored",
     )
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    for r in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    print_table(header, rows)
     lost = any("LOST" in r[-1] for r in rows)
     return 1 if lost else 0
 
