@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -504,6 +504,40 @@ class _Bounds:
             self.add(*geom.bounds)
 
 
+def add_route_base(
+    fmap: folium.Map,
+    corridors: list[dict[str, Any]],
+    centerlines: list[dict[str, Any]],
+    t: Mapping[str, str],
+    *,
+    route_weight: float,
+    route_opacity: float,
+) -> None:
+    """Add the corridor polygons and route centerlines layers (shared by the map pages)."""
+    _add_layer(
+        fmap,
+        corridors,
+        t["corridor"],
+        _style(
+            CORRIDOR_COLOR,
+            "patroli-corridor",
+            weight=1,
+            opacity=0.5,
+            fill=True,
+            fillColor=CORRIDOR_COLOR,
+            fillOpacity=0.1,
+        ),
+    )
+    _add_layer(
+        fmap,
+        centerlines,
+        t["route"],
+        _style(
+            ROUTE_COLOR, "patroli-route", weight=route_weight, opacity=route_opacity, lineCap="butt"
+        ),
+    )
+
+
 def _style(color: str, class_name: str, **extra: Any) -> dict[str, Any]:
     """A Leaflet path style with a CSS class hook."""
     return {"color": color, "className": class_name, **extra}
@@ -720,26 +754,7 @@ def _route_layers(fmap: folium.Map, view: CoverageMapView, bounds: _Bounds) -> N
                 _AGE_COLORS[age], f"patroli-segment patroli-{age} {seen}", weight=5, opacity=0.95
             )
             by_age[age].append(_feature(_rounded_geometry(seg.line, 6), fid, tip=tip, data=data))
-    _add_layer(
-        fmap,
-        corridors,
-        t["corridor"],
-        _style(
-            CORRIDOR_COLOR,
-            "patroli-corridor",
-            weight=1,
-            opacity=0.5,
-            fill=True,
-            fillColor=CORRIDOR_COLOR,
-            fillOpacity=0.1,
-        ),
-    )
-    _add_layer(
-        fmap,
-        centerlines,
-        t["route"],
-        _style(ROUTE_COLOR, "patroli-route", weight=10, opacity=0.35, lineCap="butt"),
-    )
+    add_route_base(fmap, corridors, centerlines, t, route_weight=10, route_opacity=0.35)
     for age, features in by_age.items():
         styles = {str(f["id"]): seg_styles[str(f["id"])] for f in features}
         _add_layer(fmap, features, t[f"seg_{age}"], style_by_id=styles)

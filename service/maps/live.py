@@ -24,13 +24,11 @@ from service.evaluate import corridor_from_row, fence_from_row
 from service.eventlog import EventFilter, query_events
 from service.maps.assets import offline_map
 from service.maps.coverage import (
-    CORRIDOR_COLOR,
     CRITICAL_COLOR,
     CRITICAL_KIND,
     DEFAULT_CENTER,
     DEFAULT_ZOOM,
     FENCE_COLOR,
-    ROUTE_COLOR,
     UNIT_PALETTE,
     FenceLayer,
     _add_layer,
@@ -39,6 +37,7 @@ from service.maps.coverage import (
     _feature,
     _rounded_geometry,
     _style,
+    add_route_base,
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
 from service.positions import latest_positions
@@ -367,26 +366,7 @@ def add_base_layers(
                     data={"route-id": route.id},
                 )
             )
-    _add_layer(
-        fmap,
-        corridors,
-        t["corridor"],
-        _style(
-            CORRIDOR_COLOR,
-            "patroli-corridor",
-            weight=1,
-            opacity=0.5,
-            fill=True,
-            fillColor=CORRIDOR_COLOR,
-            fillOpacity=0.1,
-        ),
-    )
-    _add_layer(
-        fmap,
-        centerlines,
-        t["route"],
-        _style(ROUTE_COLOR, "patroli-route", weight=6, opacity=0.5, lineCap="butt"),
-    )
+    add_route_base(fmap, corridors, centerlines, t, route_weight=6, route_opacity=0.5)
     features: list[dict[str, Any]] = []
     styles: dict[str, dict[str, Any]] = {}
     for fence in fences:
