@@ -1,71 +1,120 @@
 """Coverage tracks of a patrol route: located in PostGIS on PostgreSQL, in NumPy elsewhere.
 
-On PostgreSQL the database checks each analytics-eligible fix of the window against the route
-(ST_DWithin in the route's UTM projection) and measures its chainage (ST_LineLocatePoint), so
-only fixes on the route, and the off-route fixes right before or after one, leave the
-database. Those off-route fixes are kept as markers: two on-route fixes of a unit are linked
-only when they are consecutive among all of the unit's fixes, and a marker between them keeps
-them apart exactly as the full sequence would. The result feeds the same `route_coverage` as
-the NumPy path (`Corridor.locate_on_route` on every fix read by `eligible_fixes`).
+On PostgreSQL the database does the linear referencing. A lon/lat grid over the route
+(`service.geo.cells`) is passed in as arrays; each analytics-eligible fix of the window finds
+its cell with two floor() divisions and a hash join, and only fixes in a cell near the route
+are projected (ST_Transform into the route's UTM zone) and measured against the few route
+pieces listed for that cell (ST_DWithin for the corridor, ST_LineLocatePoint for the
+chainage; on a cell near two stretches of the route the nearer piece wins). So only fixes on
+the route, and the off-route fixes right before or after one, leave the database. Those
+off-route fixes are kept as markers: two on-route fixes of a unit are linked only when they
+are consecutive among all of the unit's fixes, and a marker between them keeps them apart
+exactly as the full sequence would. Rows come back through binary COPY straight into NumPy.
+The result feeds the same `route_coverage` as the NumPy path (`Corridor.locate_on_route` on
+every fix read by `eligible_fixes`), and both give the same visits
+(tests/test_coverage_parity.py).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 import numpy as np
 import shapely
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from service.deps import Window
 from service.errors import InvalidInput
+from service.geo.cells import RouteGrid, route_grid
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
 from service.positions import eligible_fixes
 from service.quality import EXCLUDED
+from service.store.pgcopy import copy_columns, local_settings
 
 Method = Literal["auto", "sql", "numpy"]
 
-# The geography prefilter measures on a sphere, and UTM distances differ from true ones by up
-# to ~0.1 %: a reach 2 % (+1 m) beyond the corridor never drops a fix the corridor holds.
-_REACH_FACTOR = 1.02
-_REACH_EXTRA_M = 1.0
-
-_LOCATE_SQL = text("""
-WITH line AS (
-    SELECT ST_Transform(ST_GeomFromEWKB(:line), CAST(:epsg AS integer)) AS m
-),
-projected AS MATERIALIZED (
-    SELECT p.unit_id, p.ts, p.id,
-           CASE WHEN p.geom && ST_GeomFromEWKB(:box)
-                 AND ST_DWithin(
-                     p.geom::geography, ST_GeomFromEWKB(:line)::geography, :reach_m, false
-                 )
-                THEN ST_Transform(p.geom, CAST(:epsg AS integer))
-           END AS pm
-    FROM pings AS p
-    WHERE p.ts >= :start AND p.ts < :end AND (p.flags & :excluded) = 0
-      AND (CAST(:unit_id AS integer) IS NULL OR p.unit_id = :unit_id)
+_LOCATE_SQL = """
+WITH near AS (
+    SELECT c.cx, c.cy, c.inside, c.shared, p.start_m, p.length_m,
+           ST_GeomFromWKB(p.wkb, %(epsg)s) AS line
+    FROM unnest(CAST(%(cell_x)s AS bigint[]), CAST(%(cell_y)s AS bigint[]),
+                CAST(%(piece)s AS integer[]), CAST(%(inside)s AS boolean[]),
+                CAST(%(shared)s AS boolean[])) AS c(cx, cy, piece, inside, shared)
+    JOIN unnest(CAST(%(wkb)s AS bytea[]), CAST(%(start_m)s AS float8[]),
+                CAST(%(length_m)s AS float8[])) WITH ORDINALITY AS p(wkb, start_m, length_m, n)
+      ON p.n = c.piece + 1
 ),
 located AS (
-    SELECT unit_id, ts, id,
-           CASE WHEN ST_DWithin(pm, line.m, :corridor_m) THEN ST_LineLocatePoint(line.m, pm)
-           END AS frac
-    FROM projected CROSS JOIN line
+    SELECT f.unit_id, f.ts, f.id,
+           n.start_m + ST_LineLocatePoint(n.line, ST_Transform(f.geom, %(epsg)s)) * n.length_m
+               AS chainage,
+           CASE WHEN n.shared THEN ST_Distance(n.line, ST_Transform(f.geom, %(epsg)s)) ELSE 0.0
+           END AS distance
+    FROM pings AS f
+    LEFT JOIN near AS n
+      ON n.cx = floor((f.lon - %(lon0)s) / %(dlon)s)::bigint
+     AND n.cy = floor((f.lat - %(lat0)s) / %(dlat)s)::bigint
+     AND (n.inside OR ST_DWithin(n.line, ST_Transform(f.geom, %(epsg)s), %(corridor_m)s))
+    WHERE f.ts >= %(start)s AND f.ts < %(end)s AND (f.flags & %(excluded)s) = 0
+      AND (CAST(%(unit_id)s AS integer) IS NULL OR f.unit_id = %(unit_id)s)
+),
+nearest AS (
+    SELECT DISTINCT ON (unit_id, ts, id) unit_id, ts, id, chainage
+    FROM located
+    ORDER BY unit_id, ts, id, distance, chainage
 ),
 marked AS (
-    SELECT unit_id, ts, id, frac,
-           LAG(frac IS NOT NULL, 1, false) OVER w AS prev_on,
-           LEAD(frac IS NOT NULL, 1, false) OVER w AS next_on
-    FROM located
+    SELECT unit_id, ts, id, chainage,
+           lag(chainage IS NOT NULL, 1, false) OVER w AS prev_on,
+           lead(chainage IS NOT NULL, 1, false) OVER w AS next_on
+    FROM nearest
     WINDOW w AS (PARTITION BY unit_id ORDER BY ts, id)
 )
-SELECT unit_id, EXTRACT(EPOCH FROM ts)::float8 AS t, frac
+SELECT unit_id, date_part('epoch', ts), coalesce(chainage, 'NaN')
 FROM marked
-WHERE frac IS NOT NULL OR prev_on OR next_on
+WHERE chainage IS NOT NULL OR prev_on OR next_on
 ORDER BY unit_id, ts, id
-""")
+"""
+
+# The cell join must be a hash join (the grid is small, the fixes many), and the sorts of a
+# day of fixes should stay in memory; JIT compilation costs more than it saves here.
+_PLANNER = {
+    "enable_mergejoin": "off",
+    "enable_nestloop": "off",
+    "jit": "off",
+    "work_mem": "64MB",
+}
+
+
+@lru_cache(maxsize=64)
+def _grid(wkb: bytes, corridor_m: float, closed: bool) -> RouteGrid:
+    return route_grid(Corridor(shapely.from_wkb(wkb), corridor_m, closed))
+
+
+def grid_for(corridor: Corridor) -> RouteGrid:
+    """The route's lon/lat grid, built once per route geometry and corridor."""
+    return _grid(shapely.to_wkb(corridor.line), corridor.corridor_m, corridor.closed)
+
+
+def _grid_params(corridor: Corridor, grid: RouteGrid) -> dict[str, Any]:
+    return {
+        "epsg": corridor.projection.epsg,
+        "corridor_m": corridor.corridor_m,
+        "lon0": grid.lon0,
+        "lat0": grid.lat0,
+        "dlon": grid.dlon,
+        "dlat": grid.dlat,
+        "cell_x": grid.cell_x.tolist(),
+        "cell_y": grid.cell_y.tolist(),
+        "piece": grid.piece.tolist(),
+        "inside": grid.inside.tolist(),
+        "shared": grid.shared.tolist(),
+        "wkb": [shapely.to_wkb(line) for line in grid.pieces],
+        "start_m": grid.piece_start_m.tolist(),
+        "length_m": grid.piece_length_m.tolist(),
+    }
 
 
 def _split_units(
@@ -86,29 +135,12 @@ def sql_unit_tracks(
     session: Session, corridor: Corridor, window: Window, unit_id: int | None = None
 ) -> list[tuple[int, Track]]:
     """(unit id, track) of each unit near the route, located in PostGIS."""
-    line = shapely.to_wkb(shapely.set_srid(corridor.line, 4326), include_srid=True)
-    rows = session.execute(
-        _LOCATE_SQL,
-        {
-            "line": line,
-            "box": shapely.to_wkb(
-                shapely.set_srid(shapely.envelope(corridor.area), 4326), include_srid=True
-            ),
-            "epsg": corridor.projection.epsg,
-            "corridor_m": corridor.corridor_m,
-            "reach_m": corridor.corridor_m * _REACH_FACTOR + _REACH_EXTRA_M,
-            "start": window.start,
-            "end": window.end,
-            "excluded": int(EXCLUDED),
-            "unit_id": unit_id,
-        },
-    ).all()
-    if not rows:
-        return []
-    arr = np.array(rows, dtype=np.float64)  # NULL frac (off route) becomes NaN
-    frac = arr[:, 2]
-    on_route = np.isfinite(frac)
-    return _split_units(arr[:, 0].astype(np.int64), arr[:, 1], frac * corridor.length_m, on_route)
+    params = _grid_params(corridor, grid_for(corridor))
+    params.update(start=window.start, end=window.end, excluded=int(EXCLUDED), unit_id=unit_id)
+    with local_settings(session, _PLANNER):
+        unit, t, chainage = copy_columns(session, _LOCATE_SQL, params, ["i4", "f8", "f8"])
+    on_route = np.isfinite(chainage)  # NaN marks an off-route neighbour of an on-route fix
+    return _split_units(unit.astype(np.int64), t, chainage, on_route)
 
 
 def numpy_unit_tracks(
@@ -133,11 +165,9 @@ def unit_tracks(
     unit_id: int | None = None,
     method: Method = "auto",
 ) -> list[tuple[int, Track]]:
-    """(unit id, track) per unit: the SQL path on PostgreSQL, NumPy otherwise (or as asked)."""
+    """(unit id, track) per unit: the SQL path on PostgreSQL, NumPy on SQLite (or as asked)."""
     if method == "auto":
-        # The in-database path gives the same answers (tests/test_coverage_parity.py) but is
-        # slower today when most fixes lie on the route (bench/coverage.py), so NumPy it is.
-        method = "numpy"
+        method = "numpy" if session.get_bind().dialect.name == "sqlite" else "sql"
     if method == "sql":
         return sql_unit_tracks(session, corridor, window, unit_id)
     return numpy_unit_tracks(session, corridor, window, unit_id)

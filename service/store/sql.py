@@ -24,4 +24,4 @@ def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
 
 @compiles(epoch, "postgresql")
 def _epoch_pg(element: epoch, compiler: Any, **kw: Any) -> str:
-    return f"EXTRACT(EPOCH FROM {compiler.process(element.clauses, **kw)})::float8"
+    return f"date_part('epoch', {compiler.process(element.clauses, **kw)})"

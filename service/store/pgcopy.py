@@ -1,0 +1,63 @@
+"""PostgreSQL bulk reads: a query's rows as NumPy arrays through binary COPY."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_SIZES = {"i4": 4, "i8": 8, "f8": 8}
+
+
+@contextmanager
+def local_settings(session: Session, settings: Mapping[str, str]) -> Iterator[None]:
+    """Set PostgreSQL settings for the statements inside the block, then restore them."""
+    names = list(settings)
+    current = text("SELECT current_setting(:n)")
+    before = [session.execute(current, {"n": n}).scalar_one() for n in names]
+    for name in names:
+        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": settings[name]})
+    try:
+        yield
+    finally:
+        for name, value in zip(names, before, strict=True):
+            session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+
+
+def copy_columns(
+    session: Session, query: str, params: Mapping[str, Any], kinds: list[str]
+) -> list[np.ndarray]:
+    """Columns of a query's rows, read with COPY (FORMAT BINARY) into NumPy arrays.
+
+    `query` uses psycopg's %(name)s placeholders; `kinds` gives each column's type as
+    "i4", "i8" or "f8". No value may be NULL (coalesce to NaN in the query).
+    """
+    fields: list[tuple[str, str]] = [("count", ">i2")]
+    for k, kind in enumerate(kinds):
+        fields += [(f"len{k}", ">i4"), (f"v{k}", f">{kind}")]
+    record = np.dtype(fields)
+    raw = session.connection().connection.driver_connection
+    buffer = bytearray()
+    statement = f"COPY ({query}) TO STDOUT (FORMAT BINARY)"
+    with raw.cursor() as cursor, cursor.copy(statement, params) as copy:  # type: ignore[union-attr]
+        for chunk in copy:
+            buffer += chunk
+    data = bytes(buffer)
+    if not data.startswith(_SIGNATURE):
+        raise RuntimeError("unexpected COPY output: no binary signature")
+    extension = int.from_bytes(data[15:19], "big")
+    body = data[19 + extension : -2]  # the trailer is a field count of -1
+    if len(body) % record.itemsize:
+        raise RuntimeError("unexpected COPY output: rows of an unexpected size (a NULL value?)")
+    rows = np.frombuffer(body, dtype=record)
+    if rows.size and not (rows["count"] == len(kinds)).all():
+        raise RuntimeError("unexpected COPY output: wrong column count")
+    for k, kind in enumerate(kinds):
+        if rows.size and not (rows[f"len{k}"] == _SIZES[kind]).all():
+            raise RuntimeError(f"unexpected COPY output: column {k} is NULL or not {kind}")
+    return [rows[f"v{k}"].astype(kind) for k, kind in enumerate(kinds)]
