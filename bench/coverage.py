@@ -4,12 +4,13 @@ Loads 24 h of 5 s pings of 50 units patrolling a 20 km route (864,000 pings) and
 site with the store's bulk insert (COPY on PostGIS, executemany on SQLite), then times, on the
 same window:
   read                  eligible_fixes(): the window's eligible pings as arrays (the floor);
-  coverage              route coverage as served (Shapely/NumPy on both backends);
+  coverage              route coverage as served: located in SQL on PostGIS (a lon/lat grid of
+                        route pieces, ST_LineLocatePoint), Shapely/NumPy on SQLite;
   compliance            revisit compliance as served (coverage visits plus gap analysis);
   presence              the critical site's presence report;
   unit report           every unit's report (distance, time on route, stops, ...);
   coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
-  in-database path      on PostGIS also coverage with linear referencing in SQL.
+  NumPy path            on PostGIS also coverage the SQLite way: every fix read, located in NumPy.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
 
     .venv/bin/python bench/coverage.py                       # both backends
@@ -222,7 +223,7 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 ("coverage map (HTML)", coverage_map),
             ]
             if name == "postgis":
-                figures.append(("coverage, in-database path", coverage("sql")))
+                figures.append(("coverage, NumPy path", coverage("numpy")))
             for label, work in figures:
                 t = best(args.repeat, work)
                 rows.append((name, f"{stored:,}", label, f"{t * 1e3:,.0f}", f"{t / t_read:.2f}"))

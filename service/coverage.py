@@ -8,15 +8,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from service.areas import get_route
+from service.coverage_sql import check_segments, stored_route_coverage
 from service.deps import Window
-from service.errors import InvalidInput
 from service.evaluate import corridor_from_row
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
-from service.positions import Fixes, eligible_fixes
+from service.positions import Fixes
 from service.schemas import RouteCoverageOut, SegmentOut
-
-MAX_SEGMENTS = 100_000
 
 
 def _dt(t: float | None) -> datetime | None:
@@ -41,11 +39,7 @@ def compute_coverage(
     corridor: Corridor, fixes: Fixes, window: Window, segment_m: float, max_gap_s: float
 ) -> Coverage:
     """Coverage of one patrol route by the given fixes."""
-    if corridor.length_m / segment_m > MAX_SEGMENTS:
-        raise InvalidInput(
-            f"segment_m={segment_m} cuts this {corridor.length_m:.0f} m route into more than "
-            f"{MAX_SEGMENTS} segments"
-        )
+    check_segments(corridor, segment_m)
     return route_coverage(
         corridor.length_m,
         tracks_on(corridor, fixes),
@@ -63,9 +57,7 @@ def patrol_route_coverage(
     """Which segments of a patrol route were visited in the window, and when."""
     row = get_route(session, route_id)
     corridor = corridor_from_row(row)
-    result = compute_coverage(
-        corridor, eligible_fixes(session, window.start, window.end), window, segment_m, max_gap_s
-    )
+    result = stored_route_coverage(session, corridor, window, segment_m, max_gap_s)
     return RouteCoverageOut(
         patrol_route_id=row.id,
         name=row.name,

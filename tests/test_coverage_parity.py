@@ -30,6 +30,9 @@ OPEN = LineString([(LON, LAT), (LON + 0.006, LAT + 0.001), (LON + 0.009, LAT - 0
                    (LON + 0.015, LAT - 0.003)])  # fmt: skip
 LOOP = LineString([(LON, LAT), (LON + 0.005, LAT), (LON + 0.006, LAT + 0.004),
                    (LON + 0.001, LAT + 0.005), (LON - 0.001, LAT + 0.002)])  # fmt: skip
+# Out and back along two legs ~33 m apart: fixes between them lie within both corridors.
+HAIRPIN = LineString([(LON, LAT - 0.01), (LON + 0.02, LAT - 0.01), (LON + 0.0203, LAT - 0.00985),
+                      (LON + 0.02, LAT - 0.0097), (LON, LAT - 0.0097)])  # fmt: skip
 
 
 def _tracks(route: PatrolRoute, seed: int, units: list[int]) -> list[dict[str, Any]]:
@@ -77,24 +80,29 @@ def _tracks(route: PatrolRoute, seed: int, units: list[int]) -> list[dict[str, A
 def _load(store: Store, seed: int) -> dict[str, int]:
     """Units, both routes and random pings; returns route ids by name."""
     with store.write() as session:
-        units = [Unit(name=f"U{k}", device_id=f"u{k}") for k in range(6)]
+        units = [Unit(name=f"U{k}", device_id=f"u{k}") for k in range(8)]
         open_route = PatrolRoute(name="open", corridor_m=30.0, closed=False, geom=OPEN)
         loop = PatrolRoute(name="loop", corridor_m=25.0, closed=True, geom=LOOP)
-        session.add_all([*units, open_route, loop])
+        hairpin = PatrolRoute(name="hairpin", corridor_m=25.0, closed=False, geom=HAIRPIN)
+        session.add_all([*units, open_route, loop, hairpin])
         session.flush()
         ids = [u.id for u in units]
-        rows = _tracks(open_route, seed, ids[:3]) + _tracks(loop, seed + 1, ids[3:])
+        rows = (
+            _tracks(open_route, seed, ids[:3])
+            + _tracks(loop, seed + 1, ids[3:6])
+            + _tracks(hairpin, seed + 2, ids[6:])
+        )
         insert_pings(session, rows)
-        return {"open": open_route.id, "loop": loop.id}
+        return {"open": open_route.id, "loop": loop.id, "hairpin": hairpin.id}
 
 
 def _runs(
-    store: Store, route_id: int, method: Method
+    store: Store, route_id: int, method: Method, unit_id: int | None = None
 ) -> tuple[VisitRuns, list[int], float, int, int]:
     """Visits, unit ids, coverage ratio, fixes read and off-route fixes read, by one path."""
     with store.read() as session:
         corridor = corridor_from_row(get_route(session, route_id))
-        pairs = unit_tracks(session, corridor, WINDOW, method=method)
+        pairs = unit_tracks(session, corridor, WINDOW, unit_id=unit_id, method=method)
         runs = visit_runs(corridor.length_m, [t for _, t in pairs], WINDOW.start.timestamp(),
                           WINDOW.end.timestamp(), closed=corridor.closed, segment_m=10.0,
                           max_gap_s=60.0)  # fmt: skip
@@ -124,12 +132,12 @@ def stores(postgis_url: str, tmp_path: Path) -> Iterator[dict[str, Store]]:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_sql_path_matches_shapely_path(stores: dict[str, Store], seed: int) -> None:
     routes = {name: _load(store, seed) for name, store in stores.items()}
-    for route in ("open", "loop"):
+    for route in ("open", "loop", "hairpin"):
         sql = _runs(stores["postgis"], routes["postgis"][route], "sql")
         ref = _runs(stores["postgis"], routes["postgis"][route], "numpy")
         lite = _runs(stores["sqlite"], routes["sqlite"][route], "numpy")
         assert sql[0].segment.size > 100, "the random tracks should visit the route"
-        assert 0.3 < sql[2] < 0.95, "the random tracks should leave parts of the route unvisited"
+        assert 0.05 < sql[2] < 0.95, "the random tracks should leave parts of the route unvisited"
         for other in (ref, lite):
             assert _visits(sql[0], sql[1]) == _visits(other[0], other[1]), route
             np.testing.assert_allclose(sql[0].entry, other[0].entry, rtol=0, atol=1e-3)
@@ -137,3 +145,22 @@ def test_sql_path_matches_shapely_path(stores: dict[str, Store], seed: int) -> N
             assert sql[2] == pytest.approx(other[2], abs=1e-12)
         # Only on-route fixes and their off-route neighbours (as markers) leave the database.
         assert 0 < sql[4] < ref[4] and sql[3] - sql[4] == ref[3] - ref[4]
+
+
+def test_sql_path_for_one_unit_matches(stores: dict[str, Store]) -> None:
+    routes = _load(stores["postgis"], 4)
+    for route, unit in (("open", 2), ("hairpin", 7)):
+        sql = _runs(stores["postgis"], routes[route], "sql", unit)
+        ref = _runs(stores["postgis"], routes[route], "numpy", unit)
+        assert sql[1] == ref[1] == [unit]
+        assert _visits(sql[0], sql[1]) == _visits(ref[0], ref[1]) and sql[0].segment.size > 50
+        np.testing.assert_allclose(sql[0].entry, ref[0].entry, rtol=0, atol=1e-3)
+
+
+def test_auto_is_sql_on_postgis_and_numpy_on_sqlite(stores: dict[str, Store]) -> None:
+    for name, store in stores.items():
+        route_id = _load(store, 5)["loop"]
+        auto = _runs(store, route_id, "auto")
+        expected = _runs(store, route_id, "sql" if name == "postgis" else "numpy")
+        # The SQL path reads only on-route fixes and their neighbours: fewer off-route fixes.
+        assert (auto[3], auto[4]) == (expected[3], expected[4]), name
