@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import Window
 from service.errors import InvalidInput
-from service.geo.cells import RouteGrid, route_grid
+from service.geo.cells import route_grid
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
 from service.positions import eligible_fixes
@@ -38,11 +38,11 @@ Method = Literal["auto", "sql", "numpy"]
 _LOCATE_SQL = """
 WITH near AS (
     SELECT c.cx, c.cy, c.inside, c.shared, p.start_m, p.length_m,
-           ST_GeomFromWKB(p.wkb, %(epsg)s) AS line
+           ST_GeomFromWKB(decode(p.wkb, 'hex'), %(epsg)s) AS line
     FROM unnest(CAST(%(cell_x)s AS bigint[]), CAST(%(cell_y)s AS bigint[]),
                 CAST(%(piece)s AS integer[]), CAST(%(inside)s AS boolean[]),
                 CAST(%(shared)s AS boolean[])) AS c(cx, cy, piece, inside, shared)
-    JOIN unnest(CAST(%(wkb)s AS bytea[]), CAST(%(start_m)s AS float8[]),
+    JOIN unnest(CAST(%(wkb)s AS text[]), CAST(%(start_m)s AS float8[]),
                 CAST(%(length_m)s AS float8[])) WITH ORDINALITY AS p(wkb, start_m, length_m, n)
       ON p.n = c.piece + 1
 ),
@@ -88,17 +88,17 @@ _PLANNER = {
 }
 
 
+def _array(values: Any) -> str:
+    """A PostgreSQL array literal of plain numbers, booleans or hex strings."""
+    return "{" + ",".join(map(str, values)) + "}"
+
+
 @lru_cache(maxsize=64)
-def _grid(wkb: bytes, corridor_m: float, closed: bool) -> RouteGrid:
-    return route_grid(Corridor(shapely.from_wkb(wkb), corridor_m, closed))
-
-
-def grid_for(corridor: Corridor) -> RouteGrid:
-    """The route's lon/lat grid, built once per route geometry and corridor."""
-    return _grid(shapely.to_wkb(corridor.line), corridor.corridor_m, corridor.closed)
-
-
-def _grid_params(corridor: Corridor, grid: RouteGrid) -> dict[str, Any]:
+def _grid_params(wkb: bytes, corridor_m: float, closed: bool) -> dict[str, Any]:
+    corridor = Corridor(shapely.from_wkb(wkb), corridor_m, closed)
+    grid = route_grid(corridor)
+    # Sent as array literals, built once per route: quoting ~10^4 numbers per query would cost
+    # more than the query itself on a short window.
     return {
         "epsg": corridor.projection.epsg,
         "corridor_m": corridor.corridor_m,
@@ -106,14 +106,14 @@ def _grid_params(corridor: Corridor, grid: RouteGrid) -> dict[str, Any]:
         "lat0": grid.lat0,
         "dlon": grid.dlon,
         "dlat": grid.dlat,
-        "cell_x": grid.cell_x.tolist(),
-        "cell_y": grid.cell_y.tolist(),
-        "piece": grid.piece.tolist(),
-        "inside": grid.inside.tolist(),
-        "shared": grid.shared.tolist(),
-        "wkb": [shapely.to_wkb(line) for line in grid.pieces],
-        "start_m": grid.piece_start_m.tolist(),
-        "length_m": grid.piece_length_m.tolist(),
+        "cell_x": _array(grid.cell_x.tolist()),
+        "cell_y": _array(grid.cell_y.tolist()),
+        "piece": _array(grid.piece.tolist()),
+        "inside": _array(grid.inside.tolist()),
+        "shared": _array(grid.shared.tolist()),
+        "wkb": _array(shapely.to_wkb(grid.pieces, hex=True).tolist()),
+        "start_m": _array(map(repr, grid.piece_start_m.tolist())),
+        "length_m": _array(map(repr, grid.piece_length_m.tolist())),
     }
 
 
@@ -135,7 +135,8 @@ def sql_unit_tracks(
     session: Session, corridor: Corridor, window: Window, unit_id: int | None = None
 ) -> list[tuple[int, Track]]:
     """(unit id, track) of each unit near the route, located in PostGIS."""
-    params = _grid_params(corridor, grid_for(corridor))
+    line = shapely.to_wkb(corridor.line)
+    params = dict(_grid_params(line, corridor.corridor_m, corridor.closed))
     params.update(start=window.start, end=window.end, excluded=int(EXCLUDED), unit_id=unit_id)
     with local_settings(session, _PLANNER):
         unit, t, chainage = copy_columns(session, _LOCATE_SQL, params, ["i4", "f8", "f8"])
