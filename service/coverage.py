@@ -10,11 +10,13 @@ from sqlalchemy.orm import Session
 from service.areas import get_route
 from service.coverage_sql import check_segments, stored_route_coverage
 from service.deps import Window
+from service.errors import NotFound
 from service.evaluate import corridor_from_row
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
 from service.positions import Fixes
 from service.schemas import RouteCoverageOut, SegmentOut
+from service.store.models import Unit
 
 
 def _dt(t: float | None) -> datetime | None:
@@ -52,15 +54,23 @@ def compute_coverage(
 
 
 def patrol_route_coverage(
-    session: Session, route_id: int, window: Window, segment_m: float, max_gap_s: float
+    session: Session,
+    route_id: int,
+    window: Window,
+    segment_m: float,
+    max_gap_s: float,
+    unit_id: int | None = None,
 ) -> RouteCoverageOut:
-    """Which segments of a patrol route were visited in the window, and when."""
+    """Which segments of a patrol route were visited in the window, and when (one unit or all)."""
     row = get_route(session, route_id)
+    if unit_id is not None and session.get(Unit, unit_id) is None:
+        raise NotFound(f"unit {unit_id} not found")
     corridor = corridor_from_row(row)
-    result = stored_route_coverage(session, corridor, window, segment_m, max_gap_s)
+    result = stored_route_coverage(session, corridor, window, segment_m, max_gap_s, unit_id=unit_id)
     return RouteCoverageOut(
         patrol_route_id=row.id,
         name=row.name,
+        unit_id=unit_id,
         window_from=window.start,
         window_to=window.end,
         segment_m=segment_m,

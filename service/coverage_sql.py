@@ -174,13 +174,6 @@ def unit_tracks(
     return numpy_unit_tracks(session, corridor, window, unit_id)
 
 
-def route_fixes(
-    session: Session, corridor: Corridor, window: Window, method: Method = "auto"
-) -> list[Track]:
-    """Coverage tracks of every unit for a route in the window."""
-    return [track for _, track in unit_tracks(session, corridor, window, method=method)]
-
-
 def check_segments(corridor: Corridor, segment_m: float, limit: int = 100_000) -> None:
     """InvalidInput when segment_m cuts the route into more than `limit` segments."""
     if corridor.length_m / segment_m > limit:
@@ -197,12 +190,13 @@ def stored_route_coverage(
     segment_m: float,
     max_gap_s: float,
     method: Method = "auto",
+    unit_id: int | None = None,
 ) -> Coverage:
-    """Coverage of a patrol route by the stored fixes of the window."""
+    """Coverage of a patrol route by the stored fixes of the window (of one unit, or all)."""
     check_segments(corridor, segment_m)
     return route_coverage(
         corridor.length_m,
-        route_fixes(session, corridor, window, method),
+        [track for _, track in unit_tracks(session, corridor, window, unit_id, method)],
         window.start.timestamp(),
         window.end.timestamp(),
         closed=corridor.closed,

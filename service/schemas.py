@@ -286,6 +286,7 @@ class RouteCoverageOut(BaseModel):
 
     patrol_route_id: int
     name: str
+    unit_id: int | None = Field(default=None, description="Only this unit's visits, when set")
     window_from: datetime = Field(serialization_alias="from")
     window_to: datetime = Field(serialization_alias="to")
     segment_m: float

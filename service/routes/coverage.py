@@ -22,6 +22,7 @@ def read_patrol_route_coverage(
     _: ViewerDep,
     segment_m: Annotated[float | None, Query(gt=0, description="Segment length (m)")] = None,
     max_gap_s: Annotated[float | None, Query(gt=0, description="Longest bridged gap (s)")] = None,
+    unit: Annotated[int | None, Query(description="Only this unit's visits")] = None,
 ) -> RouteCoverageOut:
     """Share of the route visited in [from, to) and each segment's first/last visit."""
     with store.read() as session:
@@ -31,4 +32,5 @@ def read_patrol_route_coverage(
             window,
             segment_m or settings.segment_m,
             max_gap_s or settings.max_gap_s,
+            unit,
         )

@@ -98,3 +98,20 @@ def test_closed_loop_takes_the_short_way_round(client: TestClient) -> None:
     body = client.get(f"/api/v1/coverage/patrol-routes/{rid}", params=window()).json()
     assert body["length_m"] == pytest.approx(1000, abs=1)
     assert [s["index"] for s in body["segments"] if s["visited"]] == [0, 19]
+
+
+def test_coverage_of_one_unit(client: TestClient, route_id: int) -> None:
+    client.post(
+        "/api/v1/pings",
+        json=[ping("u1", 60, 0), ping("u1", 160, 20), ping("u2", 560, 0), ping("u2", 660, 20)],
+    )
+    units = {u["device_id"]: u["id"] for u in client.get("/api/v1/units").json()}
+    url = f"/api/v1/coverage/patrol-routes/{route_id}"
+    both = client.get(url, params=window()).json()
+    assert [s["index"] for s in both["segments"] if s["visited"]] == [1, 2, 3, 11, 12, 13]
+    assert both["unit_id"] is None
+    one = client.get(url, params={**window(), "unit": units["u2"]}).json()
+    assert [s["index"] for s in one["segments"] if s["visited"]] == [11, 12, 13]
+    assert one["unit_id"] == units["u2"]
+    r = client.get(url, params={**window(), "unit": 999})
+    assert r.status_code == 404 and "unit 999" in r.json()["detail"]
