@@ -64,6 +64,8 @@ MAX_STEP_GAP_S = 600.0
 STOP_RADIUS_M = 10.0
 STOP_MIN_S = 300.0
 MAX_LINE_POINTS = 2000
+_STOP_AHEAD = 8  # fixes looked ahead of every candidate stop at once
+_STOP_CHUNK = 1024  # most fixes measured from a stop's first fix at a time
 CRITICAL_SITE = "critical_site"
 
 
@@ -76,10 +78,14 @@ def step_lengths(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 
 
 def track_distance_m(
-    t: np.ndarray, lon: np.ndarray, lat: np.ndarray, max_speed_mps: float
+    t: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    max_speed_mps: float,
+    step: np.ndarray | None = None,
 ) -> float:
     """Distance travelled, skipping gaps over 10 minutes and jumps faster than max_speed_mps."""
-    d = step_lengths(lon, lat)
+    d = step_lengths(lon, lat) if step is None else step
     dt = np.diff(t)
     with np.errstate(divide="ignore", invalid="ignore"):
         speed = np.where(dt > 0, d / np.where(dt > 0, dt, 1.0), np.where(d > 0, np.inf, 0.0))
@@ -94,21 +100,58 @@ def linked_time_s(t: np.ndarray, flag: np.ndarray, max_gap_s: float) -> float:
     return float(dt[link].sum())
 
 
-def count_stops(t: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> int:
-    """Runs of fixes within 10 m of the run's first fix lasting at least 300 s (see module)."""
+def count_stops(
+    t: np.ndarray, lon: np.ndarray, lat: np.ndarray, step: np.ndarray | None = None
+) -> int:
+    """Runs of fixes within 10 m of the run's first fix lasting at least 300 s (see module).
+
+    `step` may pass in the step_lengths of the track, when already known.
+    """
     n = t.size
+    if n < 2:
+        return 0
+    linked = np.diff(t) <= MAX_STEP_GAP_S
+    if step is None:
+        step = step_lengths(lon, lat)
+    # Only a fix whose next fix is linked and within the radius can start a run of two or more;
+    # every other fix is a run of its own, lasting 0 s, so the scan jumps between these.
+    starts = np.flatnonzero(linked & (np.asarray(step) < STOP_RADIUS_M))
+    if starts.size == 0:
+        return 0
+    # Where each candidate run ends, looking _STOP_AHEAD fixes ahead of all of them at once.
+    ahead = starts[:, None] + np.arange(1, _STOP_AHEAD + 1)
+    within = ahead < n
+    ahead = np.minimum(ahead, n - 1)
+    _, _, d = GEOD.inv(
+        np.repeat(lon[starts], _STOP_AHEAD),
+        np.repeat(lat[starts], _STOP_AHEAD),
+        lon[ahead].ravel(),
+        lat[ahead].ravel(),
+    )
+    stays = within & linked[ahead - 1] & (np.asarray(d).reshape(ahead.shape) < STOP_RADIUS_M)
+    # (A run reaching past the track's end stops there: `within` is False beyond it.)
+    run_end = np.where(stays.all(axis=1), -1, starts + 1 + np.argmin(stays, axis=1))
     stops = 0
-    i = 0
-    while i < n:
-        j = i + 1
-        while j < n and t[j] - t[j - 1] <= MAX_STEP_GAP_S:
-            _, _, d = GEOD.inv(lon[i], lat[i], lon[j], lat[j])
-            if d >= STOP_RADIUS_M:
-                break
-            j += 1
+    k = 0
+    while k < starts.size:
+        i = int(starts[k])
+        j = int(run_end[k])
+        if j < 0:  # a long stay: measure on from the run's first fix in growing chunks
+            j, chunk = i + 1 + _STOP_AHEAD, _STOP_AHEAD
+            while j < n:
+                hi = min(n, j + chunk)
+                chunk = min(2 * chunk, _STOP_CHUNK)
+                _, _, dd = GEOD.inv(
+                    np.full(hi - j, lon[i]), np.full(hi - j, lat[i]), lon[j:hi], lat[j:hi]
+                )
+                ends = np.flatnonzero(~(linked[j - 1 : hi - 1] & (np.asarray(dd) < STOP_RADIUS_M)))
+                if ends.size:
+                    j += int(ends[0])
+                    break
+                j = hi
         if t[j - 1] - t[i] >= STOP_MIN_S:
             stops += 1
-        i = j
+        k = int(np.searchsorted(starts, j))
     return stops
 
 
@@ -198,9 +241,10 @@ def unit_reports(
             if route_id in on_route_by_route:
                 on_route |= on_route_by_route[route_id][a:b]
         rep.fixes = b - a
-        rep.distance_m = track_distance_m(t, lon, lat, settings.max_speed_mps)
+        step = step_lengths(lon, lat)
+        rep.distance_m = track_distance_m(t, lon, lat, settings.max_speed_mps, step)
         rep.time_on_route_s = linked_time_s(t, on_route, max_gap_s)
-        rep.stops = count_stops(t, lon, lat)
+        rep.stops = count_stops(t, lon, lat, step)
         rep.first_fix, rep.last_fix = float(t[0]), float(t[-1])
         rep.track = np.column_stack((lon, lat))
     for fence_id, result in presence.items():
