@@ -20,6 +20,10 @@ GEOD = Geod(ellps="WGS84")
 
 CIRCLE_VERTICES = 72
 _OUTLINE_MARGIN = 5e-4
+_MIN_M_PER_DEG_LAT = 110_000.0
+_MIN_M_PER_DEG_LON = 111_000.0
+_BOX_MAX_LAT = 80.0  # nearer the poles, no longitude box (every fix is measured)
+_BOX_MAX_RADIUS_M = 100_000.0  # above the largest radius allowed, kept as a guard
 _RING_REACH_M = 50.0
 _DENSIFY_DEG = 0.001
 
@@ -147,8 +151,26 @@ class CircleFence(Fence):
 
     def contains_many(self, lons: ArrayLike, lats: ArrayLike) -> NDArray[np.bool_]:
         """Whether each location's geodesic distance to the centre is at most the radius."""
+        lon_arr, lat_arr = _arrays(lons, lats)
+        near = self._near(lon_arr, lat_arr)
+        inside = np.zeros(lon_arr.shape, dtype=np.bool_)
         # NaN distances (invalid input) compare False.
-        return self._distance(lons, lats) <= self.radius_m
+        inside[near] = self._distance(lon_arr[near], lat_arr[near]) <= self.radius_m
+        return inside
+
+    def _near(self, lons: NDArray[np.float64], lats: NDArray[np.float64]) -> NDArray[np.bool_]:
+        """A cheap box test: False only where the geodesic distance surely exceeds the radius."""
+        # A degree of latitude is at least 110,574 m; a degree of longitude at least
+        # 111,320 m * cos(latitude) (the parallel's radius is at least the equator's times
+        # cos), and a geodesic is never shorter than 99 % of that over a few degrees.
+        reach_lat = self.radius_m / _MIN_M_PER_DEG_LAT
+        near = np.abs(lats - self.lat) <= reach_lat
+        top = abs(self.lat) + reach_lat
+        if top < _BOX_MAX_LAT and self.radius_m < _BOX_MAX_RADIUS_M:
+            m_per_deg_lon = _MIN_M_PER_DEG_LON * math.cos(math.radians(top)) * 0.99
+            dlon = np.abs((lons - self.lon + 180.0) % 360.0 - 180.0)
+            near &= dlon <= self.radius_m / m_per_deg_lon
+        return near | ~(np.isfinite(lons) & np.isfinite(lats))
 
     def boundary_distance_many(self, lons: ArrayLike, lats: ArrayLike) -> NDArray[np.float64]:
         """Geodesic distance to the centre minus the radius."""

@@ -198,6 +198,8 @@ def thin_track(
     high = max(tolerance_m, 0.0) / _M_PER_DEG
     best = simplified(high)
     if len(best) > limit:
+        # Coarser passes simplify the first pass's result: far fewer points, the same shape.
+        line = shapely.linestrings(best)
         # Coarsen until under the cap, then bisect back to use most of the point budget.
         low, high = high, max(high, 1.0 / _M_PER_DEG)
         while len(best := simplified(high)) > limit:

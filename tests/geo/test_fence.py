@@ -98,6 +98,29 @@ def test_circle_contains_many() -> None:
     assert np.isnan(distance[1, 1])
 
 
+@pytest.mark.parametrize(
+    ("lon", "lat", "radius"),
+    [*[(lon, lat, r) for lon, lat in CENTRES for r in (50.0, 5_000.0)],
+     (179.9995, -16.5, 300.0), (-179.9995, 16.5, 300.0), (30.0, 79.9, 2_000.0),
+     (30.0, 85.0, 2_000.0), (116.83, -1.27, 50_000.0)],
+)  # fmt: skip
+def test_circle_contains_many_matches_the_geodesic_test(
+    lon: float, lat: float, radius: float
+) -> None:
+    # Points spread over 3 radii in every direction, many right at the edge.
+    rng = np.random.default_rng(int(radius))
+    n = 4_000
+    azimuth = rng.uniform(-180, 180, n)
+    reach = np.concatenate(
+        (rng.uniform(0, 3 * radius, n // 2), radius * (1 + rng.normal(0, 1e-3, n // 2)))
+    )
+    lons, lats, _ = GEOD.fwd(np.full(n, lon), np.full(n, lat), azimuth, reach)
+    _, _, dist = GEOD.inv(np.full(n, lon), np.full(n, lat), lons, lats)
+    inside = CircleFence(lon, lat, radius).contains_many(lons, lats)
+    np.testing.assert_array_equal(inside, np.asarray(dist) <= radius)
+    assert inside.sum() > n // 4 and (~inside).sum() > n // 4
+
+
 def test_circle_attributes() -> None:
     fence = Fence.circle(116.83, -1.27, 100.0)
     assert isinstance(fence, CircleFence)
