@@ -18,8 +18,11 @@ class epoch(FunctionElement[float]):
 
 @compiles(epoch)
 def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
-    # Timestamps are stored naive in UTC; julianday is accurate to about a millisecond.
-    return f"((julianday({compiler.process(element.clauses, **kw)}) - 2440587.5) * 86400.0)"
+    # Timestamps are stored as naive UTC text ("YYYY-MM-DD HH:MM:SS[.ffffff]"): whole seconds
+    # from strftime plus the fraction as written. julianday() would be off by up to ~50 µs,
+    # enough to turn a fix exactly max_gap_s after another into one just beyond it.
+    column = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {column}) AS INTEGER) + CAST(substr({column}, 20) AS REAL))"
 
 
 @compiles(epoch, "postgresql")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import ping, route_feature, window
+from tests.helpers import T0, ping, route_feature, window
 
 
 @pytest.fixture
@@ -115,3 +117,29 @@ def test_coverage_of_one_unit(client: TestClient, route_id: int) -> None:
     assert one["unit_id"] == units["u2"]
     r = client.get(url, params={**window(), "unit": 999})
     assert r.status_code == 404 and "unit 999" in r.json()["detail"]
+
+
+def test_fixes_exactly_max_gap_s_apart_are_linked(client: TestClient, route_id: int) -> None:
+    # A tracker reporting every 60 s, 40 m on each time: every pair links (gap <= max_gap_s).
+    client.post("/api/v1/pings", json=[ping("u1", 30 + 40 * k, 60 * k) for k in range(15)])
+    body = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window()).json()
+    assert [s["index"] for s in body["segments"] if s["visited"]] == list(range(0, 12))
+    assert body["max_gap_s"] == 60
+
+
+def test_two_units_overlapping_count_separately(client: TestClient, route_id: int) -> None:
+    # Both units drive ~105 m -> ~295 m at the same time: segments 2-5 get a visit from each.
+    client.post(
+        "/api/v1/pings",
+        json=[ping("u1", 105, 0), ping("u1", 295, 30), ping("u2", 110, 5), ping("u2", 290, 25)],
+    )
+    body = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window()).json()
+    visits = {s["index"]: s["visits"] for s in body["segments"] if s["visited"]}
+    assert visits == {2: 2, 3: 2, 4: 2, 5: 2}
+    assert body["visited_m"] == pytest.approx(200)
+    # Segment 3 (150-200 m): u1 over 7.1-15.0 s, u2 over 9.4-15.0 s after T0.
+    seg3 = body["segments"][3]
+    first = datetime.fromisoformat(seg3["first_visit"]) - T0
+    last = datetime.fromisoformat(seg3["last_visit"]) - T0
+    assert first.total_seconds() == pytest.approx(45 / 190 * 30, abs=0.05)
+    assert last.total_seconds() == pytest.approx(15.0, abs=0.05)
