@@ -120,10 +120,11 @@ def test_coverage_of_one_unit(client: TestClient, route_id: int) -> None:
 
 
 def test_fixes_exactly_max_gap_s_apart_are_linked(client: TestClient, route_id: int) -> None:
-    # A tracker reporting every 60 s, 40 m on each time: every pair links (gap <= max_gap_s).
-    client.post("/api/v1/pings", json=[ping("u1", 30 + 40 * k, 60 * k) for k in range(15)])
+    # A tracker reporting every 60 s, 120 m on each time: every pair links (gap <= max_gap_s),
+    # so every segment between them is visited too.
+    client.post("/api/v1/pings", json=[ping("u1", 30 + 120 * k, 300 + 60 * k) for k in range(9)])
     body = client.get(f"/api/v1/coverage/patrol-routes/{route_id}", params=window()).json()
-    assert [s["index"] for s in body["segments"] if s["visited"]] == list(range(0, 12))
+    assert [s["index"] for s in body["segments"] if s["visited"]] == list(range(0, 20))
     assert body["max_gap_s"] == 60
 
 
