@@ -8,8 +8,8 @@
 # With PostgreSQL the entrypoint (scripts/docker-entrypoint.sh) waits for the database and
 # runs `patroli migrate` before serving; docker-compose.yml wires this up with PostGIS.
 # By default the store is the SQLite file /var/lib/patroli/patroli.db (mount a volume at
-# /var/lib/patroli to keep it). The Alembic migrations are in /opt/patroli/migrations, found
-# through the working directory.
+# /var/lib/patroli to keep it). The Alembic migrations ship inside the package (the wheel maps
+# migrations/ to service/migrations, see pyproject.toml); the runtime stage copies no sources.
 
 # --- build: wheels for the package and all its dependencies ------------------------------
 FROM python:3.12-slim AS build
@@ -28,6 +28,7 @@ RUN --mount=type=cache,target=/root/.cache/pip \
 
 COPY README.md ./
 COPY service ./service
+COPY migrations ./migrations
 RUN --mount=type=cache,target=/root/.cache/pip \
     pip wheel --no-deps --wheel-dir /wheels .
 
@@ -49,8 +50,6 @@ RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links /wheels patroli
 
 COPY --chmod=0755 scripts/docker-entrypoint.sh /usr/local/bin/docker-entrypoint.sh
-# Read-only for the service user: owned by root.
-COPY migrations /opt/patroli/migrations
 
 USER patroli:patroli
 WORKDIR /opt/patroli

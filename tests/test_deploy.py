@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -475,6 +476,31 @@ def test_package_is_installed_without_editable_mode(
     assert not any(editable.search(run) for run in runs), "the image needs a regular install"
     final_runs = [args for keyword, args in stages(docker_instructions)[-1] if keyword == "RUN"]
     assert any(re.search(r"pip install\b.*\bpatroli\b", run) for run in final_runs)
+
+
+def test_wheel_is_built_from_the_package_and_its_migrations(
+    docker_instructions: list[tuple[str, str]],
+) -> None:
+    """The build stage copies every folder the wheel maps in; the runtime needs no sources."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    needed = {"pyproject.toml", "README.md", "service"}
+    needed |= {PurePosixPath(folder).parts[0] for folder in setuptools["package-dir"].values()}
+    assert "migrations" in needed
+    build = stages(docker_instructions)[0]
+    wheel_step = next(
+        i
+        for i, (keyword, args) in enumerate(build)
+        if keyword == "RUN" and re.search(r"pip wheel\b.*--no-deps\b.*\s\.$", args)
+    )
+    copied = {
+        PurePosixPath(source).parts[0]
+        for keyword, args in build[:wheel_step]
+        if keyword in ("COPY", "ADD")
+        for source in flags_and_args(args)[1][:-1]
+    }
+    assert needed <= copied, f"not in the build stage before `pip wheel .`: {needed - copied}"
+    final_copies = [args for keyword, args in stages(docker_instructions)[-1] if keyword == "COPY"]
+    assert not any("migrations" in args for args in final_copies), "the wheel carries them"
 
 
 def dockerignore_excludes(path: str) -> bool:

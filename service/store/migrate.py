@@ -1,4 +1,4 @@
-"""Apply the Alembic migrations in `migrations/` to a database."""
+"""Apply the Alembic migrations (`migrations/`, packaged as `service/migrations/`) to a database."""
 
 from __future__ import annotations
 
@@ -12,14 +12,20 @@ from sqlalchemy import Engine
 
 
 def migrations_dir() -> Path:
-    """The folder holding the Alembic environment (next to the package, or in the cwd)."""
+    """The folder holding the Alembic environment (in the package, next to it, or in the cwd)."""
+    package = Path(__file__).resolve().parents[1]
     for candidate in (
-        Path(__file__).resolve().parents[2] / "migrations",
+        # A built wheel carries the migrations as service/migrations (see pyproject.toml).
+        package / "migrations",
+        # A checkout or an editable install: the repository's top-level folder.
+        package.parent / "migrations",
         Path.cwd() / "migrations",
     ):
         if (candidate / "env.py").is_file():
             return candidate
-    raise FileNotFoundError("migrations/ folder not found next to the package or in the cwd")
+    raise FileNotFoundError(
+        f"migrations/ folder not found in the package ({package}), next to it or in the cwd"
+    )
 
 
 def alembic_config(database_url: str) -> Config:

@@ -1,0 +1,126 @@
+"""The built wheel: a regular (non-editable) install migrates a database from any directory.
+
+The wheel is built from a copy of the sources with the dev venv's setuptools (no build
+isolation, no index), installed into a fresh venv that borrows the dev venv's dependencies
+through a .pth file, and `patroli migrate` runs there from an empty directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from contextlib import closing
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from service.store.migrate import head_revision
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a wheel is built from (the Dockerfile's build stage copies the same).
+SOURCES = ("pyproject.toml", "README.md", "service", "migrations")
+PIP_ENV = {"PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_NO_INPUT": "1"}
+
+
+def _run(
+    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{argv}\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment without settings or paths that could leak the checkout in."""
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("PATROLI_", "PYTHON", "PIP_", "VIRTUAL_ENV"))
+    }
+    return {**env, **PIP_ENV, **extra}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built from a copy of its sources."""
+    src = tmp_path_factory.mktemp("src")
+    ignore = shutil.ignore_patterns("__pycache__", "*.py[cod]", "*.db", "*.db-*", "*.egg-info")
+    for name in SOURCES:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, src / name, ignore=ignore)
+        else:
+            shutil.copy2(ROOT / name, src / name)
+    out = tmp_path_factory.mktemp("wheels")
+    pip_wheel = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-index"]
+    _run([*pip_wheel, "--no-build-isolation", "--wheel-dir", str(out), str(src)], env=_clean_env())
+    (built,) = out.glob("patroli-*.whl")
+    return built
+
+
+def test_wheel_carries_the_migrations(wheel: Path) -> None:
+    """migrations/ is inside the package, not a top-level package of its own."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected = {"service/migrations/env.py", "service/migrations/script.py.mako"}
+    expected |= {
+        f"service/migrations/versions/{path.name}"
+        for path in (ROOT / "migrations" / "versions").glob("*.py")
+    }
+    assert expected <= names, sorted(expected - names)
+    assert not any(name.startswith("migrations/") for name in names), "no top-level package"
+
+
+def test_wheel_carries_every_module_and_data_file_of_the_package(wheel: Path) -> None:
+    """pyproject.toml lists the packages: a new subpackage must be added there."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    shipped = {".py"} | {PurePosixPath(p).suffix for p in setuptools["package-data"]["service"]}
+    names = set(zipfile.ZipFile(wheel).namelist())
+    files = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "service").rglob("*")
+        if path.is_file() and path.suffix in shipped and "__pycache__" not in path.parts
+    }
+    assert "service/py.typed" in files
+    assert files <= names, sorted(files - names)
+
+
+def test_installed_wheel_migrates_from_any_directory(wheel: Path, tmp_path: Path) -> None:
+    """`patroli migrate` from an empty directory brings a new SQLite file to the head revision."""
+    venv = tmp_path / "venv"
+    _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
+    python = venv / "bin" / "python"
+    purelib = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = Path(_run([str(python), "-c", purelib]).stdout.strip())
+    # Dependencies come from the dev venv; its editable-install hook is in a .pth file there,
+    # which Python does not process for a folder named in another .pth file.
+    (site / "dev-venv.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    pip_install = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
+    _run([*pip_install, "--no-deps", "--no-index", str(wheel)], env=_clean_env())
+
+    empty = tmp_path / "cwd"
+    empty.mkdir()
+    database = tmp_path / "data" / "patroli.db"
+    database.parent.mkdir()
+    env = _clean_env(PATROLI_DATABASE_URL=f"sqlite:///{database}")
+    where = _run(
+        [str(python), "-c", "import service.store.migrate as m; print(m.migrations_dir())"],
+        cwd=empty,
+        env=env,
+    )
+    found = Path(where.stdout.strip()).resolve()
+    assert found.is_relative_to(site.resolve()), f"migrations not from the wheel: {found}"
+
+    result = _run([str(venv / "bin" / "patroli"), "migrate"], cwd=empty, env=env)
+    head = head_revision()
+    assert head and f"at revision {head}" in result.stdout
+    with closing(sqlite3.connect(database)) as conn:
+        (version,) = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    assert version == head
+    assert {"pings", "patrol_routes", "geofences"} <= tables
+    assert list(empty.iterdir()) == [], "migrating must not write into the working directory"
