@@ -22,6 +22,7 @@ EVENT_TYPES = (
     "offline",
     "online",
     "revisit_overdue",
+    "revisited",
 )
 
 

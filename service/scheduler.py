@@ -1,4 +1,4 @@
-"""Time-driven events: `offline` for silent units, `revisit_overdue` for unvisited places."""
+"""Time-driven events: `offline` for silent units, `revisit_overdue`/`revisited` for places."""
 
 from __future__ import annotations
 

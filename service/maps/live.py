@@ -103,6 +103,7 @@ _EVENT_ID: dict[str, str] = {
     "offline": "Tidak terhubung",
     "online": "Terhubung kembali",
     "revisit_overdue": "Terlambat dikunjungi",
+    "revisited": "Dikunjungi kembali",
 }
 _EVENT_EN: dict[str, str] = {
     "geofence_enter": "Entered area",
@@ -115,6 +116,7 @@ _EVENT_EN: dict[str, str] = {
     "offline": "Offline",
     "online": "Back online",
     "revisit_overdue": "Overdue for a visit",
+    "revisited": "Visited again",
 }
 
 
@@ -160,6 +162,7 @@ class OverdueSegment:
     """A route stretch currently overdue for a visit."""
 
     patrol_route_id: int
+    segment: int
     start_m: float
     end_m: float
     since: datetime
@@ -273,7 +276,7 @@ def _overdue_segments(
         start = segment * segment_m
         end = min(start + segment_m, lengths[route_id])
         if start < end:
-            out.append(OverdueSegment(route_id, start, end, mark.since))
+            out.append(OverdueSegment(route_id, segment, start, end, mark.since))
     return out
 
 
@@ -463,7 +466,12 @@ def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
         "events": view.events,
         "offRoute": {str(k): v for k, v in view.off_route.items()},
         "overdue": [
-            {"patrol_route_id": o.patrol_route_id, "start_m": o.start_m, "end_m": o.end_m}
+            {
+                "patrol_route_id": o.patrol_route_id,
+                "segment": o.segment,
+                "start_m": o.start_m,
+                "end_m": o.end_m,
+            }
             for o in view.overdue
         ],
         "routes": _route_chainage(view.routes),

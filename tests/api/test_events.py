@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pyproj import Geod
+from sqlalchemy import select
 
 from service.app import create_app
 from service.config import Settings
+from service.store.models import OverdueMark
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, route_feature
 
@@ -285,3 +287,117 @@ def test_edit_through_another_worker_fires_nothing(
         b.post("/api/v1/pings", json=_ping(*spot, 30))
         events = b.get("/api/v1/events", params={"type": "geofence_enter"}).json()["events"]
     assert events == []
+
+
+def _when(ts: str) -> datetime:
+    return datetime.fromisoformat(ts.replace("Z", "+00:00"))
+
+
+def test_revisited_fires_once_when_an_overdue_place_is_visited(
+    client: TestClient, setup: dict[str, int]
+) -> None:
+    scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
+    # The passes below run on their own clock; the background thread's passes could take the
+    # overdue lock from them, so it is stopped (run_once is the same pass it makes).
+    scheduler.stop()
+    hook = client.post(
+        "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "event_types": ["revisited"]}
+    ).json()
+    route = client.post(
+        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=120)
+    ).json()
+    circle = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": list(along(50))},
+        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 120},
+    }
+    fence = client.post("/api/v1/geofences", json=circle).json()
+    edited = datetime.fromisoformat(route["properties"]["updated_at"])
+    fence_edited = datetime.fromisoformat(fence["properties"]["updated_at"])
+    t0 = (edited - T0).total_seconds()
+
+    def run(after_s: float) -> list[Any]:
+        return list(scheduler.run_once(edited + timedelta(seconds=after_s)))
+
+    def kinds(events: list[Any], kind: str) -> list[tuple[str, int, int | None]]:
+        return sorted(
+            ("route", e.patrol_route_id, e.details["segment"])
+            if e.patrol_route_id
+            else ("site", e.geofence_id, None)
+            for e in events
+            if e.type == kind
+        )
+
+    # Never visited: every segment and the site lapse 120 s after they were drawn.
+    first = run(125)
+    segments = [k for k in kinds(first, "revisit_overdue") if k[0] == "route"]
+    assert len(segments) == 21 and ("site", fence["id"], None) in kinds(first, "revisit_overdue")
+    assert kinds(first, "revisited") == []
+    # A unit drives 60 -> 95 m: segment 1 (50-100 m) only; inside the site at 60 and 75 m.
+    pings = [_ping(*along(c), t0 + s) for c, s in ((60, 150), (75, 155), (95, 160))]
+    assert client.post("/api/v1/pings", json=pings).json()["accepted"] == 3
+    second = run(170)
+    assert kinds(second, "revisited") == [("route", route["id"], 1), ("site", fence["id"], None)]
+    assert kinds(second, "revisit_overdue") == []
+    assert kinds(run(210), "revisited") == []  # each lapse ends once
+
+    stored = client.get("/api/v1/events", params={"type": "revisited"}).json()["events"]
+    assert len(stored) == 2
+    seg, site = sorted(stored, key=lambda e: e["geofence_id"] is not None)
+    ms = timedelta(milliseconds=1)
+    assert seg["patrol_route_id"] == route["id"] and seg["geofence_id"] is None
+    d = seg["details"]
+    assert (d["segment"], d["start_m"], d["end_m"], d["revisit_s"]) == (1, 50.0, 100.0, 120)
+    # ts is the visit that ended the lapse (the last exit from the segment).
+    assert abs(_when(seg["ts"]) - (edited + timedelta(seconds=160))) < ms
+    assert d["last_visit"] == seg["ts"]
+    assert abs(_when(d["overdue_since"]) - (edited + timedelta(seconds=120))) < ms
+    assert seg["position"]["coordinates"] == pytest.approx(list(along(75)), abs=1e-5)
+    assert site["geofence_id"] == fence["id"] and site["patrol_route_id"] is None
+    assert abs(_when(site["ts"]) - (edited + timedelta(seconds=155))) < ms
+    assert site["details"]["last_presence"] == site["ts"]
+    assert (
+        abs(_when(site["details"]["overdue_since"]) - (fence_edited + timedelta(seconds=120))) < ms
+    )
+    # Queued for the webhook that wants them, like every event.
+    deliveries = client.get(f"/api/v1/webhooks/{hook['id']}/deliveries").json()
+    assert sorted(x["event_id"] for x in deliveries) == sorted(e["id"] for e in stored)
+
+
+def test_edits_clear_overdue_marks_without_revisited(
+    client: TestClient, setup: dict[str, int]
+) -> None:
+    scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
+    scheduler.stop()  # as above: only the passes of this test
+    route = client.post(
+        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=120)
+    ).json()
+    circle = {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": list(along(50))},
+        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 120},
+    }
+    fence = client.post("/api/v1/geofences", json=circle).json()
+    other = client.post(
+        "/api/v1/geofences",
+        json={**circle, "properties": {**circle["properties"], "name": "Pos 2"}},
+    ).json()
+    edited = datetime.fromisoformat(route["properties"]["updated_at"])
+    t0 = (edited - T0).total_seconds()
+    first = scheduler.run_once(edited + timedelta(seconds=125))
+    assert {e.geofence_id for e in first if e.type == "revisit_overdue"} >= {
+        fence["id"],
+        other["id"],
+    }
+    # A longer interval on the route and the site makes them fresh again; one site is deleted.
+    for path, rid in (("patrol-routes", route["id"]), ("geofences", fence["id"])):
+        r = client.patch(f"/api/v1/{path}/{rid}", json={"properties": {"revisit_s": 3600}})
+        assert r.status_code == 200, r.text
+    assert client.delete(f"/api/v1/geofences/{other['id']}").status_code == 204
+    # A visit after the edits does not end a lapse either: the edits already did.
+    client.post("/api/v1/pings", json=[_ping(*along(c), t0 + s) for c, s in ((60, 150), (75, 155))])
+    later = scheduler.run_once(edited + timedelta(seconds=170))
+    assert [e.type for e in later if e.type in ("revisited", "revisit_overdue")] == []
+    assert client.get("/api/v1/events", params={"type": "revisited"}).json()["events"] == []
+    with client.app.state.store.read() as session:  # type: ignore[attr-defined]
+        assert session.scalars(select(OverdueMark)).all() == []  # the marks are gone all the same

@@ -160,6 +160,77 @@ def test_live_map_follows_the_stream(
         assert errors == []
 
 
+@pytest.mark.browser
+def test_live_map_clears_a_revisited_segment(
+    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    app = build_app(settings)
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
+    ):
+        scheduler = app.state.scheduler
+        # The passes below run on their own clock; the background thread's passes could take
+        # the overdue lock from them, so it is stopped (run_once is the same pass it makes).
+        scheduler.stop()
+        route = http.post("/api/v1/patrol-routes", json=route_feature(revisit_s=60)).json()
+        rid = route["id"]
+        unit = http.post("/api/v1/units", json={"name": "Polwan 02", "device_id": "p02"}).json()
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
+        edited = datetime.fromisoformat(route["properties"]["updated_at"])
+
+        # Never visited: every segment lapses 60 s after the route was drawn.
+        first = scheduler.run_once(edited + timedelta(seconds=65))
+        overdue = sorted(e.details["segment"] for e in first if e.type == "revisit_overdue")
+        assert 3 in overdue and len(overdue) > 1
+
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route("**/*", local_only)
+            page.goto(
+                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
+            )
+            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            red = page.locator(f'.patroli-overdue[data-route-id="{rid}"]')
+            segment3 = page.locator(f'.patroli-overdue[data-route-id="{rid}"][data-segment="3"]')
+            assert red.count() == len(overdue)  # painted from the open marks at page load
+            assert segment3.count() == 1
+
+            # A unit drives through segment 3 (150-200 m); the next pass ends its lapse.
+            track = [
+                live_ping("p02", c, edited + timedelta(seconds=s))
+                for c, s in ((160, 80), (175, 85), (190, 90))
+            ]
+            r = http.post("/api/v1/pings", json=track, headers=tracker)
+            assert r.status_code == 200, r.text
+            second = scheduler.run_once(edited + timedelta(seconds=100))
+            revisited = [e for e in second if e.type == "revisited"]
+            assert [(e.patrol_route_id, e.details["segment"]) for e in revisited] == [(rid, 3)]
+
+            alert = page.locator('#patroli-alerts li[data-type="revisited"]')
+            alert.wait_for(state="visible", timeout=5000)
+            text = alert.first.inner_text()
+            assert "Dikunjungi kembali" in text
+            assert "Segmen 150\u2013200 m" in text
+            assert "Jl. Sudirman" in text
+            segment3.wait_for(state="detached", timeout=2000)
+            assert red.count() == len(overdue) - 1  # only the visited segment is cleared
+            keys = page.evaluate("Object.keys(window.patroliLive.overdue)")
+            assert f"{rid}:3" not in keys and len(keys) == len(overdue) - 1
+            name = "live-map-revisited.png"
+            if backend != "sqlite":
+                name = f"live-map-revisited-{backend}.png"
+            page.screenshot(path=str(artifacts_dir / name))
+        finally:
+            context.close()
+        assert errors == []
+
+
 def test_live_page_is_offline_and_needs_a_viewer_key(settings: Settings) -> None:
     from fastapi.testclient import TestClient
 

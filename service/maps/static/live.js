@@ -149,12 +149,22 @@
     }
 
     // ---- events -----------------------------------------------------------------------
-    function drawOverdue(routeId, startM, endM) {
+    // Overdue stretches are keyed by route and segment index: the chainage of a mark read at
+    // page load and of a live event for the same segment may differ by rounding.
+    var overdueLines = {};
+
+    function overdueKey(routeId, segment, startM, endM) {
+      return typeof segment === "number"
+        ? routeId + ":" + segment
+        : routeId + ":" + startM + ":" + endM;
+    }
+
+    function drawOverdue(routeId, segment, startM, endM) {
       var route = cfg.routes[String(routeId)];
       if (!route) {
         return;
       }
-      var key = routeId + ":" + startM + ":" + endM;
+      var key = overdueKey(routeId, segment, startM, endM);
       if (state.overdue[key]) {
         return;
       }
@@ -168,13 +178,28 @@
         opacity: 0.95,
         className: "patroli-overdue",
       }).addTo(overdueLayer);
-      C.tag(line, { "route-id": routeId, "start-m": startM, "end-m": endM });
+      var tags = { "route-id": routeId, "start-m": startM, "end-m": endM };
+      if (typeof segment === "number") {
+        tags.segment = segment;
+      }
+      C.tag(line, tags);
       line.bindTooltip(
         "<b>" + C.esc(t.overdue) + "</b><br>" + C.esc(route.name) + ", " +
           Math.round(startM) + "\u2013" + Math.round(endM) + " m",
         { sticky: true }
       );
-      state.overdue[key] = { patrol_route_id: routeId, start_m: startM, end_m: endM };
+      overdueLines[key] = line;
+      state.overdue[key] = { patrol_route_id: routeId, segment: segment, start_m: startM, end_m: endM };
+    }
+
+    function clearOverdue(routeId, segment, startM, endM) {
+      var key = overdueKey(routeId, segment, startM, endM);
+      var line = overdueLines[key];
+      if (line) {
+        overdueLayer.removeLayer(line);
+      }
+      delete overdueLines[key];
+      delete state.overdue[key];
     }
 
     function where(ev) {
@@ -188,7 +213,7 @@
         parts.push(C.esc(fence || "#" + ev.geofence_id));
       }
       var d = ev.details || {};
-      if (ev.type === "revisit_overdue" && typeof d.start_m === "number") {
+      if ((ev.type === "revisit_overdue" || ev.type === "revisited") && typeof d.start_m === "number") {
         parts.push(C.esc(t.segment) + " " + Math.round(d.start_m) + "\u2013" + Math.round(d.end_m) + " m");
       }
       return parts.join(", ");
@@ -210,10 +235,17 @@
         if (el) {
           el.classList.toggle("patroli-offline", ev.type === "offline");
         }
-      } else if (ev.type === "revisit_overdue" && ev.patrol_route_id !== null && ev.patrol_route_id !== undefined) {
+      } else if (
+        (ev.type === "revisit_overdue" || ev.type === "revisited") &&
+        ev.patrol_route_id !== null && ev.patrol_route_id !== undefined
+      ) {
         var d = ev.details || {};
         if (typeof d.start_m === "number" && typeof d.end_m === "number") {
-          drawOverdue(ev.patrol_route_id, d.start_m, d.end_m);
+          if (ev.type === "revisited") {
+            clearOverdue(ev.patrol_route_id, d.segment, d.start_m, d.end_m);
+          } else {
+            drawOverdue(ev.patrol_route_id, d.segment, d.start_m, d.end_m);
+          }
         }
       }
     }
@@ -271,7 +303,7 @@
       styleMarker(unitId);
     });
     cfg.overdue.forEach(function (o) {
-      drawOverdue(o.patrol_route_id, o.start_m, o.end_m);
+      drawOverdue(o.patrol_route_id, o.segment, o.start_m, o.end_m);
     });
     cfg.events.forEach(function (ev) {
       addAlert(ev, false);
