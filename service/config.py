@@ -44,6 +44,9 @@ class Settings(BaseSettings):
 
     segment_m: float = Field(50.0, gt=0, description="Coverage segment length (m).")
     max_gap_s: float = Field(60.0, gt=0, description="Longest gap (s) bridged between pings.")
+    max_window_days: float = Field(
+        31.0, gt=0, description="Longest window (days) an analytics, map or track request may ask."
+    )
     max_accuracy_m: float = Field(100.0, gt=0, description="Pings less accurate are flagged.")
     max_speed_mps: float = Field(60.0, gt=0, description="Implied speed that flags a teleport.")
     future_tolerance_s: float = Field(300.0, ge=0, description="Device time ahead of now allowed.")

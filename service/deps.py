@@ -169,34 +169,69 @@ class Window:
 def parse_time(value: str, name: str) -> datetime:
     """An ISO 8601 or epoch-seconds query value as an aware UTC datetime."""
     try:
-        parsed = datetime.fromtimestamp(float(value), UTC)
+        seconds: float | None = float(value)
     except ValueError:
+        seconds = None
+    if seconds is not None:
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInput(
-                f"{name}={value!r} is not an ISO 8601 time or epoch seconds"
-            ) from None
-    except OverflowError:
-        raise InvalidInput(f"{name}={value!r} is out of range") from None
+            return datetime.fromtimestamp(seconds, UTC)
+        except (ValueError, OverflowError, OSError):
+            raise InvalidInput(f"{name}={value!r} is out of range") from None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"{name}={value!r} is not an ISO 8601 time or epoch seconds") from None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
+# Analytics and maps read whole windows of fixes: years before GPS tracking or far ahead are
+# typing mistakes (and overflow date arithmetic), not windows anyone means.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def check_time_range(value: datetime, name: str) -> datetime:
+    """InvalidInput unless the time lies between 1970 and 2199."""
+    if not EARLIEST <= value < LATEST:
+        raise InvalidInput(f"{name}={value.isoformat()} is outside the years 1970-2199")
+    return value
+
+
 async def window_query(
+    settings: SettingsDep,
     from_: Annotated[
         str | None,
         Query(alias="from", description="Start (inclusive), ISO 8601 or epoch s. Default: to-24h"),
     ] = None,
     to: Annotated[
-        str | None, Query(description="End (exclusive), ISO 8601 or epoch s. Default: now")
+        str | None,
+        Query(description="End (exclusive), ISO 8601 or epoch s. Default and latest: now"),
     ] = None,
 ) -> Window:
-    """The [from, to) window of a query (the last 24 hours by default)."""
-    end = parse_time(to, "to") if to else datetime.now(UTC)
-    start = parse_time(from_, "from") if from_ else end - timedelta(hours=24)
+    """The [from, to) window of a query (the last 24 hours by default; never beyond now)."""
+    now = datetime.now(UTC)
+    end = check_time_range(parse_time(to, "to"), "to") if to else now
+    start = (
+        check_time_range(parse_time(from_, "from"), "from") if from_ else end - timedelta(hours=24)
+    )
+    if start >= now:
+        raise InvalidInput(f"from={start.isoformat()} is in the future: there are no fixes yet")
     if start >= end:
         raise InvalidInput("'from' must be earlier than 'to'")
-    return Window(start, end)
+    longest = timedelta(days=settings.max_window_days)
+    if end - start > longest:
+        raise InvalidInput(
+            f"the window is {(end - start) / timedelta(days=1):.1f} days long; at most "
+            f"{settings.max_window_days:g} days may be asked at once (PATROLI_MAX_WINDOW_DAYS)"
+        )
+    # Time after now has no fixes yet: counted, it would show as unvisited or uncovered.
+    return Window(start, min(end, now))
 
 
 WindowDep = Annotated[Window, Depends(window_query)]
+SegmentQuery = Annotated[
+    float | None, Query(gt=0, le=1_000_000, description="Segment length (m). Default: setting")
+]
+MaxGapQuery = Annotated[
+    float | None, Query(gt=0, le=86_400, description="Longest bridged gap (s). Default: setting")
+]

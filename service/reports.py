@@ -390,9 +390,12 @@ def parse_hhmm(value: str, name: str) -> time:
 def parse_date(value: str) -> date:
     """A calendar date written YYYY-MM-DD."""
     try:
-        return date.fromisoformat(value)
+        parsed = date.fromisoformat(value)
     except ValueError:
         raise InvalidInput(f"date={value!r} is not a date YYYY-MM-DD") from None
+    if not 1970 <= parsed.year < 2200:
+        raise InvalidInput(f"date={value!r} is outside the years 1970-2199")
+    return parsed
 
 
 def shift_windows(

@@ -75,7 +75,7 @@ def test_two_workers_fire_each_transition_once(postgis_url: str, tmp_path: Path)
                 [
                     f
                     for f in http.get(
-                        "/api/v1/units/1/track", params={"from": "2024-01-01", "to": "2025-01-01"}
+                        "/api/v1/units/1/track", params={"from": "2024-11-10", "to": "2024-12-10"}
                     ).json()["features"]
                     if f["properties"]["kind"] == "fix"
                 ]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from service import presence, reports
-from service.deps import SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.deps import MaxGapQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
@@ -29,7 +29,7 @@ def read_geofence_presence(
     store: StoreDep,
     settings: SettingsDep,
     _: ViewerDep,
-    max_gap_s: Annotated[float | None, Query(gt=0, description="Longest bridged gap (s)")] = None,
+    max_gap_s: MaxGapQuery = None,
 ) -> dict[str, Any]:
     """Who was at the geofence in [from, to), when nobody was, visits and sambang, hourly view."""
     with store.read() as session:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service import compliance, near
-from service.deps import SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
 
 router = APIRouter(prefix="/api/v1", tags=["coverage"])
 
@@ -23,8 +23,8 @@ def read_route_compliance(
         float | None,
         Query(gt=0, description="Longest allowed unvisited gap (s). Default: the route's"),
     ] = None,
-    segment_m: Annotated[float | None, Query(gt=0, description="Segment length (m)")] = None,
-    max_gap_s: Annotated[float | None, Query(gt=0, description="Longest bridged gap (s)")] = None,
+    segment_m: SegmentQuery = None,
+    max_gap_s: MaxGapQuery = None,
     unit: Annotated[int | None, Query(description="Only this unit's visits")] = None,
 ) -> compliance.RouteComplianceOut:
     """Whether each segment was visited at least every revisit_s in [from, to)."""

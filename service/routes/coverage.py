@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from service import coverage
-from service.deps import SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
 from service.schemas import RouteCoverageOut
 
 router = APIRouter(prefix="/api/v1/coverage", tags=["coverage"])
@@ -20,8 +20,8 @@ def read_patrol_route_coverage(
     store: StoreDep,
     settings: SettingsDep,
     _: ViewerDep,
-    segment_m: Annotated[float | None, Query(gt=0, description="Segment length (m)")] = None,
-    max_gap_s: Annotated[float | None, Query(gt=0, description="Longest bridged gap (s)")] = None,
+    segment_m: SegmentQuery = None,
+    max_gap_s: MaxGapQuery = None,
     unit: Annotated[int | None, Query(description="Only this unit's visits")] = None,
 ) -> RouteCoverageOut:
     """Share of the route visited in [from, to) and each segment's first/last visit."""

@@ -31,7 +31,7 @@ def units(client: TestClient) -> dict[str, dict[str, Any]]:
 
 def _track(client: TestClient, unit_id: int) -> list[dict[str, Any]]:
     r = client.get(
-        f"/api/v1/units/{unit_id}/track", params={"from": "2023-01-01", "to": "2026-12-31"}
+        f"/api/v1/units/{unit_id}/track", params={"from": "2024-11-10", "to": "2024-12-10"}
     )
     return [f for f in r.json()["features"] if f["properties"]["kind"] == "fix"]
 
