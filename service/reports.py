@@ -27,15 +27,15 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import numpy as np
 import shapely
 from pyproj import Geod
-from shapely.geometry import LineString
+from shapely.geometry import LineString, mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -286,16 +286,22 @@ def unit_json(rep: UnitReport, areas: Areas) -> dict[str, Any]:
     }
 
 
-def geofence_column(name: str) -> str:
-    """The CSV column of the time spent in a geofence: time_in_<name>_s."""
-    return f"time_in_{name}_s"
+def geofence_columns(fences: list[Geofence]) -> list[str]:
+    """CSV columns of the time spent in each geofence: time_in_<name>_s (with #id if shared)."""
+    names = Counter(row.name for row in fences)
+    return [
+        f"time_in_{row.name}_s" if names[row.name] == 1 else f"time_in_{row.name} #{row.id}_s"
+        for row in fences
+    ]
+
+
+_UNIT_BASE = ["fixes", "distance_m", "time_on_route_s"]
+_UNIT_TAIL = ["stops", "first_fix", "last_fix"]
 
 
 def unit_columns(areas: Areas) -> list[str]:
     """CSV header of a unit row."""
-    base = ["unit_id", "unit_name", "fixes", "distance_m", "time_on_route_s"]
-    fences = [geofence_column(row.name) for row in areas.fences]
-    return [*base, *fences, "stops", "first_fix", "last_fix"]
+    return ["unit_id", "unit_name", *_UNIT_BASE, *geofence_columns(areas.fences), *_UNIT_TAIL]
 
 
 def unit_row(rep: UnitReport, areas: Areas) -> list[Any]:
@@ -315,13 +321,29 @@ def unit_row(rep: UnitReport, areas: Areas) -> list[Any]:
     ]
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection): names
+# typed by users are written with a leading apostrophe instead.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def to_csv(header: list[str], rows: list[list[Any]]) -> str:
-    """Rows as CSV text with a header line."""
+    """Rows as CSV text with a header line (text cells made safe for spreadsheets)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
+    writer.writerow([_cell(c) for c in header])
+    writer.writerows([_cell(c) for c in row] for row in rows)
     return buf.getvalue()
+
+
+def _intervals_text(rows: list[dict[str, Any]]) -> str:
+    """Intervals as ISO 8601 "from/to" pairs separated by "; "."""
+    return "; ".join(f"{r['from']}/{r['to']}" for r in rows)
 
 
 @dataclass(frozen=True)
@@ -425,26 +447,100 @@ class ShiftReport:
         return {"date": self.date, "shifts": self.shifts}
 
     def csv(self) -> str:
-        """One row per shift and unit: the shift, its window, then the unit report's columns."""
-        header = ["shift", "shift_from", "shift_to", *unit_columns(self.areas)]
-        rows = [
-            [name, window["from"], window["to"], *unit_row(rep, self.areas)]
-            for name, window, reports in self.unit_reports
-            for rep in reports
-        ]
+        """One row per shift and unit, patrol route and critical site (`record` says which)."""
+        fences = geofence_columns(self.areas.fences)
+        header = ["shift", "shift_from", "shift_to", "record", "id", "name", *_UNIT_BASE]
+        header += [*fences, *_UNIT_TAIL, "coverage_ratio", "covered_s", "uncovered_intervals"]
+        blank_unit = [""] * (len(_UNIT_BASE) + len(fences) + len(_UNIT_TAIL))
+        rows: list[list[Any]] = []
+        for shift, (name, window, reports) in zip(self.shifts, self.unit_reports, strict=True):
+            lead = [name, window["from"], window["to"]]
+            rows += [[*lead, "unit", *unit_row(rep, self.areas), "", "", ""] for rep in reports]
+            for r in shift["patrol_routes"]:
+                ident = [r["patrol_route_id"], r["name"]]
+                rows.append(
+                    [*lead, "patrol_route", *ident, *blank_unit, r["coverage_ratio"], "", ""]
+                )
+            for c in shift["critical_sites"]:
+                gaps = _intervals_text(c["uncovered_intervals"])
+                ident = [c["geofence_id"], c["name"]]
+                rows.append(
+                    [
+                        *lead,
+                        "critical_site",
+                        *ident,
+                        *blank_unit,
+                        c["coverage_ratio"],
+                        c["covered_s"],
+                        gaps,
+                    ]
+                )
         return to_csv(header, rows)
+
+    def geojson(self) -> GeoJSONDict:
+        """Per shift: each unit's simplified track, each patrol route and critical site."""
+        routes = {row.id: row for row, _ in self.areas.routes}
+        fences = {row.id: row for row in self.areas.fences}
+        features: list[dict[str, Any]] = []
+        for shift, (name, _, reports) in zip(self.shifts, self.unit_reports, strict=True):
+            for rep in reports:
+                coords = simplify_line(rep.track)
+                features.append(
+                    {
+                        "type": "Feature",
+                        "geometry": {"type": "LineString", "coordinates": coords.tolist()}
+                        if coords.shape[0] >= 2
+                        else None,
+                        "properties": {
+                            "record": "unit",
+                            "shift": name,
+                            **unit_json(rep, self.areas),
+                        },
+                    }
+                )
+            for r in shift["patrol_routes"]:
+                features.append(
+                    {
+                        "type": "Feature",
+                        "geometry": mapping(routes[r["patrol_route_id"]].geom),
+                        "properties": {"record": "patrol_route", "shift": name, **r},
+                    }
+                )
+            for c in shift["critical_sites"]:
+                fence = fences[c["geofence_id"]]
+                features.append(
+                    {
+                        "type": "Feature",
+                        "geometry": mapping(fence.geom),
+                        "properties": {
+                            "record": "critical_site",
+                            "shift": name,
+                            "radius_m": fence.radius_m,
+                            **c,
+                        },
+                    }
+                )
+        return {"type": "FeatureCollection", "features": features, "date": self.date}
 
 
 def shifts_report(
     session: Session, day: str, day_start: str, night_start: str, settings: Settings
 ) -> ShiftReport:
     """Day and night shift reports of a local date, reading the fixes once."""
-    windows = shift_windows(
-        parse_date(day),
-        parse_hhmm(day_start, "day_start"),
-        parse_hhmm(night_start, "night_start"),
-        settings,
-    )
+    now = datetime.now(UTC)
+    # A shift still running is reported up to now; one not started yet is left out.
+    windows = [
+        (name, Window(w.start, min(w.end, now)))
+        for name, w in shift_windows(
+            parse_date(day),
+            parse_hhmm(day_start, "day_start"),
+            parse_hhmm(night_start, "night_start"),
+            settings,
+        )
+        if w.start < now
+    ]
+    if not windows:
+        raise InvalidInput(f"date={day!r}: no shift of that day has started yet")
     areas = Areas.load(session)
     max_gap_s = settings.max_gap_s
     fixes = read_fixes(session, Window(windows[0][1].start, windows[-1][1].end), max_gap_s)

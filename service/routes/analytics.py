@@ -66,11 +66,13 @@ def read_shifts_report(
     night_start: Annotated[
         str, Query(description="Local start of the night shift, HH:MM")
     ] = "19:00",
-    format: Annotated[Literal["json", "csv"], Query()] = "json",
+    format: Annotated[Literal["json", "csv", "geojson"], Query()] = "json",
 ) -> Response:
     """Day and night shift reports: units, patrol-route coverage, critical-site coverage."""
     with store.read() as session:
         report = reports.shifts_report(session, date, day_start, night_start, settings)
     if format == "csv":
         return _csv(report.csv(), f"shifts-{date}.csv")
+    if format == "geojson":
+        return JSONResponse(report.geojson(), media_type=GEOJSON)
     return JSONResponse(report.json())

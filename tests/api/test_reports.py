@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -198,8 +199,51 @@ def test_shift_report_splits_at_local_times(client: TestClient, scene: dict[str,
     r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27", "format": "csv"})
     assert r.status_code == 200, r.text
     rows = list(csv.reader(io.StringIO(r.text)))
-    assert rows[0][:4] == ["shift", "shift_from", "shift_to", "unit_id"]
-    assert [row[0] for row in rows[1:]] == ["day", "day", "night", "night"]
+    assert rows[0][:6] == ["shift", "shift_from", "shift_to", "record", "id", "name"]
+    assert rows[0][-3:] == ["coverage_ratio", "covered_s", "uncovered_intervals"]
+    kinds = [(row[0], row[3]) for row in rows[1:]]
+    assert kinds == [
+        ("day", "unit"), ("day", "unit"), ("day", "patrol_route"), ("day", "critical_site"),
+        ("night", "unit"), ("night", "unit"), ("night", "patrol_route"), ("night", "critical_site"),
+    ]  # fmt: skip
+    day_site = dict(zip(rows[0], rows[4], strict=True))
+    assert day_site["name"] == "Kantor KPU" and float(day_site["covered_s"]) == 630
+    assert day_site["uncovered_intervals"].startswith("2024-11-26T23:10:00Z/2024-11-27T10:59:30Z")
+    day_unit = dict(zip(rows[0], rows[2], strict=True))
+    assert day_unit["name"] == "Samapta 2" and day_unit["fixes"] == "21"
+
+    r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27", "format": "geojson"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
+    features = r.json()["features"]
+    records = [(f["properties"]["shift"], f["properties"]["record"]) for f in features]
+    assert records == [(k, v) for k, v in kinds]
+    site = next(f for f in features if f["properties"]["record"] == "critical_site")
+    assert site["geometry"]["type"] == "Point" and site["properties"]["radius_m"] == 50
+    assert site["properties"]["uncovered_intervals"][0]["duration_s"] == 42570.0
+    route = next(f for f in features if f["properties"]["record"] == "patrol_route")
+    assert route["geometry"]["type"] == "LineString"
+    track = next(
+        f for f in features
+        if f["properties"]["record"] == "unit" and f["properties"]["unit_name"] == "Samapta 2"
+    )  # fmt: skip
+    assert track["properties"]["shift"] == "day" and track["geometry"]["type"] == "LineString"
+
+
+def test_csv_is_safe_for_spreadsheets_and_tells_geofences_apart(
+    client: TestClient, scene: dict[str, int]
+) -> None:
+    client.post("/api/v1/units", json={"name": '=HYPERLINK("http://x")', "device_id": "u3"})
+    twin = client.post("/api/v1/geofences", json=circle_feature(*along(100, 0), radius_m=30))
+    post(client, [at("u3", SITE, 0.0)])
+    r = client.get("/api/v1/reports/units", params={**window(), "format": "csv"})
+    rows = list(csv.reader(io.StringIO(r.text)))
+    fences = [c for c in rows[0] if c.startswith("time_in_")]
+    assert fences == [
+        f"time_in_Kantor KPU #{scene['site']}_s",
+        f"time_in_Kantor KPU #{twin.json()['id']}_s",
+    ]
+    names = [row[1] for row in rows[1:]]
+    assert '\'=HYPERLINK("http://x")' in names
 
 
 @pytest.mark.parametrize(
@@ -219,3 +263,20 @@ def test_units_without_fixes(client: TestClient, scene: dict[str, int]) -> None:
     body = client.get("/api/v1/reports/units", params=window()).json()
     assert body["window"]["timezone"] == "Asia/Makassar"
     assert all(u["first_fix"] is None and u["distance_m"] == 0 for u in body["units"])
+
+
+def test_shift_report_stops_at_now(client: TestClient, scene: dict[str, int]) -> None:
+    r = client.get("/api/v1/reports/shifts", params={"date": "2199-06-01"})
+    assert r.status_code == 422 and "has started yet" in r.json()["detail"]
+    today = datetime.now(ZoneInfo("Asia/Makassar")).date().isoformat()
+    r = client.get("/api/v1/reports/shifts", params={"date": today})
+    if r.status_code == 422:  # before 07:00 WITA: neither shift of today has begun
+        assert "has started yet" in r.json()["detail"]
+        return
+    now = datetime.now(UTC)
+    for shift in r.json()["shifts"]:
+        to = datetime.fromisoformat(shift["window"]["to"].replace("Z", "+00:00"))
+        assert to <= now
+        for site in shift["critical_sites"]:  # nothing uncovered after now
+            for gap in site["uncovered_intervals"]:
+                assert datetime.fromisoformat(gap["to"].replace("Z", "+00:00")) <= now
