@@ -12,6 +12,9 @@ same window:
   coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
   NumPy path            on PostGIS also coverage the SQLite way: every fix read, located in NumPy.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
+Finally it serves the app and loads /maps/coverage for the window in headless Chromium
+(/usr/bin/chromium via Playwright, every non-local request aborted), printing how long the
+server took to answer and how long the page took to load and draw after its HTML arrived.
 
     .venv/bin/python bench/coverage.py                       # both backends
     .venv/bin/python bench/coverage.py --backend postgis --units 50 --hours 24
@@ -21,6 +24,7 @@ Each figure is the best of --repeat runs; the ratio is to the read time of the s
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -40,8 +44,15 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from common import for_backends, print_table  # type: ignore[import-not-found]  # noqa: E402
+from common import (  # type: ignore[import-not-found]  # noqa: E402
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    for_backends,
+    print_table,
+    serve,
+)
 
+from service.app import create_app  # noqa: E402
 from service.areas import get_route  # noqa: E402
 from service.compliance import compute_compliance  # noqa: E402
 from service.config import Settings  # noqa: E402
@@ -176,6 +187,40 @@ def backend_url(name: str, workdir: Path) -> Iterator[str]:
         admin.dispose()
 
 
+def browser_load(url: str, window: Window) -> dict[str, float] | None:
+    """Load /maps/coverage of the window in headless Chromium; milliseconds of each phase."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if not Path(CHROMIUM).exists():
+        return None
+    settings = Settings(_env_file=None, database_url=url, open_read=True)  # type: ignore[call-arg]
+    query = f"from={window.start.isoformat()}&to={window.end.isoformat()}".replace("+", "%2B")
+    with serve(create_app(settings)) as base, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            # Nothing may come from the internet: tiles are aborted, everything else is local.
+            page.route(
+                "**/*", lambda r: r.continue_() if r.request.url.startswith(base) else r.abort()
+            )
+            page.goto(f"{base}/maps/coverage?{query}", wait_until="load", timeout=120_000)
+            page.wait_for_function(
+                "document.querySelectorAll('path.leaflet-interactive').length > 0"
+            )
+            rendered = page.evaluate("performance.now()")
+            timing = page.evaluate("JSON.stringify(performance.getEntriesByType('navigation')[0])")
+        finally:
+            browser.close()
+    nav = json.loads(timing)
+    return {
+        "server": nav["responseStart"] - nav["requestStart"],
+        "page": nav["loadEventEnd"] - nav["responseEnd"],
+        "rendered": rendered - nav["responseEnd"],
+    }
+
+
 def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str, ...]]:
     """Load one backend and time read, coverage and compliance on the whole window."""
     with backend_url(name, workdir) as url:
@@ -229,6 +274,15 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 rows.append((name, f"{stored:,}", label, f"{t * 1e3:,.0f}", f"{t / t_read:.2f}"))
             size = len(html[0].encode()) if html else 0
             print(f"{name}: coverage map HTML {size / 1e6:.2f} MB")
+        timing = browser_load(url, window)
+        if timing is None:
+            print(f"{name}: no Chromium/Playwright here, map page load not measured")
+        else:
+            print(
+                f"{name}: /maps/coverage in Chromium: server {timing['server']:,.0f} ms, then "
+                f"page load {timing['page']:,.0f} ms, map drawn {timing['rendered']:,.0f} ms "
+                "after the HTML"
+            )
         print(f"{name}: coverage_ratio {ratio:.3f}")
         store.dispose()
         return rows
