@@ -22,11 +22,10 @@ def local_settings(session: Session, settings: Mapping[str, str]) -> Iterator[No
     before = [session.execute(current, {"n": n}).scalar_one() for n in names]
     for name in names:
         session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": settings[name]})
-    try:
-        yield
-    finally:
-        for name, value in zip(names, before, strict=True):
-            session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    yield
+    # (After an error the transaction is aborted and its rollback undoes the settings anyway.)
+    for name, value in zip(names, before, strict=True):
+        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
 
 
 def copy_columns(
@@ -53,7 +52,7 @@ def copy_columns(
     extension = int.from_bytes(data[15:19], "big")
     body = data[19 + extension : -2]  # the trailer is a field count of -1
     if len(body) % record.itemsize:
-        raise RuntimeError("unexpected COPY output: rows of an unexpected size (a NULL value?)")
+        raise RuntimeError("unexpected COPY output: rows do not match the column types (or a NULL)")
     rows = np.frombuffer(body, dtype=record)
     if rows.size and not (rows["count"] == len(kinds)).all():
         raise RuntimeError("unexpected COPY output: wrong column count")
