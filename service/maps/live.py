@@ -16,12 +16,13 @@ import shapely
 from branca.element import MacroElement
 from folium.template import Template
 from shapely.geometry import LineString, Polygon
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.evaluate import corridor_from_row, fence_from_row
-from service.eventlog import EventFilter, query_events
+from service.eventlog import event_dict
+from service.events.machine import UnitMachine
 from service.maps.assets import offline_map
 from service.maps.coverage import (
     CRITICAL_COLOR,
@@ -41,14 +42,15 @@ from service.maps.coverage import (
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
 from service.positions import latest_positions
-from service.store.models import Geofence, OverdueMark, PatrolRoute
-from service.stream import current_cursor
+from service.quality import EXCLUDED
+from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
+from service.stream import Cursor, current_cursor
 
 ASSET_DIR = "patroli"  # served at {static_prefix}/patroli/
-TRAIL_LENGTH = 20
+TRAIL_LENGTH = 20  # fixes per unit trail, also the most a trail starts with on load
+TRAIL_SEED_S = 600.0  # trails start with the good fixes of this many seconds before load
 ALERTS_MAX = 50
 RECENT_EVENTS_H = 24.0  # events shown in the alerts panel on load
-STATE_EVENTS_MAX = 5000  # off_route/on_route events read to know who is off route now
 OVERDUE_COLOR = "#d7191c"
 FIT_MAX_ZOOM = 17
 
@@ -59,8 +61,10 @@ _LIVE_ID: dict[str, str] = {
     "no_alerts": "Belum ada peringatan",
     "connected": "Terhubung",
     "connecting": "Menghubungkan…",
-    "disconnected": "Terputus, menyambung ulang…",
+    "disconnected": "Terputus",
+    "reconnecting": "Terputus, menyambung ulang…",
     "off_route_now": "Keluar rute",
+    "offline_now": "Tidak terhubung",
     "overdue": "Segmen terlambat dikunjungi",
     "play": "Putar",
     "pause": "Jeda",
@@ -79,8 +83,10 @@ _LIVE_EN: dict[str, str] = {
     "no_alerts": "No alerts yet",
     "connected": "Connected",
     "connecting": "Connecting…",
-    "disconnected": "Disconnected, reconnecting…",
+    "disconnected": "Disconnected",
+    "reconnecting": "Disconnected, reconnecting…",
     "off_route_now": "Off route",
+    "offline_now": "Offline",
     "overdue": "Segment overdue for a visit",
     "play": "Play",
     "pause": "Pause",
@@ -183,6 +189,8 @@ class LiveMapView:
     lang: str
     tile_url: str
     tile_attribution: str
+    offline: list[int] = field(default_factory=list)
+    trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     static_prefix: str = "/static"
     stream_path: str = "/api/v1/stream"
     trail_length: int = TRAIL_LENGTH
@@ -243,19 +251,67 @@ def _latest_units(session: Session) -> list[LiveUnit]:
     return units
 
 
-def _off_route_now(session: Session, since: datetime) -> dict[int, list[int]]:
-    """Route ids each unit is off of, from the latest off_route/on_route events since `since`."""
-    state: dict[tuple[int, int], bool] = {}
-    f = EventFilter(start=since, types=("off_route", "on_route"))
-    for event in query_events(session, f, STATE_EVENTS_MAX):
-        unit_id, route_id = event["unit_id"], event["patrol_route_id"]
-        if unit_id is None or route_id is None:
-            continue
-        state[(unit_id, route_id)] = event["type"] == "off_route"
-    out: dict[int, list[int]] = {}
-    for (unit_id, route_id), off in state.items():
+def _unit_states(session: Session, route_ids: set[int]) -> tuple[dict[int, list[int]], list[int]]:
+    """Routes each unit is off of now, and the units offline now, from their event machines."""
+    off_route: dict[int, list[int]] = {}
+    offline: list[int] = []
+    rows = session.execute(
+        select(UnitState.unit_id, UnitState.machine)
+        .where(UnitState.machine.is_not(None))
+        .order_by(UnitState.unit_id)
+    )
+    for unit_id, saved in rows:
+        try:
+            machine = UnitMachine.from_dict(saved)
+        except (KeyError, TypeError, ValueError):
+            continue  # a state this version cannot read: shown as on route and online
+        off = sorted(r for r, st in machine.routes.items() if st.off and r in route_ids)
         if off:
-            out.setdefault(unit_id, []).append(route_id)
+            off_route[unit_id] = off
+        if machine.offline:
+            offline.append(unit_id)
+    return off_route, offline
+
+
+def _recent_events(session: Session, since: datetime, cursor: Cursor) -> list[dict[str, Any]]:
+    """The newest ALERTS_MAX events since `since` up to the cursor, oldest first."""
+    rows = session.execute(
+        select(Event, Unit.name)
+        .outerjoin(Unit, Unit.id == Event.unit_id)
+        .where(Event.ts >= since, Event.id <= cursor.event_id)
+        .order_by(Event.id.desc())
+        .limit(ALERTS_MAX)
+    ).all()
+    return [event_dict(event, name) for event, name in reversed(rows)]
+
+
+def _recent_trails(
+    session: Session, since: datetime, cursor: Cursor, per_unit: int
+) -> dict[int, list[tuple[float, float]]]:
+    """Each unit's newest `per_unit` analytics-eligible fixes since `since`, oldest first."""
+    rank = (
+        func.row_number()
+        .over(partition_by=Ping.unit_id, order_by=(Ping.ts.desc(), Ping.id.desc()))
+        .label("rank")
+    )
+    recent = (
+        select(Ping.unit_id, Ping.ts, Ping.id, Ping.lon, Ping.lat, rank)
+        .where(
+            Ping.ts >= since,
+            Ping.id <= cursor.ping_id,
+            Ping.flags.op("&")(int(EXCLUDED)) == 0,
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(recent.c.unit_id, recent.c.lon, recent.c.lat)
+        .where(recent.c.rank <= per_unit)
+        .order_by(recent.c.unit_id, recent.c.ts, recent.c.id)
+    )
+    out: dict[int, list[tuple[float, float]]] = {}
+    for unit_id, lon, lat in rows:
+        if math.isfinite(lon) and math.isfinite(lat):
+            out.setdefault(int(unit_id), []).append((round(lon, 7), round(lat, 7)))
     return out
 
 
@@ -289,13 +345,16 @@ def live_map_view(
     cursor = current_cursor(session)
     routes = route_lines(session)
     since = now - timedelta(hours=RECENT_EVENTS_H)
-    recent = query_events(session, EventFilter(start=since), 100_000)[-ALERTS_MAX:]
+    off_route, offline = _unit_states(session, {r.id for r in routes})
+    trail_since = now - timedelta(seconds=TRAIL_SEED_S)
     return LiveMapView(
         routes=routes,
         fences=fence_layers(session),
         units=_latest_units(session),
-        events=recent,
-        off_route=_off_route_now(session, since),
+        events=_recent_events(session, since, cursor),
+        off_route=off_route,
+        offline=offline,
+        trails=_recent_trails(session, trail_since, cursor, TRAIL_LENGTH),
         overdue=_overdue_segments(session, routes, settings.segment_m),
         cursor=str(cursor),
         tz=settings.tz,
@@ -465,6 +524,8 @@ def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
         "positions": positions,
         "events": view.events,
         "offRoute": {str(k): v for k, v in view.off_route.items()},
+        "offline": view.offline,
+        "trails": {str(k): [[lon, lat] for lon, lat in v] for k, v in view.trails.items()},
         "overdue": [
             {
                 "patrol_route_id": o.patrol_route_id,

@@ -61,9 +61,12 @@ def live_server() -> Iterator[Callable[[Any], AbstractContextManager[str]]]:
     yield serve_app
 
 
-@pytest.fixture(scope="session")
+# Module scope: while Playwright's sync API is open it marks its event loop as running in the
+# main thread, so `asyncio.run` fails there; closing it with each module keeps later modules
+# (e.g. tests/api/test_stream.py after tests/maps) free of it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """Headless Chromium (Debian's /usr/bin/chromium), shared by the session."""
+    """Headless Chromium (Debian's /usr/bin/chromium), shared by a test module."""
     if not CHROMIUM.exists():
         message = f"Chromium not found at {CHROMIUM}"
         if os.environ.get("CI"):

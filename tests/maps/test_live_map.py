@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import event as sa_event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from service.app import create_app
 from service.config import Settings
 from service.maps.assets import referenced_assets
-from service.maps.live import json_for_script
+from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, json_for_script, live_map_view
 from service.routes import live_maps
+from service.store.db import Store
+from service.store.models import Event, Unit
 from tests.conftest import ADMIN_KEY
 from tests.helpers import along, circle_feature, route_feature
 
@@ -255,3 +262,295 @@ def test_json_for_script_cannot_close_the_script() -> None:
     text = json_for_script({"name": "</script><b>&"})
     assert "</script>" not in text
     assert "<" not in text and "&" not in text
+
+
+def refused(response: Any) -> bool:
+    """Whether a response is the stream refused with 503."""
+    return "/api/v1/stream" in response.url and response.status == 503
+
+
+@contextmanager
+def database_down() -> Iterator[Session]:
+    """Stands in for `Store.read` while the database is unreachable."""
+    raise OperationalError("SELECT 1", {}, ConnectionRefusedError("database is down"))
+    yield  # pragma: no cover
+
+
+def at_position(page: Any, uid: int, fix: dict, timeout: float) -> None:
+    """Wait until the page shows unit `uid` at `fix`."""
+    page.wait_for_function(
+        """([id, lon, lat]) => {
+            const p = window.patroliLive.positions[id];
+            return !!p && Math.abs(p.lon - lon) < 1e-7 && Math.abs(p.lat - lat) < 1e-7;
+        }""",
+        arg=[str(uid), fix["lon"], fix["lat"]],
+        timeout=timeout,
+    )
+
+
+@pytest.mark.browser
+def test_live_map_reconnects_after_an_error_response(
+    settings: Settings,
+    backend: str,
+    browser: Any,
+    live_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    app = build_app(settings)
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
+    ):
+        app.state.scheduler.stop()  # its passes would fail too while reads are down
+        store = app.state.store
+        unit = http.post("/api/v1/units", json={"name": "Polwan 05", "device_id": "p05"}).json()
+        uid = unit["id"]
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
+        now = datetime.now(UTC).replace(microsecond=0)
+        r = http.post(
+            "/api/v1/pings",
+            json=[live_ping("p05", 100, now - timedelta(seconds=200))],
+            headers=tracker,
+        )
+        assert r.status_code == 200, r.text
+
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        streams: list[tuple[str, int]] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on(
+                "response",
+                lambda resp: (
+                    streams.append((resp.url, resp.status))
+                    if "/api/v1/stream" in resp.url
+                    else None
+                ),
+            )
+            page.route("**/*", local_only)
+            page.goto(
+                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
+            )
+            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.evaluate("window.patroliSamePage = true")
+            initial = page.evaluate("window.patroliLive.cursor")
+            seen = live_ping("p05", 200, now - timedelta(seconds=150))
+            r = http.post("/api/v1/pings", json=[seen], headers=tracker)
+            assert r.status_code == 200, r.text
+            at_position(page, uid, seen, 1000)
+            assert page.evaluate("window.patroliLive.messages") == 1
+            cursor = page.evaluate("window.patroliLive.cursor")  # after that message
+
+            # Reads fail from now on: the open stream ends at its next read (woken by this
+            # fix, which is stored), and every new stream request is answered 503.
+            with page.expect_response(refused, timeout=10000):
+                monkeypatch.setattr(store, "read", database_down)
+                missed = live_ping("p05", 300, now - timedelta(seconds=100))
+                r = http.post("/api/v1/pings", json=[missed], headers=tracker)
+                assert r.status_code == 200, r.text
+            # That 503 closed the EventSource for good: the page opens the stream again itself.
+            with page.expect_response(refused, timeout=10000):
+                pass
+            assert page.evaluate("window.patroliLive.connected") is False
+            assert page.evaluate("window.patroliLive.retries") >= 1
+            status = page.locator("#patroli-status")
+            assert "patroli-reconnecting" in (status.get_attribute("class") or "")
+            assert "menyambung ulang" in status.inner_text()
+
+            monkeypatch.undo()  # the database is back
+            page.wait_for_function("window.patroliLive.connected === true", timeout=15000)
+            at_position(page, uid, missed, 2000)  # stored while down: delivered on resume
+            after = live_ping("p05", 400, now - timedelta(seconds=50))
+            r = http.post("/api/v1/pings", json=[after], headers=tracker)
+            assert r.status_code == 200, r.text
+            at_position(page, uid, after, 1000)
+            # Resumed after the last message seen: nothing was sent twice, the page never reloaded.
+            assert page.evaluate("window.patroliLive.messages") == 3
+            assert page.evaluate("window.patroliSamePage") is True
+            url, code = streams[-1]
+            assert code == 200 and cursor != initial
+            assert parse_qs(urlsplit(url).query)["last_event_id"] == [cursor]
+            assert "patroli-connected" in (status.get_attribute("class") or "")
+        finally:
+            context.close()
+        assert errors == []
+
+
+@pytest.mark.browser
+def test_live_map_shows_off_route_and_offline_units_at_load(
+    settings: Settings, backend: str, browser: Any, live_server: Any
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    app = build_app(settings)
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
+    ):
+        scheduler = app.state.scheduler
+        scheduler.stop()
+        route = http.post("/api/v1/patrol-routes", json=route_feature()).json()
+        rid = route["id"]
+        units = {}
+        for name, device in (("Polwan 07", "p07"), ("Polwan 08", "p08")):
+            body = {"name": name, "device_id": device, "patrol_route_ids": [rid]}
+            units[device] = http.post("/api/v1/units", json=body).json()
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        # p07 left the route 25 hours ago (off_route after 30 s) and was not heard from again.
+        t0 = now - timedelta(hours=25)
+        track = [live_ping("p07", 100, t0)] + [
+            live_ping("p07", 100 + 2.5 * s, t0 + timedelta(seconds=s), offset_m=100)
+            for s in range(5, 46, 5)
+        ]
+        # p08 left the route and came back, within the hour.
+        t1 = now - timedelta(minutes=30)
+        track8 = [
+            live_ping(
+                "p08", 100 + 2.5 * s, t1 + timedelta(seconds=s), offset_m=100 if 0 < s < 60 else 0
+            )
+            for s in range(0, 71, 5)
+        ]
+        for device, fixes in (("p07", track), ("p08", track8)):
+            secret = {"Authorization": f"Bearer {units[device]['device_secret']}"}
+            r = http.post("/api/v1/pings", json=fixes, headers=secret)
+            assert r.status_code == 200, r.text
+        fired = scheduler.run_once(now)
+        assert {(e.type, e.unit_id) for e in fired if e.type == "offline"} == {
+            ("offline", units["p07"]["id"]),
+            ("offline", units["p08"]["id"]),
+        }
+        events = http.get("/api/v1/events", params={"type": ["off_route", "on_route"]}).json()
+        assert [(e["unit_id"], e["type"]) for e in events["events"]] == [
+            (units["p07"]["id"], "off_route"),
+            (units["p08"]["id"], "off_route"),
+            (units["p08"]["id"], "on_route"),
+        ]
+
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route("**/*", local_only)
+            page.goto(
+                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
+            )
+            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            gone, back = units["p07"]["id"], units["p08"]["id"]
+            off = page.locator(f'.patroli-unit.patroli-offroute[data-unit-id="{gone}"]')
+            assert off.count() == 1
+            assert page.evaluate(f"Object.keys(window.patroliLive.offRoute['{gone}'])") == [
+                str(rid)
+            ]
+            assert (
+                page.locator(f'.patroli-unit.patroli-offline[data-unit-id="{gone}"]').count() == 1
+            )
+            assert (
+                page.locator(f'.patroli-unit.patroli-offline[data-unit-id="{back}"]').count() == 1
+            )
+            assert (
+                page.locator(f'.patroli-unit.patroli-offroute[data-unit-id="{back}"]').count() == 0
+            )
+            page.locator(f'.patroli-unit[data-unit-id="{gone}"]').click(force=True)
+            popup = page.locator(".leaflet-popup-content")
+            popup.wait_for(state="visible", timeout=2000)
+            assert "Keluar rute" in popup.inner_text()
+            assert "Tidak terhubung" in popup.inner_text()
+        finally:
+            context.close()
+        assert errors == []
+
+
+@pytest.mark.browser
+def test_live_map_trails_start_with_recent_fixes(
+    settings: Settings, backend: str, browser: Any, live_server: Any
+) -> None:
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    app = build_app(settings)
+    with (
+        live_server(app) as base,
+        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
+    ):
+        units = [
+            http.post("/api/v1/units", json={"name": name, "device_id": device}).json()
+            for name, device in (("Polwan 09", "p09"), ("Polwan 10", "p10"))
+        ]
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        now = datetime.now(UTC).replace(microsecond=0)
+        # p09: one fix 20 minutes ago, then 25 fixes in the last 10 minutes, one of them
+        # inaccurate (left out of analytics, so out of the trail too).
+        old = live_ping("p09", 50, now - timedelta(minutes=20))
+        recent = [
+            live_ping("p09", 100 + 20 * i, now - timedelta(seconds=500 - 20 * i)) for i in range(25)
+        ]
+        bad = {
+            **live_ping("p09", 330, now - timedelta(seconds=270), offset_m=200),
+            "accuracy_m": 5000,
+        }
+        # p10: only fixes older than 10 minutes.
+        stale = [live_ping("p10", 600 + 20 * i, now - timedelta(minutes=15 - i)) for i in range(3)]
+        for unit, fixes in ((units[0], [old, *recent[:12], bad, *recent[12:]]), (units[1], stale)):
+            tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
+            r = http.post("/api/v1/pings", json=fixes, headers=tracker)
+            assert r.status_code == 200, r.text
+            assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
+
+        context = browser.new_context(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.route("**/*", local_only)
+            page.goto(
+                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
+            )
+            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            trail = page.evaluate(f"window.patroliLive.trail('{units[0]['id']}')")
+            expected = [[f["lon"], f["lat"]] for f in recent[-TRAIL_LENGTH:]]
+            assert len(trail) == TRAIL_LENGTH < len(recent)
+            assert trail == [pytest.approx(xy, abs=1e-6) for xy in expected]
+            # Without recent fixes a trail is just the marker.
+            only = page.evaluate(f"window.patroliLive.trail('{units[1]['id']}')")
+            assert only == [pytest.approx([stale[-1]["lon"], stale[-1]["lat"]], abs=1e-6)]
+            assert page.locator(".patroli-trail").count() == 2
+        finally:
+            context.close()
+        assert errors == []
+
+
+def test_live_map_reads_only_the_newest_alerts(settings: Settings) -> None:
+    store = Store.from_url(settings.database_url)
+    now = datetime.now(UTC)
+    try:
+        with store.write() as session:
+            unit = Unit(name="Polwan 11", device_id="p11")
+            session.add(unit)
+            session.flush()
+            rows = [Event(type="stopped", unit_id=unit.id, ts=now - timedelta(hours=30))]
+            rows += [
+                Event(type="stopped", unit_id=unit.id, ts=now - timedelta(minutes=400 - i))
+                for i in range(300)
+            ]
+            session.add_all(rows)
+            session.flush()
+            ids = [row.id for row in rows[1:]]
+        loaded: list[int] = []
+
+        def count(target: Event, _context: Any) -> None:
+            loaded.append(target.id)
+
+        sa_event.listen(Event, "load", count)
+        try:
+            with store.read() as session:
+                view = live_map_view(session, settings, now=now)
+        finally:
+            sa_event.remove(Event, "load", count)
+        assert [e["id"] for e in view.events] == ids[-ALERTS_MAX:]  # oldest first, as before
+        assert view.events[-1]["unit_name"] == "Polwan 11"
+        assert len(loaded) <= ALERTS_MAX  # not the whole day's events
+    finally:
+        store.dispose()

@@ -3,6 +3,10 @@
   "use strict";
 
   var C = window.PatroliCommon;
+  // After an error response the stream is reopened by the page: first after RETRY_MIN_MS, then
+  // twice as long each time it fails again, at most RETRY_MAX_MS; a successful open resets it.
+  var RETRY_MIN_MS = 1000;
+  var RETRY_MAX_MS = 30000;
 
   function start(map, cfg) {
     var t = cfg.labels;
@@ -11,9 +15,13 @@
       positions: {},
       events: [],
       offRoute: {},
+      offline: {},
       overdue: {},
       connected: false,
+      status: "connecting",
       messages: 0,
+      retries: 0, // streams reopened by the page after an error response
+      cursor: cfg.cursor || "", // the stream position after the last message handled
     };
     window.patroliLive = state;
 
@@ -48,6 +56,7 @@
       status.className = "patroli-status patroli-" + kind;
       status.textContent = t[kind] || kind;
       state.connected = kind === "connected";
+      state.status = kind;
     }
 
     // ---- units ------------------------------------------------------------------------
@@ -67,6 +76,7 @@
       var el = marker.getElement();
       if (el) {
         el.classList.toggle("patroli-offroute", off);
+        el.classList.toggle("patroli-offline", !!state.offline[unitId]);
       }
     }
 
@@ -77,6 +87,9 @@
       }
       if (isOffRoute(p.unit_id)) {
         html += '<br><b class="patroli-warn">' + C.esc(t.off_route_now) + "</b>";
+      }
+      if (state.offline[String(p.unit_id)]) {
+        html += "<br><b>" + C.esc(t.offline_now) + "</b>";
       }
       return html;
     }
@@ -102,15 +115,20 @@
       var color = C.color(cfg, p.unit_id);
       var trail = trails[id];
       if (!trail) {
-        trail = trails[id] = L.polyline([], {
-          color: color,
-          weight: 3,
-          opacity: 0.7,
-          className: "patroli-trail",
-        }).addTo(trailLayer);
+        // Starts with the unit's recent good fixes, as the page was rendered with them.
+        var seed = (cfg.trails && cfg.trails[id]) || [];
+        trail = trails[id] = L.polyline(
+          seed.map(function (c) {
+            return L.latLng(c[1], c[0]);
+          }),
+          { color: color, weight: 3, opacity: 0.7, className: "patroli-trail" }
+        ).addTo(trailLayer);
       }
       var pts = trail.getLatLngs();
-      pts.push(L.latLng(latlng));
+      var end = pts[pts.length - 1];
+      if (!end || end.lat !== p.lat || end.lng !== p.lon) {
+        pts.push(L.latLng(latlng));
+      }
       while (pts.length > cfg.trailLength) {
         pts.shift();
       }
@@ -137,16 +155,26 @@
         marker.on("popupopen", function () {
           marker.setPopupContent(popupHtml(state.positions[id]));
         });
-        styleMarker(id);
       } else {
         marker.setLatLng(latlng);
       }
+      delete state.offline[id]; // a new fix: the unit is back (its online event follows)
+      styleMarker(id);
       var el = marker.getElement();
       if (el) {
         el.setAttribute("data-ts", p.ts || "");
-        el.classList.remove("patroli-offline");
       }
     }
+
+    // The unit's trail as [lon, lat] pairs, oldest first (for tests and debugging).
+    state.trail = function (unitId) {
+      var trail = trails[String(unitId)];
+      return trail
+        ? trail.getLatLngs().map(function (ll) {
+            return [ll.lng, ll.lat];
+          })
+        : [];
+    };
 
     // ---- events -----------------------------------------------------------------------
     // Overdue stretches are keyed by route and segment index: the chainage of a mark read at
@@ -230,11 +258,12 @@
         }
         styleMarker(unitId);
       } else if (unitId !== null && (ev.type === "offline" || ev.type === "online")) {
-        var m = markers[unitId];
-        var el = m && m.getElement();
-        if (el) {
-          el.classList.toggle("patroli-offline", ev.type === "offline");
+        if (ev.type === "offline") {
+          state.offline[unitId] = true;
+        } else {
+          delete state.offline[unitId];
         }
+        styleMarker(unitId);
       } else if (
         (ev.type === "revisit_overdue" || ev.type === "revisited") &&
         ev.patrol_route_id !== null && ev.patrol_route_id !== undefined
@@ -302,6 +331,10 @@
       });
       styleMarker(unitId);
     });
+    (cfg.offline || []).forEach(function (unitId) {
+      state.offline[String(unitId)] = true;
+      styleMarker(String(unitId));
+    });
     cfg.overdue.forEach(function (o) {
       drawOverdue(o.patrol_route_id, o.segment, o.start_m, o.end_m);
     });
@@ -311,49 +344,79 @@
     C.fit(map, cfg);
 
     // ---- the stream -------------------------------------------------------------------
-    var params = new URLSearchParams(window.location.search);
-    var query = new URLSearchParams();
-    if (params.get("key")) {
-      query.set("key", params.get("key"));
-    }
-    // Start right after what the page was rendered with; reconnects send Last-Event-ID instead.
-    if (cfg.cursor) {
-      query.set("last_event_id", cfg.cursor);
-    }
-    var url = cfg.streamPath + (query.toString() ? "?" + query.toString() : "");
     if (typeof window.EventSource !== "function") {
       setStatus("disconnected");
       return;
     }
-    var source = new EventSource(url);
-    state.source = source;
-    source.onopen = function () {
-      setStatus("connected");
-    };
-    source.onerror = function () {
-      // EventSource reconnects by itself (after the server's retry delay, with Last-Event-ID).
-      setStatus(source.readyState === EventSource.CLOSED ? "disconnected" : "connecting");
-    };
-    source.addEventListener("position", function (msg) {
-      state.messages += 1;
-      try {
-        place(JSON.parse(msg.data));
-      } catch (e) {
-        /* a malformed message is skipped */
+    var key = new URLSearchParams(window.location.search).get("key");
+    var retryMs = RETRY_MIN_MS;
+
+    // Each stream starts right after the last message handled (at first: what the page was
+    // rendered with). EventSource's own reconnects send Last-Event-ID, which the server prefers.
+    function streamUrl() {
+      var query = new URLSearchParams();
+      if (key) {
+        query.set("key", key);
       }
-    });
-    Object.keys(cfg.eventLabels).forEach(function (type) {
-      source.addEventListener(type, function (msg) {
-        state.messages += 1;
-        var ev;
-        try {
-          ev = JSON.parse(msg.data);
-        } catch (e) {
+      if (state.cursor) {
+        query.set("last_event_id", state.cursor);
+      }
+      var qs = query.toString();
+      return cfg.streamPath + (qs ? "?" + qs : "");
+    }
+
+    function seen(msg) {
+      state.messages += 1;
+      if (msg.lastEventId) {
+        state.cursor = msg.lastEventId;
+      }
+    }
+
+    function connect() {
+      var source = new EventSource(streamUrl());
+      state.source = source;
+      source.onopen = function () {
+        retryMs = RETRY_MIN_MS;
+        setStatus("connected");
+      };
+      source.onerror = function () {
+        if (source.readyState !== EventSource.CLOSED) {
+          // The stream ended (as it does every few minutes) or the connection failed: EventSource
+          // reconnects by itself after the server's retry delay.
+          setStatus("connecting");
           return;
         }
-        state.handle(ev);
+        // An error response (503 while the database is down, 502 from a proxy during a deploy)
+        // closes an EventSource for good: open a new one, resuming after the last message.
+        source.close();
+        setStatus("reconnecting");
+        state.retries += 1;
+        window.setTimeout(connect, retryMs);
+        retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
+      };
+      source.addEventListener("position", function (msg) {
+        seen(msg);
+        try {
+          place(JSON.parse(msg.data));
+        } catch (e) {
+          /* a malformed message is skipped */
+        }
       });
-    });
+      Object.keys(cfg.eventLabels).forEach(function (type) {
+        source.addEventListener(type, function (msg) {
+          seen(msg);
+          var ev;
+          try {
+            ev = JSON.parse(msg.data);
+          } catch (e) {
+            return;
+          }
+          state.handle(ev);
+        });
+      });
+    }
+
+    connect();
   }
 
   window.PatroliLive = { start: start };
