@@ -204,7 +204,7 @@ def thin_track(
         low, high = high, max(high, 1.0 / _M_PER_DEG)
         while len(best := simplified(high)) > limit:
             low, high = high, high * 2
-        for _ in range(6):
+        for _ in range(3):  # within an eighth of the bracket: close enough to the budget
             mid = (low + high) / 2
             candidate = simplified(mid)
             if len(candidate) <= limit:
