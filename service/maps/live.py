@@ -41,7 +41,6 @@ from service.maps.coverage import (
     add_route_base,
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
-from service.positions import latest_positions
 from service.quality import EXCLUDED
 from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
 from service.stream import Cursor, current_cursor
@@ -229,26 +228,33 @@ def fence_layers(session: Session) -> list[FenceLayer]:
 
 def _latest_units(session: Session) -> list[LiveUnit]:
     """Units that have reported, at their newest analytics-eligible fix."""
-    units = []
-    for feature in latest_positions(session)["features"]:
-        geometry = feature.get("geometry")
-        props = feature["properties"]
-        if not geometry or not props.get("ts"):
-            continue
-        lon, lat = geometry["coordinates"]
-        if not (math.isfinite(lon) and math.isfinite(lat)):
-            continue
-        units.append(
-            LiveUnit(
-                unit_id=int(props["unit_id"]),
-                unit_name=str(props["name"]),
-                lon=float(lon),
-                lat=float(lat),
-                ts=datetime.fromisoformat(props["ts"]),
-                speed_mps=props.get("speed_mps"),
-            )
+    # The stream only carries good fixes; a marker left on a flagged one (inaccurate, a
+    # teleport) would jump when the next good fix arrives.
+    newest = (
+        select(Ping.id)
+        .where(Ping.unit_id == Unit.id, Ping.flags.op("&")(int(EXCLUDED)) == 0)
+        .order_by(Ping.ts.desc(), Ping.id.desc())
+        .limit(1)
+        .correlate(Unit)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(Unit.id, Unit.name, Ping.lon, Ping.lat, Ping.ts, Ping.speed_mps)
+        .join(Ping, Ping.id == newest)
+        .order_by(Unit.id)
+    )
+    return [
+        LiveUnit(
+            unit_id=unit_id,
+            unit_name=name,
+            lon=float(lon),
+            lat=float(lat),
+            ts=ts,
+            speed_mps=speed,
         )
-    return units
+        for unit_id, name, lon, lat, ts, speed in rows
+        if math.isfinite(lon) and math.isfinite(lat)
+    ]
 
 
 def _unit_states(session: Session, route_ids: set[int]) -> tuple[dict[int, list[int]], list[int]]:

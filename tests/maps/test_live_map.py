@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -554,3 +555,31 @@ def test_live_map_reads_only_the_newest_alerts(settings: Settings) -> None:
         assert len(loaded) <= ALERTS_MAX  # not the whole day's events
     finally:
         store.dispose()
+
+
+def test_live_map_markers_start_at_the_newest_good_fix(settings: Settings) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        client.post("/api/v1/units", json={"name": "Polwan 12", "device_id": "p12"})
+        good, bad = along(100), along(400)
+        r = client.post(
+            "/api/v1/pings",
+            json=[
+                {"device_id": "p12", "lon": good[0], "lat": good[1],
+                 "ts": (now - timedelta(seconds=60)).isoformat()},
+                {"device_id": "p12", "lon": bad[0], "lat": bad[1], "accuracy_m": 900,
+                 "ts": (now - timedelta(seconds=30)).isoformat()},
+            ],
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+    store = Store.from_url(settings.database_url)
+    try:
+        with store.read() as session:
+            view = live_map_view(session, settings, now=now)
+    finally:
+        store.dispose()
+    [unit] = view.units
+    # The inaccurate fix is newer, but the stream never sends it: the marker starts at the good one.
+    assert (unit.lon, unit.lat) == pytest.approx(good)
+    assert unit.ts == now - timedelta(seconds=60)

@@ -4,7 +4,8 @@
 
   var C = window.PatroliCommon;
   // After an error response the stream is reopened by the page: first after RETRY_MIN_MS, then
-  // twice as long each time it fails again, at most RETRY_MAX_MS; a successful open resets it.
+  // twice as long each time it fails again, at most RETRY_MAX_MS (plus up to 25 % at random);
+  // a successful open resets it.
   var RETRY_MIN_MS = 1000;
   var RETRY_MAX_MS = 30000;
 
@@ -391,7 +392,8 @@
         source.close();
         setStatus("reconnecting");
         state.retries += 1;
-        window.setTimeout(connect, retryMs);
+        // Up to a quarter more, at random, so many screens do not all retry at the same moment.
+        window.setTimeout(connect, retryMs * (1 + Math.random() / 4));
         retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
       };
       source.addEventListener("position", function (msg) {
