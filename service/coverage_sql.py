@@ -54,7 +54,9 @@ located AS (
            END AS distance
     FROM pings AS f
     LEFT JOIN near AS n
-      ON n.cx = floor((f.lon - %(lon0)s) / %(dlon)s)::bigint
+      ON n.cx = floor(
+             (f.lon - 360.0 * floor((f.lon - %(lon_ref)s + 180.0) / 360.0) - %(lon0)s) / %(dlon)s
+         )::bigint
      AND n.cy = floor((f.lat - %(lat0)s) / %(dlat)s)::bigint
      AND (n.inside OR ST_DWithin(n.line, ST_Transform(f.geom, %(epsg)s), %(corridor_m)s))
     WHERE f.ts >= %(start)s AND f.ts < %(end)s AND (f.flags & %(excluded)s) = 0
@@ -63,7 +65,8 @@ located AS (
 nearest AS (
     SELECT DISTINCT ON (unit_id, ts, id) unit_id, ts, id, chainage
     FROM located
-    ORDER BY unit_id, ts, id, distance, chainage
+    -- Distances equal to a micrometre are a tie (a route retracing a street): lower chainage.
+    ORDER BY unit_id, ts, id, round(distance * 1e6), chainage
 ),
 marked AS (
     SELECT unit_id, ts, id, chainage,
@@ -103,6 +106,7 @@ def _grid_params(wkb: bytes, corridor_m: float, closed: bool) -> dict[str, Any]:
         "epsg": corridor.projection.epsg,
         "corridor_m": corridor.corridor_m,
         "lon0": grid.lon0,
+        "lon_ref": grid.lon_ref,
         "lat0": grid.lat0,
         "dlon": grid.dlon,
         "dlat": grid.dlat,

@@ -181,7 +181,10 @@ def parse_time(value: str, name: str) -> datetime:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidInput(f"{name}={value!r} is not an ISO 8601 time or epoch seconds") from None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    try:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
+        raise InvalidInput(f"{name}={value!r} is out of range") from None
 
 
 # Analytics and maps read whole windows of fixes: years before GPS tracking or far ahead are
@@ -218,14 +221,15 @@ async def window_query(
         raise InvalidInput(f"from={start.isoformat()} is in the future: there are no fixes yet")
     if start >= end:
         raise InvalidInput("'from' must be earlier than 'to'")
+    # Time after now has no fixes yet: counted, it would show as unvisited or uncovered.
+    end = min(end, now)
     longest = timedelta(days=settings.max_window_days)
     if end - start > longest:
         raise InvalidInput(
             f"the window is {(end - start) / timedelta(days=1):.1f} days long; at most "
             f"{settings.max_window_days:g} days may be asked at once (PATROLI_MAX_WINDOW_DAYS)"
         )
-    # Time after now has no fixes yet: counted, it would show as unvisited or uncovered.
-    return Window(start, min(end, now))
+    return Window(start, end)
 
 
 WindowDep = Annotated[Window, Depends(window_query)]

@@ -164,3 +164,28 @@ def test_auto_is_sql_on_postgis_and_numpy_on_sqlite(stores: dict[str, Store]) ->
         expected = _runs(store, route_id, "sql" if name == "postgis" else "numpy")
         # The SQL path reads only on-route fixes and their neighbours: fewer off-route fixes.
         assert (auto[3], auto[4]) == (expected[3], expected[4]), name
+
+
+def test_sql_path_matches_on_a_route_retracing_itself(stores: dict[str, Store]) -> None:
+    # A dead-end street patrolled out and back: each fix is as near the outbound leg as the
+    # return leg, and both paths give it the lower chainage.
+    out = [(LON, LAT + 0.02), (LON + 0.0027, LAT + 0.0209), (LON + 0.0054, LAT + 0.02)]
+    line = LineString(out + out[-2::-1])
+    results = {}
+    for name, store in stores.items():
+        with store.write() as session:
+            unit = Unit(name="U", device_id="u-retrace")
+            route = PatrolRoute(name="retrace", corridor_m=20.0, closed=False, geom=line)
+            session.add_all([unit, route])
+            session.flush()
+            insert_pings(session, _tracks(route, 11, [unit.id]))
+            route_id = route.id
+        for method in ("sql", "numpy") if name == "postgis" else ("numpy",):
+            results[name, method] = _runs(store, route_id, method)
+    sql = results["postgis", "sql"]
+    assert sql[0].segment.size > 50
+    half = len(sql[0].bounds) // 2
+    assert sql[0].segment.max() < half + 2, "fixes land on the outbound leg (lower chainage)"
+    for other in (results["postgis", "numpy"], results["sqlite", "numpy"]):
+        assert _visits(sql[0], sql[1]) == _visits(other[0], other[1])
+        assert sql[2] == pytest.approx(other[2], abs=1e-12)

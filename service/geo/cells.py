@@ -36,9 +36,14 @@ FloatArray = NDArray[np.float64]
 _M_PER_DEG_LAT = 110_000.0
 _M_PER_DEG_LON_EQUATOR = 111_320.0
 # Cell edges are straight in the metric projection between projected corners; the true edge
-# bends by micrometres over a cell. A centimetre of slack keeps both tests conservative.
+# bends by about cell² · tan(latitude) / 8R (micrometres for street-sized cells). This slack,
+# generous up to 84 degrees of latitude, keeps both tests conservative.
 _SLACK_M = 0.01
+_SLACK_PER_M2 = 2e-7
 _QUAD_SEGS = 8
+# Consecutive segments turning back by more than ~177 degrees (a route retracing a dead-end
+# street) start a new piece, so no piece runs over itself and the tie rule can apply.
+_REVERSAL_COS = -0.999
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class RouteGrid:
     lat0: float
     dlon: float
     dlat: float
+    lon_ref: float  # longitudes are taken within 180 degrees of this one (the antimeridian)
     cell_x: IntArray
     cell_y: IntArray
     piece: IntArray  # index into the piece arrays below
@@ -60,14 +66,16 @@ class RouteGrid:
 
     def cells_of(self, lons: FloatArray, lats: FloatArray) -> tuple[IntArray, IntArray]:
         """Cell x, y indices of WGS84 locations (the formula the database query uses)."""
-        cx = np.floor((np.asarray(lons, np.float64) - self.lon0) / self.dlon).astype(np.int64)
+        lons = np.asarray(lons, np.float64)
+        lons = lons - 360.0 * np.floor((lons - self.lon_ref + 180.0) / 360.0)
+        cx = np.floor((lons - self.lon0) / self.dlon).astype(np.int64)
         cy = np.floor((np.asarray(lats, np.float64) - self.lat0) / self.dlat).astype(np.int64)
         return cx, cy
 
 
 def default_cell_m(corridor_m: float) -> float:
     """A cell size that keeps most cells inside the corridor and few pieces per cell."""
-    return min(max(corridor_m / 2.0, 5.0), 100.0)
+    return max(corridor_m / 2.0, 5.0)
 
 
 def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
@@ -77,6 +85,7 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
         raise ValueError(f"cell_m must be positive, got {cell_m!r}")
     reach = corridor.corridor_m
     projection = corridor.projection
+    slack = _SLACK_M + _SLACK_PER_M2 * cell_m * cell_m
 
     metric = shapely.get_coordinates(corridor.metric_line)
     delta = np.diff(metric, axis=0)
@@ -89,12 +98,13 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
     seg_len, seg_start = seg_len[keep], seg_start[keep]
 
     lonlat = shapely.get_coordinates(corridor.line)
+    lon_ref = float(np.mean(lonlat[:, 0]))
     max_abs_lat = min(float(np.abs(lonlat[:, 1]).max()) + 1.0, 89.0)
     m_per_deg_lon = _M_PER_DEG_LON_EQUATOR * max(math.cos(math.radians(max_abs_lat)), 0.01)
     dlat = cell_m / _M_PER_DEG_LAT
     dlon = cell_m / m_per_deg_lon
-    pad_lat = 1.1 * (reach + _SLACK_M) / _M_PER_DEG_LAT + dlat
-    pad_lon = 1.1 * (reach + _SLACK_M) / m_per_deg_lon + dlon
+    pad_lat = 1.1 * (reach + slack) / _M_PER_DEG_LAT + dlat
+    pad_lon = 1.1 * (reach + slack) / m_per_deg_lon + dlon
     lon0 = math.floor((float(lonlat[:, 0].min()) - 2 * pad_lon) / dlon) * dlon
     lat0 = math.floor((float(lonlat[:, 1].min()) - 2 * pad_lat) / dlat) * dlat
 
@@ -127,13 +137,15 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
         corner_y.append(y)
     quads = shapely.polygons(np.stack((np.stack(corner_x, 1), np.stack(corner_y, 1)), axis=2))
     segments = shapely.linestrings(np.stack((a, a + d), axis=1))
-    cell, seg = STRtree(segments).query(quads, predicate="dwithin", distance=reach + _SLACK_M)
+    cell, seg = STRtree(segments).query(quads, predicate="dwithin", distance=reach + slack)
     order = np.lexsort((seg, cell))
     cell, seg = cell[order], seg[order]
 
     # Runs of consecutive segments per cell become pieces, shared by the cells listing them.
+    turn = (d[:-1] * d[1:]).sum(axis=1) / (seg_len[:-1] * seg_len[1:])
+    reverses = np.r_[turn < _REVERSAL_COS, False]  # segment k turns back into k + 1
     new_run = np.ones(cell.size, dtype=np.bool_)
-    new_run[1:] = (cell[1:] != cell[:-1]) | (seg[1:] != seg[:-1] + 1)
+    new_run[1:] = (cell[1:] != cell[:-1]) | (seg[1:] != seg[:-1] + 1) | reverses[seg[:-1]]
     first = np.flatnonzero(new_run)
     last = np.r_[first[1:], cell.size] - 1
     run_cell, run_s0, run_s1 = cell[first], seg[first], seg[last]
@@ -147,11 +159,12 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
     runs_per_cell = np.bincount(run_cell, minlength=quads.size)
     shared = runs_per_cell[run_cell] > 1
     # Buffers are inscribed polygons (chords inside the true arcs): containment is conservative.
-    zones = shapely.buffer(np.array(pieces, dtype=object), reach - _SLACK_M, quad_segs=_QUAD_SEGS)
+    zones = shapely.buffer(np.array(pieces, dtype=object), reach - slack, quad_segs=_QUAD_SEGS)
     inside = ~shared & shapely.contains(zones[piece], quads[run_cell])
     return RouteGrid(
         lon0=lon0,
         lat0=lat0,
+        lon_ref=lon_ref,
         dlon=dlon,
         dlat=dlat,
         cell_x=cx[run_cell].astype(np.int64),

@@ -17,6 +17,8 @@ _CHUNK = 16_384
 # so), the grid stops paying off and the chunk goes to the tree instead.
 _MAX_CANDIDATES = 48
 _NODE_CAPACITY = 2  # small tree nodes measured fastest for nearest-segment queries
+_TIE = 1e-9  # relative difference of squared distances still counted as equal
+_TIE_M2 = 1e-12  # ... and absolute (squared metres), for points on the line
 
 
 class PolylineLocator:
@@ -138,8 +140,9 @@ class PolylineLocator:
         best = np.full(n, np.inf)
         has = count > 0
         best[has] = np.minimum.reduceat(d2, offsets[has])
-        # First candidate attaining the minimum: candidates are in segment order per cell.
-        hit = np.flatnonzero(d2 == best[point])
+        # First candidate attaining the minimum (candidates are in segment order per cell);
+        # distances equal but for rounding (a route retracing a street) are a tie too.
+        hit = np.flatnonzero(d2 <= best[point] * (1.0 + _TIE) + _TIE_M2)
         first_hit = hit[np.concatenate(([True], point[hit][1:] != point[hit][:-1]))]
         who = point[first_hit]
         k = seg[first_hit]

@@ -22,7 +22,10 @@ def _epoch_sqlite(element: epoch, compiler: Any, **kw: Any) -> str:
     # from strftime plus the fraction as written. julianday() would be off by up to ~50 µs,
     # enough to turn a fix exactly max_gap_s after another into one just beyond it.
     column = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {column}) AS INTEGER) + CAST(substr({column}, 20) AS REAL))"
+    # strftime sees only "YYYY-MM-DD HH:MM:SS": given the fraction it would round to the nearest
+    # millisecond first and could count .9995 s and up as the next second.
+    whole = f"CAST(strftime('%s', substr({column}, 1, 19)) AS INTEGER)"
+    return f"({whole} + CAST(substr({column}, 20) AS REAL))"
 
 
 @compiles(epoch, "postgresql")

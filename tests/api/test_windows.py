@@ -36,6 +36,8 @@ def _urls(ids: dict[str, int]) -> list[str]:
         ({"from": "2024-11-01T00:00:00Z", "to": "9999-12-31T23:59:59Z"}, "1970-2199"),
         ({"from": "2299-01-01T00:00:00Z"}, "1970-2199"),
         ({"to": "-99999999999"}, "out of range"),
+        ({"from": "2024-11-01T00:00:00Z", "to": "9999-12-31T23:59:59-01:00"}, "out of range"),
+        ({"from": "0001-01-01T00:00:00+01:00"}, "out of range"),
         ({"from": "1960-01-01T00:00:00Z", "to": "1960-01-02T00:00:00Z"}, "1970-2199"),
     ],
 )
@@ -64,6 +66,18 @@ def test_window_in_the_future_is_refused_and_to_is_clipped_at_now(
     assert body["covered_s"] == 0 and body["coverage_ratio"] == 0
     [gap] = body["uncovered_intervals"]
     assert gap["duration_s"] == pytest.approx((to - start).total_seconds(), abs=1)
+
+
+def test_window_length_counts_after_clipping_at_now(
+    client: TestClient, ids: dict[str, int]
+) -> None:
+    now = datetime.now(UTC)
+    params = {
+        "from": (now - timedelta(days=30)).isoformat(),
+        "to": (now + timedelta(days=2)).isoformat(),
+    }
+    r = client.get(_urls(ids)[0], params=params)
+    assert r.status_code == 200, r.text  # 30 days up to now: within the 31-day limit
 
 
 @pytest.mark.parametrize("value", ["inf", "nan", "0", "-5", "100000"])

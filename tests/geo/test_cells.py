@@ -31,6 +31,8 @@ HAIRPIN = np.array([[0.0, 0.0], [800.0, 0.0], [820.0, 15.0], [800.0, 30.0], [0.0
 LOOP = np.array([[0.0, 0.0], [600.0, 0.0], [650.0, 400.0], [100.0, 450.0], [-40.0, 200.0]])
 LONG_DIAGONALS = np.array([[0.0, 0.0], [4_000.0, 3_000.0], [9_000.0, 2_000.0], [9_500.0, 8_000.0]])
 REPEATED = np.array([[0.0, 0.0], [200.0, 0.0], [200.0, 0.0], [200.0, 0.0], [400.0, 100.0]])
+# A dead-end street patrolled out and back: the route retraces itself exactly.
+RETRACED = np.array([[0.0, 0.0], [300.0, 100.0], [600.0, 0.0], [300.0, 100.0], [0.0, 0.0]])
 
 CASES = {
     "street in Balikpapan": (116.83, -1.268, winding(), 30.0, False),
@@ -41,6 +43,15 @@ CASES = {
     "Tromsø (69.6 N)": (18.95, 69.65, winding(seed=1), 30.0, False),
     "across the equator": (109.3, -0.004, winding(seed=2) * np.array([0.3, 1.0]), 15.0, False),
     "wide corridor": (116.83, -1.268, winding(seed=3), 250.0, False),
+    "very wide corridor": (116.83, -1.268, winding(60, 400.0, seed=4), 5_000.0, False),
+    "retracing itself": (116.83, -1.268, RETRACED, 20.0, False),
+    "next to the antimeridian (Fiji)": (
+        179.9985,
+        -16.8,
+        np.array([[0.0, 0.0], [150.0, 5.0]]),
+        30.0,
+        False,
+    ),
 }
 
 
@@ -54,7 +65,7 @@ def lookup(grid: RouteGrid, corridor: Corridor, lons: np.ndarray, lats: np.ndarr
     points = shapely.points(x, y)
     chainage = np.full(lons.size, np.nan)
     for k in range(lons.size):
-        best: tuple[float, float] | None = None
+        best: tuple[int, float] | None = None
         for row in cells.get((int(cx[k]), int(cy[k])), []):
             piece = grid.pieces[grid.piece[row]]
             distance = float(shapely.distance(piece, points[k]))
@@ -63,8 +74,9 @@ def lookup(grid: RouteGrid, corridor: Corridor, lons: np.ndarray, lats: np.ndarr
             elif distance > corridor.corridor_m:
                 continue
             along = float(grid.piece_start_m[grid.piece[row]] + piece.project(points[k]))
-            if best is None or (distance, along) < best:
-                best = (distance, along)
+            key = (round(distance * 1e6), along)  # equal to a micrometre: lower chainage
+            if best is None or key < best:
+                best = key
         if best is not None:
             chainage[k] = best[1]
     return chainage
