@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import Window
 from service.errors import InvalidInput
+from service.positions import ELIGIBLE
 from service.quality import EXCLUDED
 from service.store.models import Ping, Unit
 from service.store.types import UTCDateTime
@@ -115,7 +116,7 @@ def _sqlite(session: Session, lon: float, lat: float, radius_m: float, w: Window
     query = select(Ping.id, Ping.unit_id, Ping.ts, Ping.lon, Ping.lat).where(
         Ping.ts >= w.start,
         Ping.ts < w.end,
-        Ping.flags.op("&")(int(EXCLUDED)) == 0,
+        ELIGIBLE,
         Ping.lat >= lat_lo,
         Ping.lat <= lat_hi,
     )

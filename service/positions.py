@@ -16,6 +16,9 @@ from service.schemas import GeoJSONDict
 from service.store.models import Ping, Unit, UnitState
 from service.store.sql import epoch
 
+# The SQL filter for analytics-eligible fixes (no zero/future/inaccurate/teleport flag).
+ELIGIBLE = Ping.flags.op("&")(int(EXCLUDED)) == 0
+
 
 def latest_positions(session: Session) -> GeoJSONDict:
     """One Feature per unit at its newest fix (null geometry when it never reported)."""
@@ -112,7 +115,7 @@ def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
     """Every unit's analytics-eligible fixes in [start, end)."""
     stmt = (
         select(Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat)
-        .where(Ping.ts >= start, Ping.ts < end, Ping.flags.op("&")(int(EXCLUDED)) == 0)
+        .where(Ping.ts >= start, Ping.ts < end, ELIGIBLE)
         .order_by(Ping.unit_id, Ping.ts, Ping.id)
     )
     result = session.connection().execute(stmt)
@@ -139,7 +142,7 @@ def track_gpx(session: Session, unit_id: int, start: datetime, end: datetime) ->
             Ping.unit_id == unit_id,
             Ping.ts >= start,
             Ping.ts < end,
-            Ping.flags.op("&")(int(EXCLUDED)) == 0,
+            ELIGIBLE,
         )
         .order_by(Ping.ts, Ping.id)
     )

@@ -34,7 +34,8 @@ from starlette.types import Message, Send
 
 from service.errors import InvalidInput
 from service.eventlog import EventFilter, query_events
-from service.quality import EXCLUDED, flag_names
+from service.positions import ELIGIBLE
+from service.quality import flag_names
 from service.store.models import Event, Ping, Unit
 
 log = logging.getLogger(__name__)
@@ -289,7 +290,7 @@ class Reader:
             )
             .join(Unit, Unit.id == Ping.unit_id)
             .where(Ping.id > self.cursor.ping_id, Ping.id <= top)
-            .where(Ping.flags.op("&")(int(EXCLUDED)) == 0)
+            .where(ELIGIBLE)
         )
         if self.unit_id is not None:
             stmt = stmt.where(Ping.unit_id == self.unit_id)

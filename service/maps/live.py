@@ -41,7 +41,7 @@ from service.maps.coverage import (
     add_route_base,
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
-from service.quality import EXCLUDED
+from service.positions import ELIGIBLE
 from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
 from service.stream import Cursor, current_cursor
 
@@ -232,7 +232,7 @@ def _latest_units(session: Session) -> list[LiveUnit]:
     # teleport) would jump when the next good fix arrives.
     newest = (
         select(Ping.id)
-        .where(Ping.unit_id == Unit.id, Ping.flags.op("&")(int(EXCLUDED)) == 0)
+        .where(Ping.unit_id == Unit.id, ELIGIBLE)
         .order_by(Ping.ts.desc(), Ping.id.desc())
         .limit(1)
         .correlate(Unit)
@@ -305,7 +305,7 @@ def _recent_trails(
         .where(
             Ping.ts >= since,
             Ping.id <= cursor.ping_id,
-            Ping.flags.op("&")(int(EXCLUDED)) == 0,
+            ELIGIBLE,
         )
         .subquery()
     )
