@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import numpy as np
 from sqlalchemy.orm import Session
 
 from service.areas import get_route
-from service.coverage_sql import check_segments, stored_route_coverage
+from service.coverage_sql import located_tracks, stored_route_coverage, tracks_coverage
 from service.deps import Window
 from service.errors import NotFound
 from service.evaluate import corridor_from_row
 from service.geo.corridor import Corridor
-from service.geo.coverage import Coverage, Track, route_coverage
+from service.geo.coverage import Coverage
 from service.positions import Fixes
 from service.schemas import RouteCoverageOut, SegmentOut
 from service.store.models import Unit
@@ -23,34 +22,12 @@ def _dt(t: float | None) -> datetime | None:
     return None if t is None else datetime.fromtimestamp(t, UTC)
 
 
-def tracks_on(corridor: Corridor, fixes: Fixes) -> list[Track]:
-    """Each unit's fixes checked against a patrol route, as coverage tracks."""
-    if fixes.t.size == 0:
-        return []
-    on_route, chainage = corridor.locate_on_route(fixes.lon, fixes.lat)
-    # Fixes are ordered by unit, so each unit is one contiguous run.
-    starts = np.flatnonzero(np.r_[True, fixes.unit_id[1:] != fixes.unit_id[:-1]])
-    ends = np.r_[starts[1:], fixes.unit_id.size]
-    return [
-        Track(t=fixes.t[a:b], chainage_m=chainage[a:b], on_route=on_route[a:b])
-        for a, b in zip(starts, ends, strict=True)
-    ]
-
-
 def compute_coverage(
     corridor: Corridor, fixes: Fixes, window: Window, segment_m: float, max_gap_s: float
 ) -> Coverage:
-    """Coverage of one patrol route by the given fixes."""
-    check_segments(corridor, segment_m)
-    return route_coverage(
-        corridor.length_m,
-        tracks_on(corridor, fixes),
-        window.start.timestamp(),
-        window.end.timestamp(),
-        closed=corridor.closed,
-        segment_m=segment_m,
-        max_gap_s=max_gap_s,
-    )
+    """Coverage of one patrol route by the given fixes (ordered by unit)."""
+    tracks = [track for _, track in located_tracks(corridor, fixes)]
+    return tracks_coverage(corridor, tracks, window, segment_m, max_gap_s)
 
 
 def patrol_route_coverage(

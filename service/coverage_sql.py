@@ -29,7 +29,7 @@ from service.errors import InvalidInput
 from service.geo.cells import route_grid
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
-from service.positions import eligible_fixes
+from service.positions import Fixes, eligible_fixes
 from service.quality import EXCLUDED
 from service.store.pgcopy import copy_columns, local_settings
 
@@ -157,6 +157,11 @@ def numpy_unit_tracks(
         keep = fixes.unit_id == unit_id
         fixes.unit_id, fixes.t = fixes.unit_id[keep], fixes.t[keep]
         fixes.lon, fixes.lat = fixes.lon[keep], fixes.lat[keep]
+    return located_tracks(corridor, fixes)
+
+
+def located_tracks(corridor: Corridor, fixes: Fixes) -> list[tuple[int, Track]]:
+    """(unit id, track) of each unit in fixes ordered by unit, located with Shapely/NumPy."""
     if fixes.t.size == 0:
         return []
     on_route, chainage = corridor.locate_on_route(fixes.lon, fixes.lat)
@@ -197,10 +202,19 @@ def stored_route_coverage(
     unit_id: int | None = None,
 ) -> Coverage:
     """Coverage of a patrol route by the stored fixes of the window (of one unit, or all)."""
+    check_segments(corridor, segment_m)  # before reading the window, not after
+    tracks = [track for _, track in unit_tracks(session, corridor, window, unit_id, method)]
+    return tracks_coverage(corridor, tracks, window, segment_m, max_gap_s)
+
+
+def tracks_coverage(
+    corridor: Corridor, tracks: list[Track], window: Window, segment_m: float, max_gap_s: float
+) -> Coverage:
+    """Coverage of a patrol route by located tracks over the window."""
     check_segments(corridor, segment_m)
     return route_coverage(
         corridor.length_m,
-        [track for _, track in unit_tracks(session, corridor, window, unit_id, method)],
+        tracks,
         window.start.timestamp(),
         window.end.timestamp(),
         closed=corridor.closed,
