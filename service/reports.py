@@ -168,6 +168,14 @@ def simplify_line(coords: np.ndarray, max_points: int = MAX_LINE_POINTS) -> np.n
         tolerance *= 2.0
 
 
+def track_geometry(rep: UnitReport) -> dict[str, Any] | None:
+    """A unit's simplified track as a GeoJSON LineString (None with fewer than two fixes)."""
+    coords = simplify_line(rep.track)
+    if coords.shape[0] < 2:
+        return None
+    return {"type": "LineString", "coordinates": coords.tolist()}
+
+
 @dataclass
 class UnitReport:
     """One unit's activity over a window."""
@@ -366,17 +374,11 @@ class Report:
         """The report as a FeatureCollection: one LineString (simplified track) per unit."""
         features = []
         for rep in self.reports:
-            coords = simplify_line(rep.track)
-            geometry = (
-                {"type": "LineString", "coordinates": coords.tolist()}
-                if coords.shape[0] >= 2
-                else None
-            )
             features.append(
                 {
                     "type": "Feature",
                     "id": rep.unit_id,
-                    "geometry": geometry,
+                    "geometry": track_geometry(rep),
                     "properties": unit_json(rep, self.areas),
                 }
             )
@@ -484,13 +486,10 @@ class ShiftReport:
         features: list[dict[str, Any]] = []
         for shift, (name, _, reports) in zip(self.shifts, self.unit_reports, strict=True):
             for rep in reports:
-                coords = simplify_line(rep.track)
                 features.append(
                     {
                         "type": "Feature",
-                        "geometry": {"type": "LineString", "coordinates": coords.tolist()}
-                        if coords.shape[0] >= 2
-                        else None,
+                        "geometry": track_geometry(rep),
                         "properties": {
                             "record": "unit",
                             "shift": name,
