@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,6 +50,25 @@ def local_only(route: Any) -> None:
         route.abort()
 
 
+@contextmanager
+def live_page(
+    browser: Any, base: str, viewer: str, on_response: Callable[[Any], None] | None = None
+) -> Iterator[tuple[Any, list[str]]]:
+    """The live map loaded in a fresh browser context, with the page's script errors."""
+    context = browser.new_context(viewport={"width": 1200, "height": 800})
+    errors: list[str] = []
+    try:
+        page = context.new_page()
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        if on_response is not None:
+            page.on("response", on_response)
+        page.route("**/*", local_only)
+        page.goto(str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load")
+        yield page, errors
+    finally:
+        context.close()
+
+
 @pytest.mark.browser
 def test_live_map_follows_the_stream(
     settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
@@ -85,14 +104,7 @@ def test_live_map_follows_the_stream(
         )
         assert r.status_code == 200, r.text
 
-        page_url = httpx.URL(f"{base}/maps/live", params={"key": viewer})
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
-            page.goto(str(page_url), wait_until="load")
+        with live_page(browser, base, viewer) as (page, errors):
             assert page.evaluate("typeof window.L") == "object"
             marker = page.locator(f'.patroli-unit[data-unit-id="{uid}"]')
             marker.wait_for(state="attached")
@@ -163,8 +175,6 @@ def test_live_map_follows_the_stream(
             assert page.locator('#patroli-alerts li[data-type="revisit_overdue"]').count() == 1
             name = "live-map.png" if backend == "sqlite" else f"live-map-{backend}.png"
             page.screenshot(path=str(artifacts_dir / name))
-        finally:
-            context.close()
         assert errors == []
 
 
@@ -194,15 +204,7 @@ def test_live_map_clears_a_revisited_segment(
         overdue = sorted(e.details["segment"] for e in first if e.type == "revisit_overdue")
         assert 3 in overdue and len(overdue) > 1
 
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
-            page.goto(
-                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
-            )
+        with live_page(browser, base, viewer) as (page, errors):
             page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
             red = page.locator(f'.patroli-overdue[data-route-id="{rid}"]')
             segment3 = page.locator(f'.patroli-overdue[data-route-id="{rid}"][data-segment="3"]')
@@ -234,8 +236,6 @@ def test_live_map_clears_a_revisited_segment(
             if backend != "sqlite":
                 name = f"live-map-revisited-{backend}.png"
             page.screenshot(path=str(artifacts_dir / name))
-        finally:
-            context.close()
         assert errors == []
 
 
@@ -317,24 +317,13 @@ def test_live_map_reconnects_after_an_error_response(
         )
         assert r.status_code == 200, r.text
 
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
         streams: list[tuple[str, int]] = []
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on(
-                "response",
-                lambda resp: (
-                    streams.append((resp.url, resp.status))
-                    if "/api/v1/stream" in resp.url
-                    else None
-                ),
-            )
-            page.route("**/*", local_only)
-            page.goto(
-                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
-            )
+
+        def on_response(resp: Any) -> None:
+            if "/api/v1/stream" in resp.url:
+                streams.append((resp.url, resp.status))
+
+        with live_page(browser, base, viewer, on_response) as (page, errors):
             page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
             page.evaluate("window.patroliSamePage = true")
             initial = page.evaluate("window.patroliLive.cursor")
@@ -375,8 +364,6 @@ def test_live_map_reconnects_after_an_error_response(
             assert code == 200 and cursor != initial
             assert parse_qs(urlsplit(url).query)["last_event_id"] == [cursor]
             assert "patroli-connected" in (status.get_attribute("class") or "")
-        finally:
-            context.close()
         assert errors == []
 
 
@@ -431,15 +418,7 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
             (units["p08"]["id"], "on_route"),
         ]
 
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
-            page.goto(
-                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
-            )
+        with live_page(browser, base, viewer) as (page, errors):
             page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
             gone, back = units["p07"]["id"], units["p08"]["id"]
             off = page.locator(f'.patroli-unit.patroli-offroute[data-unit-id="{gone}"]')
@@ -461,8 +440,6 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
             popup.wait_for(state="visible", timeout=2000)
             assert "Keluar rute" in popup.inner_text()
             assert "Tidak terhubung" in popup.inner_text()
-        finally:
-            context.close()
         assert errors == []
 
 
@@ -500,15 +477,7 @@ def test_live_map_trails_start_with_recent_fixes(
             assert r.status_code == 200, r.text
             assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
 
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
-            page.goto(
-                str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load"
-            )
+        with live_page(browser, base, viewer) as (page, errors):
             page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
             trail = page.evaluate(f"window.patroliLive.trail('{units[0]['id']}')")
             expected = [[f["lon"], f["lat"]] for f in recent[-TRAIL_LENGTH:]]
@@ -518,8 +487,6 @@ def test_live_map_trails_start_with_recent_fixes(
             only = page.evaluate(f"window.patroliLive.trail('{units[1]['id']}')")
             assert only == [pytest.approx([stale[-1]["lon"], stale[-1]["lat"]], abs=1e-6)]
             assert page.locator(".patroli-trail").count() == 2
-        finally:
-            context.close()
         assert errors == []
 
 
