@@ -39,6 +39,25 @@ def _events(client: TestClient, **params: Any) -> list[tuple[str, str]]:
     return [(e["type"], e["ts"][11:19]) for e in body["events"]]
 
 
+def _site(revisit_s: float, name: str = "Pos") -> dict[str, Any]:
+    """A 40 m critical site 50 m along the test route, with revisit_s."""
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Point", "coordinates": list(along(50))},
+        "properties": {"name": name, "radius_m": 40, "revisit_s": revisit_s},
+    }
+
+
+def _overdue_places(client: TestClient, revisit_s: float) -> tuple[dict, dict]:
+    """A short route and a site on it, both with revisit_s: (route, site) as created."""
+    route = client.post(
+        "/api/v1/patrol-routes",
+        json=route_feature(name="Short", corridor_m=30, revisit_s=revisit_s),
+    ).json()
+    fence = client.post("/api/v1/geofences", json=_site(revisit_s)).json()
+    return route, fence
+
+
 @pytest.fixture
 def setup(client: TestClient) -> dict[str, int]:
     rid = client.post("/api/v1/patrol-routes", json=route_feature(corridor_m=30)).json()["id"]
@@ -205,15 +224,7 @@ def test_events_api_filters_and_pages(client: TestClient, setup: dict[str, int])
 
 def test_revisit_overdue_fires_once_per_lapse(client: TestClient, setup: dict[str, int]) -> None:
     scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
-    route = client.post(
-        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=600)
-    ).json()
-    circle = {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": list(along(50))},
-        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 600},
-    }
-    fence = client.post("/api/v1/geofences", json=circle).json()
+    route, fence = _overdue_places(client, revisit_s=600)
     edited = datetime.fromisoformat(route["properties"]["updated_at"])
     # Visit segments 0..3 (0-200 m) now; the rest of the route is never visited.
     t0 = (edited - T0).total_seconds()
@@ -303,15 +314,7 @@ def test_revisited_fires_once_when_an_overdue_place_is_visited(
     hook = client.post(
         "/api/v1/webhooks", json={"url": "http://127.0.0.1:9/hook", "event_types": ["revisited"]}
     ).json()
-    route = client.post(
-        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=120)
-    ).json()
-    circle = {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": list(along(50))},
-        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 120},
-    }
-    fence = client.post("/api/v1/geofences", json=circle).json()
+    route, fence = _overdue_places(client, revisit_s=120)
     edited = datetime.fromisoformat(route["properties"]["updated_at"])
     fence_edited = datetime.fromisoformat(fence["properties"]["updated_at"])
     t0 = (edited - T0).total_seconds()
@@ -369,19 +372,8 @@ def test_edits_clear_overdue_marks_without_revisited(
 ) -> None:
     scheduler = client.app.state.scheduler  # type: ignore[attr-defined]
     scheduler.stop()  # as above: only the passes of this test
-    route = client.post(
-        "/api/v1/patrol-routes", json=route_feature(name="Short", corridor_m=30, revisit_s=120)
-    ).json()
-    circle = {
-        "type": "Feature",
-        "geometry": {"type": "Point", "coordinates": list(along(50))},
-        "properties": {"name": "Pos", "radius_m": 40, "revisit_s": 120},
-    }
-    fence = client.post("/api/v1/geofences", json=circle).json()
-    other = client.post(
-        "/api/v1/geofences",
-        json={**circle, "properties": {**circle["properties"], "name": "Pos 2"}},
-    ).json()
+    route, fence = _overdue_places(client, revisit_s=120)
+    other = client.post("/api/v1/geofences", json=_site(120, "Pos 2")).json()
     edited = datetime.fromisoformat(route["properties"]["updated_at"])
     t0 = (edited - T0).total_seconds()
     first = scheduler.run_once(edited + timedelta(seconds=125))
