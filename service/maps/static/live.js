@@ -182,10 +182,8 @@
     // page load and of a live event for the same segment may differ by rounding.
     var overdueLines = {};
 
-    function overdueKey(routeId, segment, startM, endM) {
-      return typeof segment === "number"
-        ? routeId + ":" + segment
-        : routeId + ":" + startM + ":" + endM;
+    function overdueKey(routeId, segment) {
+      return routeId + ":" + segment;
     }
 
     function drawOverdue(routeId, segment, startM, endM) {
@@ -193,7 +191,7 @@
       if (!route) {
         return;
       }
-      var key = overdueKey(routeId, segment, startM, endM);
+      var key = overdueKey(routeId, segment);
       if (state.overdue[key]) {
         return;
       }
@@ -207,11 +205,7 @@
         opacity: 0.95,
         className: "patroli-overdue",
       }).addTo(overdueLayer);
-      var tags = { "route-id": routeId, "start-m": startM, "end-m": endM };
-      if (typeof segment === "number") {
-        tags.segment = segment;
-      }
-      C.tag(line, tags);
+      C.tag(line, { "route-id": routeId, segment: segment, "start-m": startM, "end-m": endM });
       line.bindTooltip(
         "<b>" + C.esc(t.overdue) + "</b><br>" + C.esc(route.name) + ", " +
           Math.round(startM) + "\u2013" + Math.round(endM) + " m",
@@ -222,7 +216,7 @@
     }
 
     function clearOverdue(routeId, segment, startM, endM) {
-      var key = overdueKey(routeId, segment, startM, endM);
+      var key = overdueKey(routeId, segment);
       var line = overdueLines[key];
       if (line) {
         overdueLayer.removeLayer(line);
