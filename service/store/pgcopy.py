@@ -18,14 +18,22 @@ _SIZES = {"i4": 4, "i8": 8, "f8": 8}
 def local_settings(session: Session, settings: Mapping[str, str]) -> Iterator[None]:
     """Set PostgreSQL settings for the statements inside the block, then restore them."""
     names = list(settings)
-    current = text("SELECT current_setting(:n)")
-    before = [session.execute(current, {"n": n}).scalar_one() for n in names]
-    for name in names:
-        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": settings[name]})
+    # One round trip each way: set every value, returning what was there before.
+    swap = text(
+        "SELECT n, old, set_config(n, v, true) FROM ("
+        " SELECT n, v, current_setting(n) AS old"
+        " FROM unnest(CAST(:names AS text[]), CAST(:values AS text[])) AS s(n, v) OFFSET 0"
+        ") AS each_setting"
+    )
+    before = {
+        n: old
+        for n, old, _ in session.execute(
+            swap, {"names": names, "values": [settings[n] for n in names]}
+        )
+    }
     yield
     # (After an error the transaction is aborted and its rollback undoes the settings anyway.)
-    for name, value in zip(names, before, strict=True):
-        session.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    session.execute(swap, {"names": names, "values": [before[n] for n in names]})
 
 
 def copy_columns(
