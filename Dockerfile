@@ -12,6 +12,9 @@
 # migrations/ to service/migrations, see pyproject.toml); the runtime stage copies no sources.
 
 # --- build: wheels for the package and all its dependencies ------------------------------
+# Every RUN that calls pip here and in the runtime stage is run as written by
+# tests/test_install.py (with /wheels in a temporary folder), so the image's install path is
+# tested on every CI run even where no container engine is available.
 FROM python:3.12-slim AS build
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -19,14 +22,14 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 
 WORKDIR /src
 
-# Dependencies first, from pyproject.toml alone, so that a code change reuses this layer.
-COPY pyproject.toml ./
+# Dependencies first, at the exact versions and hashes of the lock file (`make lock` writes
+# it from pyproject.toml), so that a code change reuses this layer and a build six months
+# from now installs the same versions.
+COPY requirements.lock ./
 RUN --mount=type=cache,target=/root/.cache/pip \
-    python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
-    && pip wheel --wheel-dir /wheels -r requirements.txt
+    pip wheel --require-hashes --wheel-dir /wheels -r requirements.lock
 
-COPY README.md ./
+COPY pyproject.toml README.md ./
 COPY service ./service
 COPY migrations ./migrations
 RUN --mount=type=cache,target=/root/.cache/pip \

@@ -4,7 +4,7 @@
 #   make demo                  run the demo on embedded SQLite (no database server)
 #   make test                  lint, type-check and run the whole test suite
 #   make test PYTEST_ARGS='-k geo -x'
-#   make lint | format | bench | clean | distclean
+#   make lint | format | lock | bench | clean | distclean
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,29 +14,42 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip install --quiet --disable-pip-version-check
+LOCK_ARGS := --universal --generate-hashes --python-version 3.11 --quiet
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
 # bench/ may be absent from a fresh clone (git keeps no empty folders); lint only what exists.
 LINT_PATHS := service tests $(wildcard bench)
 BENCHES := $(sort $(wildcard bench/*.py))
 
-.PHONY: help venv demo test lint format bench system-deps clean distclean
+.PHONY: help venv lock demo test lint format bench system-deps clean distclean
 
 help:
 	@echo "make demo       run the demo on embedded SQLite (http://127.0.0.1:8000)"
 	@echo "make test       system deps, ruff, mypy, pytest (PYTEST_ARGS='...' to pass options)"
 	@echo "make lint       ruff check, ruff format --check, mypy"
 	@echo "make format     apply ruff's fixes and formatting"
+	@echo "make lock       re-resolve requirements.lock and requirements-dev.lock"
 	@echo "make bench      run each bench/*.py"
 	@echo "make clean      remove caches and build output (distclean: the venv too)"
 
 venv: $(STAMP)
 
-# Re-installs only when pyproject.toml is newer than the stamp (or the venv is gone).
-$(STAMP): pyproject.toml
+# Re-installs only when pyproject.toml or the lock is newer than the stamp (or the venv is
+# gone). The exact versions (and hashes) come from requirements-dev.lock; the project itself
+# is installed editable on top, without resolving anything again.
+$(STAMP): pyproject.toml requirements-dev.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PIP) --require-hashes -r requirements-dev.lock
+	$(PIP) --no-deps -e .
 	@touch $@
+
+# Resolve the dependencies of pyproject.toml again, for every platform and Python >= 3.11:
+# requirements.lock (what the service needs at run time; the Docker image installs it) and
+# requirements-dev.lock (plus the test and lint tools; `make venv` and CI install it).
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml $(LOCK_ARGS) -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev $(LOCK_ARGS) -o requirements-dev.lock
 
 demo: venv
 	$(BIN)/patroli demo $(DEMO_ARGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,10 @@ def _unavailable(message: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def postgis_url() -> Iterator[str]:
-    """URL of a fresh PostGIS database, migrated to head, dropped after the session."""
-    name = f"patroli_test_{uuid.uuid4().hex[:10]}"
+@contextmanager
+def _new_database(prefix: str) -> Iterator[str]:
+    """A new database with the PostGIS extension on the test server, dropped afterwards."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -48,18 +49,33 @@ def postgis_url() -> Iterator[str]:
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     engine = make_engine(url)
     try:
-        with engine.begin() as conn:
-            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
-    except Exception as exc:
-        engine.dispose()
-        _drop(admin, name)
-        _unavailable(f"PostGIS extension not available: {exc}")
-    upgrade(engine)
-    engine.dispose()
-    try:
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
+        except Exception as exc:
+            _unavailable(f"PostGIS extension not available: {exc}")
+        finally:
+            engine.dispose()
         yield url
     finally:
         _drop(admin, name)
+
+
+@pytest.fixture(scope="session")
+def postgis_url() -> Iterator[str]:
+    """URL of a fresh PostGIS database, migrated to head, dropped after the session."""
+    with _new_database("patroli_test") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        yield url
+
+
+@pytest.fixture
+def empty_postgis_url() -> Iterator[str]:
+    """URL of a new database holding only the PostGIS extension (as the PostGIS image makes it)."""
+    with _new_database("patroli_empty") as url:
+        yield url
 
 
 def _drop(admin: Any, name: str) -> None:

@@ -21,7 +21,6 @@ import subprocess
 import sys
 import threading
 import tomllib
-from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -29,11 +28,22 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parents[1]
-COMPOSE = ROOT / "docker-compose.yml"
-DOCKERFILE = ROOT / "Dockerfile"
+from tests.deployfiles import (
+    COMPOSE,
+    DOCKERFILE,
+    ENTRYPOINT,
+    ROOT,
+    MissingVariableError,
+    all_strings,
+    dockerfile_instructions,
+    environment,
+    flags_and_args,
+    interpolate,
+    placeholders,
+    stages,
+)
+
 DOCKERIGNORE = ROOT / ".dockerignore"
-ENTRYPOINT = ROOT / "scripts" / "docker-entrypoint.sh"
 SYSTEM_DEPS = ROOT / "scripts" / "install-system-deps.sh"
 MAKEFILE = ROOT / "Makefile"
 CI_RUN = ROOT / ".ci" / "run"
@@ -41,91 +51,6 @@ CI_RUN = ROOT / ".ci" / "run"
 # Variables the entrypoint reads itself (not service settings).
 ENTRYPOINT_VARIABLES = {"PATROLI_DATABASE_URL", "PATROLI_DB_WAIT_TIMEOUT", "PATROLI_SKIP_MIGRATE"}
 TEST_ENV = {"PATROLI_ADMIN_KEY": "test-admin-key"}
-
-
-# --- compose interpolation (the Compose Specification's rules) -----------------------------
-
-_PLACEHOLDER = re.compile(
-    r"\$(?:(?P<escaped>\$)|\{(?P<braced>[^}]*)\}|(?P<named>[A-Za-z_][A-Za-z0-9_]*))"
-)
-_BRACED = re.compile(r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:(?P<op>:-|-|:\?|\?|:\+|\+)(?P<arg>.*))?$")
-
-
-class MissingVariableError(Exception):
-    """A `${VAR:?message}` whose variable is unset (compose refuses to start)."""
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"{name}: {message}")
-        self.name = name
-
-
-def placeholders(text: str) -> list[tuple[str, str | None, str]]:
-    """Every `$VAR` / `${VAR<op><arg>}` in a string, as (name, op, arg)."""
-    found: list[tuple[str, str | None, str]] = []
-    for match in _PLACEHOLDER.finditer(text):
-        if match["escaped"]:
-            continue
-        if match["named"]:
-            found.append((match["named"], None, ""))
-            continue
-        braced = _BRACED.match(match["braced"])
-        assert braced, f"malformed interpolation ${{{match['braced']}}} in {text!r}"
-        assert "{" not in match["braced"], f"nested braces are not portable: {text!r}"
-        found.append((braced["name"], braced["op"], braced["arg"] or ""))
-    return found
-
-
-def interpolate(value: Any, env: dict[str, str]) -> Any:
-    """The compose document as compose sees it after substituting variables from `env`."""
-    if isinstance(value, dict):
-        return {key: interpolate(item, env) for key, item in value.items()}
-    if isinstance(value, list):
-        return [interpolate(item, env) for item in value]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        if match["escaped"]:
-            return "$"
-        if match["named"]:
-            return env.get(match["named"], "")
-        braced = _BRACED.match(match["braced"])
-        assert braced
-        name, op, arg = braced["name"], braced["op"], braced["arg"] or ""
-        is_set = name in env
-        is_nonempty = bool(env.get(name))
-        if op in (":?", "?") and not (is_nonempty if op == ":?" else is_set):
-            raise MissingVariableError(name, arg)
-        if op == ":-":
-            return env[name] if is_nonempty else arg
-        if op == "-":
-            return env[name] if is_set else arg
-        if op == ":+":
-            return arg if is_nonempty else ""
-        if op == "+":
-            return arg if is_set else ""
-        return env.get(name, "")
-
-    return _PLACEHOLDER.sub(substitute, value)
-
-
-def all_strings(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for item in value.values():
-            yield from all_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from all_strings(item)
-    elif isinstance(value, str):
-        yield value
-
-
-def environment(service: dict[str, Any]) -> dict[str, str]:
-    """A service's `environment`, in either of its two spellings, as a dict."""
-    env = service.get("environment") or {}
-    if isinstance(env, list):
-        return dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
-    return {key: "" if item is None else str(item) for key, item in env.items()}
 
 
 def healthcheck_command(service: dict[str, Any]) -> list[str]:
@@ -386,43 +311,6 @@ def test_app_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
-
-
-def dockerfile_instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
-    instructions: list[tuple[str, str]] = []
-    pending = ""
-    for line in text.splitlines():
-        if line.lstrip().startswith("#") or (not line.strip() and not pending):
-            continue
-        if line.rstrip().endswith("\\"):
-            pending += line.rstrip()[:-1] + " "
-            continue
-        full = (pending + line).strip()
-        pending = ""
-        if full:
-            keyword, _, args = full.partition(" ")
-            instructions.append((keyword.upper(), args.strip()))
-    assert not pending, "Dockerfile ends inside a continued line"
-    return instructions
-
-
-def stages(instructions: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    found: list[list[tuple[str, str]]] = []
-    for keyword, args in instructions:
-        if keyword == "FROM":
-            found.append([])
-        found[-1].append((keyword, args))
-    return found
-
-
-def flags_and_args(args: str) -> tuple[dict[str, str], list[str]]:
-    words = shlex.split(args)
-    flags = {}
-    while words and words[0].startswith("--"):
-        name, _, value = words.pop(0)[2:].partition("=")
-        flags[name] = value
-    return flags, words
 
 
 @pytest.fixture(scope="module")
@@ -851,6 +739,7 @@ def project_copy(tmp_path: Path) -> Path:
     shutil.copy2(CI_RUN, tree / ".ci" / "run")
     (tree / "scripts" / "install-system-deps.sh").write_text('echo system-deps >> "$CALLS"\n')
     (tree / "pyproject.toml").write_text("")
+    (tree / "requirements-dev.lock").write_text("")
     bin_dir = tree / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
     for tool in ("ruff", "mypy", "pytest", "python"):
@@ -859,7 +748,8 @@ def project_copy(tmp_path: Path) -> Path:
             tool,
             f'echo "{tool} $*" >> "$CALLS"\nexit "${{STUB_{tool.upper()}_STATUS:-0}}"\n',
         )
-    os.utime(tree / "pyproject.toml", (1_000_000_000, 1_000_000_000))
+    for name in ("pyproject.toml", "requirements-dev.lock"):
+        os.utime(tree / name, (1_000_000_000, 1_000_000_000))
     (tree / ".venv" / ".installed").write_text("")
     return tree
 
@@ -930,16 +820,24 @@ def test_make_test_passes_pytest_args(project_copy: Path) -> None:
     assert result.stdout.splitlines()[-1] == ".venv/bin/pytest -k geo -x"
 
 
-def test_venv_is_reinstalled_only_when_pyproject_changes(project_copy: Path) -> None:
+@pytest.mark.parametrize("changed", ["pyproject.toml", "requirements-dev.lock"])
+def test_venv_is_reinstalled_from_the_lock_when_its_inputs_change(
+    project_copy: Path, changed: str
+) -> None:
     def plan() -> str:
         return subprocess.run(
             ["make", "-n", "venv"], cwd=project_copy, capture_output=True, text=True, check=True
         ).stdout
 
     assert "pip install" not in plan()
-    (project_copy / "pyproject.toml").touch()
+    (project_copy / changed).touch()
     os.utime(project_copy / ".venv" / ".installed", (1_000_000_000, 1_000_000_000))
-    assert "pip install --quiet --disable-pip-version-check -e '.[dev]'" in plan()
+    steps = [line for line in plan().splitlines() if "pip install" in line]
+    assert len(steps) == 2, steps
+    assert steps[0].endswith(
+        "pip install --quiet --disable-pip-version-check --require-hashes -r requirements-dev.lock"
+    )
+    assert steps[1].endswith("pip install --quiet --disable-pip-version-check --no-deps -e .")
 
 
 def test_ci_script_is_strict_bash() -> None:
