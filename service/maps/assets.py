@@ -45,6 +45,11 @@ def asset_urls(
     return js, css
 
 
+def common_url(static_prefix: str = "/static") -> str:
+    """URL of the map pages' shared script (PatroliCommon: page data, feature binding)."""
+    return f"{_clean_prefix(static_prefix)}/patroli/common.js"
+
+
 def offline_map(
     location: Sequence[float] | None,
     zoom_start: int,

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 from service.app import create_app
 from service.config import Settings
 from service.maps.assets import referenced_assets
-from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, json_for_script, live_map_view
+from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, live_map_view
+from service.maps.page import json_for_script
 from service.routes import live_maps
 from service.store.db import Store
 from service.store.models import Event, Unit

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,7 @@ import pytest
 from service.config import Settings
 from service.maps.replay import ReplayMapView, ReplayTrack, render_replay_map, simplify_track
 from tests.conftest import ADMIN_KEY
-from tests.helpers import T0, along, circle_feature, ping, route_feature, window
+from tests.helpers import T0, along, circle_feature, page_data, ping, route_feature, window
 from tests.maps.test_live_map import build_app, local_only
 
 PAGE_LIMIT = 2 * 1024 * 1024
@@ -56,9 +54,7 @@ def test_replay_page_for_a_full_day_stays_under_2_mb() -> None:
     )
     page = render_replay_map(view)
     assert len(page.encode()) <= PAGE_LIMIT
-    match = re.search(r"PatroliReplay\.start\([^,]+, (\{.*\})\);", page)
-    assert match is not None
-    config = json.loads(match.group(1))
+    config = page_data(page)["config"]
     assert len(config["units"]) == 50
     assert config["duration"] == 24 * 3600
     first = config["units"][0]["track"]
