@@ -78,3 +78,15 @@ def without_data(page: str) -> str:
     stripped, count = _DATA_BLOCK.subn("", page)
     assert count == 1, f"{count} data blocks"
     return stripped
+
+
+def csp_violations(page: Any) -> list[str]:
+    """Console reports of Content-Security-Policy violations on a Playwright page, as they come."""
+    found: list[str] = []
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    page.on("console", on_console)
+    return found

@@ -26,7 +26,7 @@ from service.routes import live_maps
 from service.store.db import Store
 from service.store.models import Event, Unit
 from tests.conftest import ADMIN_KEY
-from tests.helpers import along, circle_feature, route_feature
+from tests.helpers import along, circle_feature, csp_violations, route_feature
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -55,11 +55,14 @@ def local_only(route: Any) -> None:
 def live_page(
     browser: Any, base: str, viewer: str, on_response: Callable[[Any], None] | None = None
 ) -> Iterator[tuple[Any, list[str]]]:
-    """The live map loaded in a fresh browser context, with the page's script errors."""
+    """The live map loaded in a fresh browser context, with the page's script errors.
+
+    Content-Security-Policy violations count as errors: the page must work under its policy.
+    """
     context = browser.new_context(viewport={"width": 1200, "height": 800})
-    errors: list[str] = []
     try:
         page = context.new_page()
+        errors = csp_violations(page)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         if on_response is not None:
             page.on("response", on_response)
@@ -116,7 +119,7 @@ def test_live_map_follows_the_stream(
             start = page.evaluate(f"window.patroliLive.positions['{uid}']")
             assert [start["lon"], start["lat"]] == pytest.approx(list(along(100)), abs=1e-6)
             assert "Polwan 01" in page.locator(".patroli-label").first.inner_text()
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
 
             # A new fix moves the marker within a second of being stored.
             moved = live_ping("p01", 300, now - timedelta(seconds=100))
@@ -206,7 +209,7 @@ def test_live_map_clears_a_revisited_segment(
         assert 3 in overdue and len(overdue) > 1
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             red = page.locator(f'.patroli-overdue[data-route-id="{rid}"]')
             segment3 = page.locator(f'.patroli-overdue[data-route-id="{rid}"][data-segment="3"]')
             assert red.count() == len(overdue)  # painted from the open marks at page load
@@ -325,7 +328,7 @@ def test_live_map_reconnects_after_an_error_response(
                 streams.append((resp.url, resp.status))
 
         with live_page(browser, base, viewer, on_response) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             page.evaluate("window.patroliSamePage = true")
             initial = page.evaluate("window.patroliLive.cursor")
             seen = live_ping("p05", 200, now - timedelta(seconds=150))
@@ -352,7 +355,7 @@ def test_live_map_reconnects_after_an_error_response(
             assert "menyambung ulang" in status.inner_text()
 
             monkeypatch.undo()  # the database is back
-            page.wait_for_function("window.patroliLive.connected === true", timeout=15000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=15000)
             at_position(page, uid, missed, 2000)  # stored while down: delivered on resume
             after = live_ping("p05", 400, now - timedelta(seconds=50))
             r = http.post("/api/v1/pings", json=[after], headers=tracker)
@@ -420,7 +423,7 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
         ]
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             gone, back = units["p07"]["id"], units["p08"]["id"]
             off = page.locator(f'.patroli-unit.patroli-offroute[data-unit-id="{gone}"]')
             assert off.count() == 1
@@ -479,7 +482,7 @@ def test_live_map_trails_start_with_recent_fixes(
             assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             trail = page.evaluate(f"window.patroliLive.trail('{units[0]['id']}')")
             expected = [[f["lon"], f["lat"]] for f in recent[-TRAIL_LENGTH:]]
             assert len(trail) == TRAIL_LENGTH < len(recent)
