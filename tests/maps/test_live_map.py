@@ -68,6 +68,10 @@ def live_page(
             page.on("response", on_response)
         page.route("**/*", local_only)
         page.goto(str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load")
+        # The key went into a session cookie (the page and its stream use it), out of the URL.
+        assert urlsplit(page.url).path == "/maps/live" and "key" not in parse_qs(
+            urlsplit(page.url).query
+        )
         yield page, errors
     finally:
         context.close()
