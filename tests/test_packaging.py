@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from service.maps.assets import DOCS_DIR
 from service.store.migrate import head_revision
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +125,18 @@ def test_installed_wheel_migrates_from_any_directory(wheel: Path, tmp_path: Path
     assert version == head
     assert {"pings", "patrol_routes", "geofences"} <= tables
     assert list(empty.iterdir()) == [], "migrating must not write into the working directory"
+
+
+def test_wheel_declares_the_docs_assets_and_session_signing(wheel: Path) -> None:
+    """Swagger UI/ReDoc files and cookie signing come from declared runtime dependencies."""
+    with zipfile.ZipFile(wheel) as archive:
+        (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.split(":", 1)[1].strip().lower().replace("_", "-")
+            for line in archive.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line
+        ]
+    assert any(r.startswith("fastapi-offline") for r in requires), requires
+    assert any(r.startswith("itsdangerous") for r in requires), requires
+    shipped = {p.name for p in Path(DOCS_DIR).iterdir()}
+    assert {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"} <= shipped
