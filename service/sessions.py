@@ -1,7 +1,8 @@
 """Map sessions: a short-lived signed cookie from a viewer key, so keys need not stay in URLs.
 
 Opening a map page (or the API docs) with `?key=` checks the key, sets the session cookie and
-redirects (303) to the same URL without the key. The cookie holds a signed, timestamped token
+redirects (303) to the same URL without the key (from a link on another site: see
+`redirect_without_key`). The cookie holds a signed, timestamped token
 naming the key (its id and prefix; for the bootstrap admin key, a keyed fingerprint of it), so
 revoking or changing the key ends its sessions within the key-cache time. Only GET requests of
 the map pages, their event stream and the API description accept the cookie: no request that
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import math
 import secrets
 import threading
@@ -19,7 +21,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 
@@ -134,11 +136,24 @@ def key_by_id(session: Session, key_id: int, prefix: str) -> Principal | None:
     return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)
 
 
-def redirect_without_key(request: Request, token: str, ttl_s: float) -> RedirectResponse:
-    """303 to the request's URL without `key=`, setting the session cookie."""
+def redirect_without_key(request: Request, token: str, ttl_s: float) -> Response:
+    """The request's URL without `key=`, as a 303 redirect that sets the session cookie.
+
+    A navigation that began on another site (a link in another web application) stays
+    cross-site through redirects, and a SameSite=Strict cookie is not sent on it: such a
+    request gets a page of this site that moves on by itself instead, which is same-site.
+    """
     query = request.url.remove_query_params("key").query
     target = request.url.path + (f"?{query}" if query else "")
-    response = RedirectResponse(target, status_code=303)
+    response: Response
+    if request.headers.get("sec-fetch-site") == "cross-site":
+        url = html.escape(target, quote=True)
+        response = HTMLResponse(
+            f'<!DOCTYPE html><html><head><meta http-equiv="refresh" content="0;url={url}">'
+            f'<title>Patroli</title></head><body><a href="{url}">{url}</a></body></html>'
+        )
+    else:
+        response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         COOKIE,
         token,

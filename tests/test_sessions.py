@@ -198,3 +198,19 @@ def test_only_viewer_keys_start_sessions(make_settings: Callable[..., Settings])
         assert COOKIE not in client.cookies
         r = client.get("/maps/live", params={"key": "wrong"}, headers=NO_BEARER)
         assert r.status_code == 401 and COOKIE not in client.cookies
+
+
+def test_a_link_from_another_site_gets_a_page_that_moves_on(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A Strict cookie is not sent after a cross-site redirect: a same-site page moves on."""
+    with _client(make_settings()) as client:
+        r = client.get(
+            "/maps/live",
+            params={"key": ADMIN_KEY, "lang": 'en"><script>alert(1)</script>'},
+            headers={**NO_BEARER, "Sec-Fetch-Site": "cross-site"},
+        )
+        assert r.status_code == 200 and COOKIE in r.headers["set-cookie"]
+        assert r.headers["content-security-policy"].startswith("default-src 'none'")
+        assert '<meta http-equiv="refresh" content="0;url=/maps/live?lang=en%22' in r.text
+        assert "<script>" not in r.text and ADMIN_KEY not in r.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
@@ -244,6 +246,38 @@ def test_live_map_clears_a_revisited_segment(
             if backend != "sqlite":
                 name = f"live-map-revisited-{backend}.png"
             page.screenshot(path=str(artifacts_dir / name))
+        assert errors == []
+
+
+@pytest.mark.browser
+def test_live_map_opens_from_a_link_on_another_site(
+    settings: Settings, backend: str, browser: Any, live_server: Any
+) -> None:
+    """The session cookie is SameSite=Strict, yet a link from another web application works."""
+    with live_server(build_app(settings)) as base:
+        portal = FastAPI()
+        target = str(httpx.URL(f"{base}/maps/live", params={"key": ADMIN_KEY, "lang": "en"}))
+
+        @portal.get("/", response_class=HTMLResponse)
+        def index() -> str:
+            return f'<a id="map" href="{html.escape(target)}">Live map</a>'
+
+        with live_server(portal) as other:
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                errors = csp_violations(page)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                # localhost and 127.0.0.1 are different sites.
+                page.goto(other.replace("127.0.0.1", "localhost") + "/", wait_until="load")
+                page.click("#map")
+                page.wait_for_url(f"{base}/maps/live?lang=en", timeout=5000)
+                page.wait_for_function("() => window.patroliLive && window.patroliLive.connected")
+                assert "Live patrol map" in page.locator("#patroli-title").inner_text()
+                [cookie] = context.cookies(base)
+                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            finally:
+                context.close()
         assert errors == []
 
 
