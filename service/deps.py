@@ -110,11 +110,11 @@ async def session_principal(request: Request) -> Principal | None:
     if not isinstance(key_id, int) or not isinstance(prefix, str):
         return None
     cache: sessions.SessionKeys = request.app.state.session_keys
-    found, principal = cache.get(key_id)
+    found, principal = cache.get(key_id, prefix)
     if not found:
         generation = get_keys(request).generation
         principal = await run_in_threadpool(_key_by_id, get_store(request), key_id, prefix)
-        cache.put(key_id, principal, generation)
+        cache.put(key_id, prefix, principal, generation)
     return principal
 
 

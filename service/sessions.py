@@ -52,17 +52,17 @@ class SessionKeys:
         self._ttl = ttl_s
         self._keys = keys
         self._lock = threading.Lock()
-        self._entries: dict[int, tuple[Principal | None, float, int]] = {}
+        self._entries: dict[tuple[int, str], tuple[Principal | None, float, int]] = {}
 
-    def get(self, key_id: int) -> tuple[bool, Principal | None]:
-        """(found, principal) for a key id; found is False when it must be looked up."""
+    def get(self, key_id: int, prefix: str) -> tuple[bool, Principal | None]:
+        """(found, principal) for a key id and prefix; found is False when it must be looked up."""
         with self._lock:
-            entry = self._entries.get(key_id)
+            entry = self._entries.get((key_id, prefix))
         if entry is None or entry[1] < time.monotonic() or entry[2] != self._keys.generation:
             return False, None
         return True, entry[0]
 
-    def put(self, key_id: int, principal: Principal | None, generation: int) -> None:
+    def put(self, key_id: int, prefix: str, principal: Principal | None, generation: int) -> None:
         """Remember how a key id resolved, unless keys were revoked since the lookup began."""
         if self._ttl <= 0:
             return
@@ -71,7 +71,7 @@ class SessionKeys:
                 return
             if len(self._entries) > 10_000:
                 self._entries.clear()
-            self._entries[key_id] = (principal, time.monotonic() + self._ttl, generation)
+            self._entries[(key_id, prefix)] = (principal, time.monotonic() + self._ttl, generation)
 
 
 class SessionSigner:
