@@ -27,7 +27,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
