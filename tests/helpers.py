@@ -80,9 +80,12 @@ def without_data(page: str) -> str:
     return stripped
 
 
-def csp_violations(page: Any) -> list[str]:
-    """Console reports of Content-Security-Policy violations on a Playwright page, as they come."""
-    found: list[str] = []
+def csp_violations(page: Any, found: list[str] | None = None) -> list[str]:
+    """Console reports of Content-Security-Policy violations on a Playwright page, as they come.
+
+    They are appended to `found` (a new list by default), which is returned.
+    """
+    found = [] if found is None else found
 
     def on_console(message: Any) -> None:
         if "Content Security Policy" in message.text:
