@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import sessions
 from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
@@ -21,6 +22,7 @@ from service.routes import (
     analytics,
     analytics_coverage,
     coverage,
+    docs,
     events,
     geofences,
     gpx,
@@ -37,6 +39,7 @@ from service.routes import (
 )
 from service.routes import webhooks as webhook_routes
 from service.scheduler import Scheduler
+from service.security import SecurityHeaders
 from service.store.db import Store
 from service.store.migrate import upgrade
 from service.stream import Broker
@@ -92,12 +95,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Live patrol tracking: pings, patrol-route corridors, geofences, coverage maps.",
         version="0.1.0",
         lifespan=lifespan,
+        # Served by service.routes.docs instead: behind a viewer key, from local assets.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
     )
     app.state.settings = settings
     app.state.keys = KeyCache(settings.key_cache_s)
     add_exception_handlers(app)
+    sessions.install(app, settings)
     instrument(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
     # The ingest routes come first: routes are matched in order, and they carry the load.
     for module in (
         pings,
@@ -117,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live_maps,
         stream,
         webhook_routes,
+        docs,
     ):
         app.include_router(module.router)
     mount_assets(app)

@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     key_cache_s: float = Field(
         10.0, ge=0, description="How long a resolved API key is cached per worker (s)."
     )
+    session_secret: SecretStr | None = Field(
+        None,
+        description="Secret signing map session cookies. Default: random per process, so "
+        "sessions end when it restarts; with several instances set it, the same everywhere.",
+    )
+    session_ttl_s: float = Field(
+        43_200.0, gt=0, description="Lifetime of a map session cookie (s); 12 h, a shift."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -12,6 +12,7 @@ from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from service import sessions
 from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, Unauthenticated
@@ -89,33 +90,90 @@ async def authenticate(request: Request, key: str | None) -> Principal | None:
     return principal
 
 
+def _key_by_id(store: Store, key_id: int, prefix: str) -> Principal | None:
+    with store.read() as session:
+        return sessions.key_by_id(session, key_id, prefix)
+
+
+async def session_principal(request: Request) -> Principal | None:
+    """The principal of the request's map session cookie (GET and HEAD only), if it is valid."""
+    token = request.cookies.get(sessions.COOKIE)
+    if not token or request.method not in sessions.SESSION_METHODS:
+        return None
+    signer: sessions.SessionSigner = request.app.state.sessions
+    payload = signer.read(token)
+    if payload is None:
+        return None
+    if "a" in payload:
+        return Principal(role="admin") if signer.is_admin(payload) else None
+    key_id, prefix = payload.get("k"), payload.get("p")
+    if not isinstance(key_id, int) or not isinstance(prefix, str):
+        return None
+    cache: sessions.SessionKeys = request.app.state.session_keys
+    found, principal = cache.get(key_id, prefix)
+    if not found:
+        generation = get_keys(request).generation
+        principal = await run_in_threadpool(_key_by_id, get_store(request), key_id, prefix)
+        cache.put(key_id, prefix, principal, generation)
+    return principal
+
+
 def _require(
-    roles: tuple[str, ...], *, query_key: bool = False, open_read: bool = False
+    roles: tuple[str, ...],
+    *,
+    query_key: bool = False,
+    session: bool = False,
+    start_session: bool = False,
+    open_read: bool = False,
 ) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting callers whose key has one of `roles`."""
+    """A dependency admitting callers whose key has one of `roles`.
+
+    `query_key` also takes the key as `?key=`; `session` also takes the map session cookie
+    (on GET and HEAD only); `start_session` answers a good `?key=` with a redirect that
+    moves the key into a session cookie (HTML pages).
+    """
 
     async def dependency(
         request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         key: Annotated[str | None, Query(include_in_schema=False)] = None,
     ) -> Principal:
+        from_query = credentials is None and query_key and bool(key)
         presented = credentials.credentials if credentials else (key if query_key else None)
         principal = await authenticate(request, presented)
+        if principal is None and session:
+            principal = await session_principal(request)
         if principal is None:
             if open_read and get_settings(request).open_read:
                 return Principal(role="viewer")
+            if session and request.cookies.get(sessions.COOKIE):
+                raise Unauthenticated(
+                    "the map session has expired or its key was revoked: open the page "
+                    "with ?key=<key> again"
+                )
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         if principal.role not in roles:
             raise Forbidden(f"this needs a {' or '.join(roles)} key; yours is {principal.role}")
+        if start_session and from_query and request.method in sessions.SESSION_METHODS:
+            signer: sessions.SessionSigner = request.app.state.sessions
+            token = signer.issue(principal, str(key))
+            raise sessions.StartSession(sessions.redirect_without_key(request, token, signer.ttl_s))
         return principal
 
     return dependency
 
 
+_VIEWERS = ("admin", "viewer")
 AdminDep = Annotated[Principal, Depends(_require(("admin",)))]
-ViewerDep = Annotated[Principal, Depends(_require(("admin", "viewer"), open_read=True))]
+ViewerDep = Annotated[Principal, Depends(_require(_VIEWERS, open_read=True))]
+# The event stream and the API description: a key (bearer or ?key=) or a map session.
 MapViewerDep = Annotated[
-    Principal, Depends(_require(("admin", "viewer"), query_key=True, open_read=True))
+    Principal, Depends(_require(_VIEWERS, query_key=True, session=True, open_read=True))
+]
+# HTML pages (maps, API docs): a ?key= is moved into a session cookie by a redirect.
+PageViewerDep = Annotated[
+    Principal,
+    Depends(_require(_VIEWERS, query_key=True, session=True, start_session=True, open_read=True)),
 ]
 TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
 

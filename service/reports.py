@@ -329,15 +329,23 @@ def unit_row(rep: UnitReport, areas: Areas) -> list[Any]:
     ]
 
 
-# A spreadsheet runs a cell starting with one of these as a formula (CSV injection): names
-# typed by users are written with a leading apostrophe instead.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection), also after
+# leading blanks; the full-width forms too, in some locales. Such text cells (names typed by
+# users) are written with a leading apostrophe.
+_FORMULA_START = ("=", "+", "-", "@", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+# Control characters (CR and LF among them) and Unicode line separators: a line break inside a
+# cell lets importers that read line by line start a new row with the text after it.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def _cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+    """A CSV cell made safe for spreadsheets: control characters as spaces, formulas as text."""
+    if not isinstance(value, str):
+        return value
+    text = _CONTROL.sub(" ", value)
+    if text.lstrip().startswith(_FORMULA_START):
+        return "'" + text
+    return text
 
 
 def to_csv(header: list[str], rows: list[list[Any]]) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -56,3 +58,38 @@ def ping(
 def window(hours: float = 1.0) -> dict[str, str]:
     """Query parameters for [T0, T0 + hours)."""
     return {"from": T0.isoformat(), "to": (T0 + timedelta(hours=hours)).isoformat()}
+
+
+_DATA_BLOCK = re.compile(
+    r'<script type="application/json" id="patroli-data">(.*?)</script>', re.DOTALL
+)
+
+
+def page_data(page: str) -> dict[str, Any]:
+    """The JSON data block of a rendered map page."""
+    match = _DATA_BLOCK.search(page)
+    assert match is not None, "the page has no data block"
+    data: dict[str, Any] = json.loads(match.group(1))
+    return data
+
+
+def without_data(page: str) -> str:
+    """A rendered map page without its JSON data block (what Folium's templates made)."""
+    stripped, count = _DATA_BLOCK.subn("", page)
+    assert count == 1, f"{count} data blocks"
+    return stripped
+
+
+def csp_violations(page: Any, found: list[str] | None = None) -> list[str]:
+    """Console reports of Content-Security-Policy violations on a Playwright page, as they come.
+
+    They are appended to `found` (a new list by default), which is returned.
+    """
+    found = [] if found is None else found
+
+    def on_console(message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            found.append(message.text)
+
+    page.on("console", on_console)
+    return found

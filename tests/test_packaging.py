@@ -17,6 +17,8 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from service.maps.assets import DOCS_DIR
+
 ROOT = Path(__file__).resolve().parents[1]
 # What a wheel is built from (the Dockerfile's build stage copies the same).
 SOURCES = ("pyproject.toml", "README.md", "service", "migrations")
@@ -82,3 +84,18 @@ def test_wheel_carries_every_module_and_data_file_of_the_package(wheel: Path) ->
     }
     assert "service/py.typed" in files
     assert files <= names, sorted(files - names)
+
+
+def test_wheel_declares_the_docs_assets_and_session_signing(wheel: Path) -> None:
+    """Swagger UI/ReDoc files and cookie signing come from declared runtime dependencies."""
+    with zipfile.ZipFile(wheel) as archive:
+        (meta,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        requires = [
+            line.split(":", 1)[1].strip().lower().replace("_", "-")
+            for line in archive.read(meta).decode().splitlines()
+            if line.startswith("Requires-Dist:") and "extra ==" not in line
+        ]
+    assert any(r.startswith("fastapi-offline") for r in requires), requires
+    assert any(r.startswith("itsdangerous") for r in requires), requires
+    shipped = {p.name for p in Path(DOCS_DIR).iterdir()}
+    assert {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"} <= shipped

@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import fastapi_offline
 import folium
 import xstatic.pkg.jquery as xs_jquery
 import xstatic.pkg.leaflet as xs_leaflet
@@ -16,6 +17,9 @@ from fastapi.staticfiles import StaticFiles
 LEAFLET_DIR: str = xs_leaflet.BASE_DIR
 JQUERY_DIR: str = xs_jquery.BASE_DIR
 PATROLI_DIR: str = str(Path(__file__).resolve().parent / "static")
+# Swagger UI and ReDoc, as the fastapi-offline package ships them.
+DOCS_DIR: str = str(Path(fastapi_offline.__file__).resolve().parent / "static")
+DOCS_PREFIX = "/static/docs"
 
 
 def _clean_prefix(prefix: str) -> str:
@@ -25,11 +29,15 @@ def _clean_prefix(prefix: str) -> str:
 
 
 def mount_assets(app: FastAPI, prefix: str = "/static") -> None:
-    """Serve Leaflet, jQuery and the map pages' scripts at `{prefix}/{leaflet,jquery,patroli}/`."""
+    """Serve Leaflet, jQuery, the map pages' scripts and the API docs' assets under `prefix`.
+
+    At `{prefix}/leaflet/`, `{prefix}/jquery/`, `{prefix}/patroli/` and `{prefix}/docs/`.
+    """
     base = _clean_prefix(prefix)
     app.mount(f"{base}/leaflet", StaticFiles(directory=LEAFLET_DIR), name="static-leaflet")
     app.mount(f"{base}/jquery", StaticFiles(directory=JQUERY_DIR), name="static-jquery")
     app.mount(f"{base}/patroli", StaticFiles(directory=PATROLI_DIR), name="static-patroli")
+    app.mount(f"{base}/docs", StaticFiles(directory=DOCS_DIR), name="static-docs")
 
 
 def asset_urls(
@@ -43,6 +51,11 @@ def asset_urls(
     ]
     css = [("leaflet_css", f"{base}/leaflet/leaflet.css")]
     return js, css
+
+
+def common_url(static_prefix: str = "/static") -> str:
+    """URL of the map pages' shared script (PatroliCommon: page data, feature binding)."""
+    return f"{_clean_prefix(static_prefix)}/patroli/common.js"
 
 
 def offline_map(

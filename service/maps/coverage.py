@@ -20,7 +20,7 @@ from shapely.geometry import LineString, Polygon, mapping
 from shapely.geometry.base import BaseGeometry
 
 from service.geo.projection import LocalProjection
-from service.maps.assets import offline_map
+from service.maps.assets import common_url, offline_map
 from service.maps.labels import (
     EN_DASH,
     format_ago,
@@ -33,6 +33,7 @@ from service.maps.labels import (
     normalize_lang,
     to_local,
 )
+from service.maps.page import add_feature_info, page_data
 
 DEFAULT_CENTER = (-1.2654, 116.8312)  # Balikpapan
 DEFAULT_ZOOM = 13
@@ -308,25 +309,8 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-# Binds tooltip/popup text and data-* attributes carried in each feature's properties.
-_ON_EACH_FEATURE = JsCode(
-    """function (feature, layer) {
-    var p = feature.properties || {};
-    if (p.tip) {
-        layer.bindTooltip(p.tip, p.label
-            ? {permanent: true, direction: "right", offset: [8, 0], className: "patroli-label"}
-            : {sticky: true, className: "patroli-tip"});
-    }
-    if (p.popup) { layer.bindPopup(p.popup); }
-    if (p.data) {
-        layer.on("add", function () {
-            var el = layer.getElement ? layer.getElement() : null;
-            if (!el) { return; }
-            Object.keys(p.data).forEach(function (k) { el.setAttribute("data-" + k, p.data[k]); });
-        });
-    }
-}"""
-)
+# Binds each feature's tooltip, popup and data-* attributes from the page data (common.js).
+_ON_EACH_FEATURE = JsCode("PatroliCommon.bindFeature")
 
 _CSS = """
 .patroli-box { background: rgba(255, 255, 255, 0.93); color: #222; padding: 6px 10px;
@@ -370,26 +354,31 @@ class _MapChrome(MacroElement):
         r"""
 {% macro header(this, kwargs) %}
 <style>{{ this.css }}</style>
+<script src="{{ this.common_url }}"></script>
 {% endmacro %}
 {% macro script(this, kwargs) %}
 (function () {
     var map = {{ this._parent.get_name() }};
+    // Title and legend are HTML made by the server with every name escaped; like all text
+    // from users they come from the page data, never from this script's source.
+    var chrome = PatroliCommon.data().chrome;
     function box(position, id, content) {
         var ctl = L.control({position: position});
         ctl.onAdd = function () {
             var div = L.DomUtil.create("div", "patroli-box");
             div.id = id;
             div.innerHTML = content;
+            PatroliCommon.paint(div);
             L.DomEvent.disableClickPropagation(div);
             L.DomEvent.disableScrollPropagation(div);
             return div;
         };
         ctl.addTo(map);
     }
-    box("topleft", "patroli-title", {{ this.title_html|tojson }});
-    box("bottomright", "patroli-legend", {{ this.legend_html|tojson }});
+    box("topleft", "patroli-title", chrome.title);
+    box("bottomright", "patroli-legend", chrome.legend);
     var form = document.getElementById("patroli-window");
-    var zone = {{ this.zone|tojson }};
+    var zone = chrome.zone;
     var fallbackOffset = {{ this.offset_min|tojson }};
     function offsetMin(ms) {
         // Minutes the display zone is ahead of UTC at instant ms.
@@ -464,23 +453,19 @@ class _MapChrome(MacroElement):
 
     def __init__(
         self,
-        title_html: str,
-        legend_html: str,
+        common_url: str,
         many_units: bool,
         bounds: list[list[float]] | None,
-        zone: str,
         offset_min: float,
     ) -> None:
         super().__init__()
         self._name = "PatroliMapChrome"
         self.css = _CSS
-        self.title_html = title_html
-        self.legend_html = legend_html
+        self.common_url = common_url
         self.many_units = many_units
         self.labels_min_zoom = LABELS_MIN_ZOOM
         self.bounds = bounds
         self.max_zoom = FIT_MAX_ZOOM
-        self.zone = zone
         self.offset_min = offset_min
 
 
@@ -556,7 +541,7 @@ def _short_time(ts: datetime, view: CoverageMapView) -> str:
 def _swatch_row(css: str, color: str, text: str) -> str:
     """One legend row: a coloured swatch and its (already escaped) text."""
     return (
-        f'<div class="patroli-row"><span class="patroli-sw {css}" style="color:{color}">'
+        f'<div class="patroli-row"><span class="patroli-sw {css}" data-color="{color}">'
         f"</span><span>{text}</span></div>"
     )
 
@@ -681,7 +666,7 @@ def _add_layer(
             return dict(fixed)
 
     folium.GeoJson(
-        _collection(features),
+        _collection(add_feature_info(fmap, features)),
         name=name,
         style_function=style_function,
         on_each_feature=_ON_EACH_FEATURE,
@@ -938,12 +923,15 @@ def build_coverage_map(view: CoverageMapView) -> folium.Map:
         minx, miny, maxx, maxy = bounds.box
         fmap.location = [(miny + maxy) / 2, (minx + maxx) / 2]
         fit = [[miny, minx], [maxy, maxx]]
+    page_data(fmap)["chrome"] = {
+        "title": _title_html(view, empty=fit is None),
+        "legend": _legend_html(view),
+        "zone": str(getattr(view.tz, "key", None) or "UTC"),
+    }
     _MapChrome(
-        _title_html(view, empty=fit is None),
-        _legend_html(view),
+        common_url(view.static_prefix),
         many_units=len(view.positions) > LABELS_ALWAYS_UP_TO,
         bounds=fit,
-        zone=str(getattr(view.tz, "key", None) or "UTC"),
         offset_min=(to_local(view.end, view.tz).utcoffset() or timedelta(0)).total_seconds() / 60,
     ).add_to(fmap)
     folium.LayerControl(collapsed=True).add_to(fmap)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from service.config import Settings
 from service.evaluate import corridor_from_row, fence_from_row
 from service.eventlog import event_dict
 from service.events.machine import UnitMachine
-from service.maps.assets import offline_map
+from service.maps.assets import common_url, offline_map
 from service.maps.coverage import (
     CRITICAL_COLOR,
     CRITICAL_KIND,
@@ -41,6 +40,7 @@ from service.maps.coverage import (
     add_route_base,
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
+from service.maps.page import page_data
 from service.positions import ELIGIBLE
 from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
 from service.stream import Cursor, current_cursor
@@ -370,15 +370,11 @@ def live_map_view(
     )
 
 
-def json_for_script(data: Any) -> str:
-    """`data` as compact JSON that is safe inside an HTML <script> element."""
-    # NaN and Infinity are not JSON, but they are valid JavaScript literals.
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
 class PageScript(MacroElement):
-    """Loads a page script and stylesheet and starts it with the map and a JSON config."""
+    """Loads a page script and stylesheet and starts it with the map and the page's config.
+
+    The config (with every name in it) is in the page data, not in this element's script.
+    """
 
     _template = Template(
         """
@@ -389,19 +385,26 @@ class PageScript(MacroElement):
 {%- endfor %}
 {% endmacro %}
 {% macro script(this, kwargs) %}
-{{ this.starter }}({{ this._parent.get_name() }}, {{ this.config_json }});
+{{ this.starter }}({{ this._parent.get_name() }}, PatroliCommon.data().config);
 {% endmacro %}
 """
     )
 
-    def __init__(self, static_prefix: str, name: str, starter: str, config: Any) -> None:
+    def __init__(self, static_prefix: str, name: str, starter: str) -> None:
         super().__init__()
         self._name = "PatroliPageScript"
         base = "/" + static_prefix.strip("/") if static_prefix.strip("/") else ""
-        self.js_urls = [f"{base}/{ASSET_DIR}/common.js", f"{base}/{ASSET_DIR}/{name}.js"]
+        self.js_urls = [common_url(static_prefix), f"{base}/{ASSET_DIR}/{name}.js"]
         self.css_url = f"{base}/{ASSET_DIR}/patroli.css"
         self.starter = starter
-        self.config_json = json_for_script(config)
+
+
+def add_page_script(
+    fmap: folium.Map, static_prefix: str, name: str, starter: str, config: dict[str, Any]
+) -> None:
+    """Start page script `name` on `fmap` with `config` (kept in the page data)."""
+    page_data(fmap)["config"] = config
+    PageScript(static_prefix, name, starter).add_to(fmap)
 
 
 def add_base_layers(
@@ -561,7 +564,7 @@ def build_live_map(view: LiveMapView) -> folium.Map:
     )
     bounds = add_base_layers(fmap, view.routes, view.fences, view.lang)
     config = live_config(view, bounds)
-    PageScript(view.static_prefix, "live", "PatroliLive.start", config).add_to(fmap)
+    add_page_script(fmap, view.static_prefix, "live", "PatroliLive.start", config)
     folium.LayerControl(collapsed=True, position="bottomleft").add_to(fmap)
     return fmap
 

@@ -20,9 +20,9 @@ from service.maps.coverage import UNIT_PALETTE, FenceLayer
 from service.maps.labels import format_window, normalize_lang, zone_label
 from service.maps.live import (
     FIT_MAX_ZOOM,
-    PageScript,
     RouteLine,
     add_base_layers,
+    add_page_script,
     base_map,
     fence_layers,
     fit_bounds,
@@ -231,7 +231,7 @@ def build_replay_map(view: ReplayMapView) -> folium.Map:
         "maxZoom": FIT_MAX_ZOOM,
         **data,
     }
-    PageScript(view.static_prefix, "replay", "PatroliReplay.start", config).add_to(fmap)
+    add_page_script(fmap, view.static_prefix, "replay", "PatroliReplay.start", config)
     folium.LayerControl(collapsed=True, position="bottomleft").add_to(fmap)
     return fmap
 

@@ -9,10 +9,11 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from service.config import Settings
-from service.deps import MapViewerDep, SettingsDep, StoreDep, Window, WindowDep
+from service.deps import PageViewerDep, SettingsDep, StoreDep, Window, WindowDep
 from service.errors import NotFound
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
+from service.security import map_page
 from service.store.db import Store
 from service.store.models import Unit
 
@@ -39,10 +40,11 @@ def _replay_page(
 
 @router.get("/live", response_class=HTMLResponse)
 async def live_map(
-    store: StoreDep, settings: SettingsDep, _: MapViewerDep, lang: LangQuery = None
+    store: StoreDep, settings: SettingsDep, _: PageViewerDep, lang: LangQuery = None
 ) -> HTMLResponse:
     """Live map: unit markers moved by the event stream, trails, alerts and overdue segments."""
-    return HTMLResponse(await run_in_threadpool(_live_page, store, settings, lang))
+    page = await run_in_threadpool(_live_page, store, settings, lang)
+    return map_page(page, settings.tile_url)
 
 
 @router.get("/replay", response_class=HTMLResponse)
@@ -50,9 +52,10 @@ async def replay_map(
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
-    _: MapViewerDep,
+    _: PageViewerDep,
     unit: Annotated[int | None, Query(description="Only this unit's track")] = None,
     lang: LangQuery = None,
 ) -> HTMLResponse:
     """Replay of [from, to): unit tracks and a time slider that moves the units' markers."""
-    return HTMLResponse(await run_in_threadpool(_replay_page, store, settings, window, unit, lang))
+    page = await run_in_threadpool(_replay_page, store, settings, window, unit, lang)
+    return map_page(page, settings.tile_url)

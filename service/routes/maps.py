@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from service.deps import MapViewerDep, SettingsDep, StoreDep, WindowDep
+from service.deps import PageViewerDep, SettingsDep, StoreDep, WindowDep
 from service.mapdata import coverage_map_view
 from service.maps.coverage import render_coverage_map
+from service.security import map_page
 
 router = APIRouter(prefix="/maps", tags=["maps"])
 
@@ -19,10 +20,10 @@ def coverage_map(
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
-    _: MapViewerDep,
+    _: PageViewerDep,
     lang: Annotated[Literal["id", "en"] | None, Query(description="Label language")] = None,
 ) -> HTMLResponse:
     """Coverage map of [from, to): segment ages, geofence presence, heat, tracks, units."""
     with store.read() as session:
         view = coverage_map_view(session, settings, window, lang=lang)
-    return HTMLResponse(render_coverage_map(view))
+    return map_page(render_coverage_map(view), settings.tile_url)

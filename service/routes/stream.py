@@ -40,7 +40,7 @@ STREAM_DOC = """Server-Sent Events: `event: position` for each new analytics-eli
 Each message id is the stream position `<event_id>-<ping_id>` after it; reconnecting with
 `Last-Event-ID` (EventSource does this itself) or `?last_event_id=` delivers exactly what was
 missed. Without one, only data stored after connecting is sent. Browsers may authenticate with
-`?key=`."""
+`?key=` or the session cookie of a map page."""
 
 
 def get_broker(request: Request) -> Broker:

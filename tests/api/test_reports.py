@@ -246,6 +246,53 @@ def test_csv_is_safe_for_spreadsheets_and_tells_geofences_apart(
     assert '\'=HYPERLINK("http://x")' in names
 
 
+# Cells a spreadsheet would run as formulas, also behind a line break, tab or blank.
+FORMULAS = ["\r=1+1", "\n=1+1", "\r\n@SUM(A1)", "\t+1", " =2+2", "-3+3", "\uff1dcmd|' /C calc'!A0"]
+
+
+def _lines_are_safe(text: str) -> None:
+    """No physical line of the CSV text (split on any line break) starts with a formula."""
+    assert "\r" not in text
+    for line in text.splitlines():
+        assert not line.lstrip().startswith(("=", "+", "-", "@", "\uff1d")), repr(line)
+
+
+def test_units_csv_cannot_smuggle_a_formula(client: TestClient, scene: dict[str, int]) -> None:
+    for n, name in enumerate(FORMULAS):
+        r = client.post("/api/v1/units", json={"name": name, "device_id": f"f{n}"})
+        assert r.status_code == 201, r.text
+        post(client, [at(f"f{n}", SITE, 10.0 * n)])
+    fence = client.post("/api/v1/geofences", json=circle_feature(*along(100, 0), name="\r=9+9"))
+    assert fence.status_code == 201, fence.text
+    r = client.get("/api/v1/reports/units", params={**window(), "format": "csv"})
+    assert r.status_code == 200, r.text
+    _lines_are_safe(r.text)
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert len(rows) == 1 + 2 + len(FORMULAS)  # one line per row: no name split one
+    assert "time_in_ =9+9_s" in rows[0]
+    names = {row[1] for row in rows[1:]}
+    assert {"' =1+1", "'  @SUM(A1)", "' +1", "' =2+2", "'-3+3"} <= names
+    assert "'\uff1dcmd|' /C calc'!A0" in names
+    # The JSON report keeps the names as they are.
+    body = client.get("/api/v1/reports/units", params=window()).json()
+    assert {u["unit_name"] for u in body["units"]} >= set(FORMULAS)
+
+
+def test_shift_csv_cannot_smuggle_a_formula(client: TestClient, scene: dict[str, int]) -> None:
+    fence = client.post("/api/v1/geofences", json=circle_feature(*SITE, name="\r=1+1"))
+    assert fence.status_code == 201, fence.text
+    client.post("/api/v1/units", json={"name": "\n@cmd", "device_id": "f1"})
+    post(client, [at("f1", SITE, 0.0), at("f1", SITE, 60.0)])
+    r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27", "format": "csv"})
+    assert r.status_code == 200, r.text
+    _lines_are_safe(r.text)
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert "time_in_ =1+1_s" in rows[0]
+    assert "' =1+1" in {row[5] for row in rows[1:] if row[3] == "critical_site"}
+    assert "' @cmd" in {row[5] for row in rows[1:] if row[3] == "unit"}
+    assert all(len(row) == len(rows[0]) for row in rows)
+
+
 @pytest.mark.parametrize(
     "params",
     [

@@ -37,6 +37,8 @@ from service.maps.coverage import (
     track_point_cap,
 )
 from service.maps.labels import format_time, labels, zone_label
+from service.security import map_page
+from tests.helpers import csp_violations
 
 TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 ATTRIBUTION = "&copy; OpenStreetMap contributors"
@@ -295,8 +297,8 @@ def _map_app(page_html: str) -> FastAPI:
     mount_assets(app)
 
     @app.get("/map", response_class=HTMLResponse)
-    def coverage_page() -> str:
-        return page_html
+    def coverage_page() -> HTMLResponse:
+        return map_page(page_html, TILE_URL)  # under the policy the service sends with it
 
     return app
 
@@ -329,6 +331,7 @@ def test_coverage_map_in_browser(browser: Any, live_server: Any, artifacts_dir: 
         try:
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            csp_violations(page, errors)
             page.route("**/*", route_request)
             page.goto(f"{base_url}/map", wait_until="load")
             page.wait_for_selector(".patroli-segment", state="attached")
@@ -535,6 +538,7 @@ def test_age_presence_heat_and_window_in_browser(
         try:
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            csp_violations(page, errors)
             page.route("**/*", route_request)
             page.goto(f"{base_url}/map?key=k-123&lang={lang}&junk=1", wait_until="load")
             page.wait_for_selector(".patroli-segment", state="attached")
@@ -693,6 +697,7 @@ def test_big_view_loads_in_browser(
         try:
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            csp_violations(page, errors)
             page.route(
                 "**/*",
                 lambda rt: (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from fastapi.testclient import TestClient
 from sqlalchemy import event as sa_event
 from sqlalchemy.exc import OperationalError
@@ -20,12 +22,12 @@ from sqlalchemy.orm import Session
 from service.app import create_app
 from service.config import Settings
 from service.maps.assets import referenced_assets
-from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, json_for_script, live_map_view
+from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, live_map_view
 from service.routes import live_maps
 from service.store.db import Store
 from service.store.models import Event, Unit
 from tests.conftest import ADMIN_KEY
-from tests.helpers import along, circle_feature, route_feature
+from tests.helpers import along, circle_feature, csp_violations, route_feature
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -54,16 +56,23 @@ def local_only(route: Any) -> None:
 def live_page(
     browser: Any, base: str, viewer: str, on_response: Callable[[Any], None] | None = None
 ) -> Iterator[tuple[Any, list[str]]]:
-    """The live map loaded in a fresh browser context, with the page's script errors."""
+    """The live map loaded in a fresh browser context, with the page's script errors.
+
+    Content-Security-Policy violations count as errors: the page must work under its policy.
+    """
     context = browser.new_context(viewport={"width": 1200, "height": 800})
-    errors: list[str] = []
     try:
         page = context.new_page()
+        errors = csp_violations(page)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
         if on_response is not None:
             page.on("response", on_response)
         page.route("**/*", local_only)
         page.goto(str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load")
+        # The key went into a session cookie (the page and its stream use it), out of the URL.
+        assert urlsplit(page.url).path == "/maps/live" and "key" not in parse_qs(
+            urlsplit(page.url).query
+        )
         yield page, errors
     finally:
         context.close()
@@ -115,7 +124,7 @@ def test_live_map_follows_the_stream(
             start = page.evaluate(f"window.patroliLive.positions['{uid}']")
             assert [start["lon"], start["lat"]] == pytest.approx(list(along(100)), abs=1e-6)
             assert "Polwan 01" in page.locator(".patroli-label").first.inner_text()
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
 
             # A new fix moves the marker within a second of being stored.
             moved = live_ping("p01", 300, now - timedelta(seconds=100))
@@ -205,7 +214,7 @@ def test_live_map_clears_a_revisited_segment(
         assert 3 in overdue and len(overdue) > 1
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             red = page.locator(f'.patroli-overdue[data-route-id="{rid}"]')
             segment3 = page.locator(f'.patroli-overdue[data-route-id="{rid}"][data-segment="3"]')
             assert red.count() == len(overdue)  # painted from the open marks at page load
@@ -239,6 +248,38 @@ def test_live_map_clears_a_revisited_segment(
         assert errors == []
 
 
+@pytest.mark.browser
+def test_live_map_opens_from_a_link_on_another_site(
+    settings: Settings, backend: str, browser: Any, live_server: Any
+) -> None:
+    """The session cookie is SameSite=Strict, yet a link from another web application works."""
+    with live_server(build_app(settings)) as base:
+        portal = FastAPI()
+        target = str(httpx.URL(f"{base}/maps/live", params={"key": ADMIN_KEY, "lang": "en"}))
+
+        @portal.get("/", response_class=HTMLResponse)
+        def index() -> str:
+            return f'<a id="map" href="{html.escape(target)}">Live map</a>'
+
+        with live_server(portal) as other:
+            context = browser.new_context()
+            try:
+                page = context.new_page()
+                errors = csp_violations(page)
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                # localhost and 127.0.0.1 are different sites.
+                page.goto(other.replace("127.0.0.1", "localhost") + "/", wait_until="load")
+                page.click("#map")
+                page.wait_for_url(f"{base}/maps/live?lang=en", timeout=5000)
+                page.wait_for_function("() => window.patroliLive && window.patroliLive.connected")
+                assert "Live patrol map" in page.locator("#patroli-title").inner_text()
+                [cookie] = context.cookies(base)
+                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+            finally:
+                context.close()
+        assert errors == []
+
+
 def test_live_page_is_offline_and_needs_a_viewer_key(settings: Settings) -> None:
     from fastapi.testclient import TestClient
 
@@ -257,12 +298,6 @@ def test_live_page_is_offline_and_needs_a_viewer_key(settings: Settings) -> None
             assert client.get(url).status_code == 200, url
         r = client.get("/maps/live", params={"key": ADMIN_KEY})
         assert "Peta Patroli Langsung" in r.text
-
-
-def test_json_for_script_cannot_close_the_script() -> None:
-    text = json_for_script({"name": "</script><b>&"})
-    assert "</script>" not in text
-    assert "<" not in text and "&" not in text
 
 
 def refused(response: Any) -> bool:
@@ -324,7 +359,7 @@ def test_live_map_reconnects_after_an_error_response(
                 streams.append((resp.url, resp.status))
 
         with live_page(browser, base, viewer, on_response) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             page.evaluate("window.patroliSamePage = true")
             initial = page.evaluate("window.patroliLive.cursor")
             seen = live_ping("p05", 200, now - timedelta(seconds=150))
@@ -351,7 +386,7 @@ def test_live_map_reconnects_after_an_error_response(
             assert "menyambung ulang" in status.inner_text()
 
             monkeypatch.undo()  # the database is back
-            page.wait_for_function("window.patroliLive.connected === true", timeout=15000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=15000)
             at_position(page, uid, missed, 2000)  # stored while down: delivered on resume
             after = live_ping("p05", 400, now - timedelta(seconds=50))
             r = http.post("/api/v1/pings", json=[after], headers=tracker)
@@ -419,7 +454,7 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
         ]
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             gone, back = units["p07"]["id"], units["p08"]["id"]
             off = page.locator(f'.patroli-unit.patroli-offroute[data-unit-id="{gone}"]')
             assert off.count() == 1
@@ -478,7 +513,7 @@ def test_live_map_trails_start_with_recent_fixes(
             assert all(x["status"] == "accepted" for x in r.json()["results"]), r.text
 
         with live_page(browser, base, viewer) as (page, errors):
-            page.wait_for_function("window.patroliLive.connected === true", timeout=5000)
+            page.wait_for_function("() => window.patroliLive.connected === true", timeout=5000)
             trail = page.evaluate(f"window.patroliLive.trail('{units[0]['id']}')")
             expected = [[f["lon"], f["lat"]] for f in recent[-TRAIL_LENGTH:]]
             assert len(trail) == TRAIL_LENGTH < len(recent)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +14,16 @@ import pytest
 from service.config import Settings
 from service.maps.replay import ReplayMapView, ReplayTrack, render_replay_map, simplify_track
 from tests.conftest import ADMIN_KEY
-from tests.helpers import T0, along, circle_feature, ping, route_feature, window
+from tests.helpers import (
+    T0,
+    along,
+    circle_feature,
+    csp_violations,
+    page_data,
+    ping,
+    route_feature,
+    window,
+)
 from tests.maps.test_live_map import build_app, local_only
 
 PAGE_LIMIT = 2 * 1024 * 1024
@@ -56,9 +63,7 @@ def test_replay_page_for_a_full_day_stays_under_2_mb() -> None:
     )
     page = render_replay_map(view)
     assert len(page.encode()) <= PAGE_LIMIT
-    match = re.search(r"PatroliReplay\.start\([^,]+, (\{.*\})\);", page)
-    assert match is not None
-    config = json.loads(match.group(1))
+    config = page_data(page)["config"]
     assert len(config["units"]) == 50
     assert config["duration"] == 24 * 3600
     first = config["units"][0]["track"]
@@ -110,9 +115,9 @@ def test_replay_slider_moves_markers(
         page_url = httpx.URL(f"{base}/maps/replay", params={**window(), "key": viewer})
 
         context = browser.new_context(viewport={"width": 1200, "height": 800})
-        errors: list[str] = []
         try:
             page = context.new_page()
+            errors = csp_violations(page)  # the page must work under its policy
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.route("**/*", local_only)
             page.goto(str(page_url), wait_until="load")
@@ -140,7 +145,7 @@ def test_replay_slider_moves_markers(
 
             page.select_option("#patroli-speed", "600")
             page.click("#patroli-play")
-            page.wait_for_function("window.patroliReplay.t > 320", timeout=3000)
+            page.wait_for_function("() => window.patroliReplay.t > 320", timeout=3000)
             page.click("#patroli-play")
             assert page.evaluate("window.patroliReplay.playing") is False
         finally:

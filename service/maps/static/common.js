@@ -4,12 +4,59 @@
 
   var P = (window.PatroliCommon = {});
 
+  /* Text escaped for HTML: every name goes into markup through this (or as textContent). */
   P.esc = function (text) {
     return String(text === null || text === undefined ? "" : text)
       .replace(/&/g, "&amp;")
       .replace(/</g, "&lt;")
       .replace(/>/g, "&gt;")
-      .replace(/"/g, "&quot;");
+      .replace(/"/g, "&quot;")
+      .replace(/'/g, "&#39;");
+  };
+
+  var blocks = {};
+
+  /* The page's JSON data block (parsed once). Text from users reaches a page only this way:
+     it is never part of a page's script source. */
+  P.data = function (id) {
+    id = id || "patroli-data";
+    if (!Object.prototype.hasOwnProperty.call(blocks, id)) {
+      var el = document.getElementById(id);
+      blocks[id] = el ? JSON.parse(el.textContent) : {};
+    }
+    return blocks[id];
+  };
+
+  /* GeoJSON onEachFeature: the feature's tooltip, popup and data-* attributes from the page
+     data, by feature id. Tooltip and popup texts are HTML made by the server with every name
+     escaped; data-* values are set as attributes, never parsed as markup. */
+  P.bindFeature = function (feature, layer) {
+    var info = P.data().features || {};
+    var p = Object.prototype.hasOwnProperty.call(info, feature.id) ? info[feature.id] : {};
+    if (p.tip) {
+      layer.bindTooltip(
+        p.tip,
+        p.label
+          ? { permanent: true, direction: "right", offset: [8, 0], className: "patroli-label" }
+          : { sticky: true, className: "patroli-tip" }
+      );
+    }
+    if (p.popup) {
+      layer.bindPopup(p.popup);
+    }
+    if (p.data) {
+      layer.on("add", function () {
+        P.tag(layer, p.data);
+      });
+    }
+  };
+
+  /* Colours of legend swatches, from data-color (style attributes would need 'unsafe-inline'
+     in the page's Content-Security-Policy). */
+  P.paint = function (root) {
+    Array.prototype.forEach.call(root.querySelectorAll("[data-color]"), function (el) {
+      el.style.color = el.getAttribute("data-color");
+    });
   };
 
   P.color = function (cfg, unitId) {
