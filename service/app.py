@@ -58,6 +58,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         geo = GeoCache()
         broker = Broker()
         broker.start(asyncio.get_running_loop(), settings.database_url)
+        # A revocation in this worker makes its open streams check their keys at once.
+        unsubscribe = app.state.keys.subscribe(broker.wake)
         dispatcher = WebhookDispatcher(store, settings)
         fanout = Fanout(broker, dispatcher)
         writer = GroupCommitter(
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scheduler.stop()
             writer.stop()
             dispatcher.stop()
+            unsubscribe()
             broker.stop()
             store.dispose()
 
