@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from service import redact
 from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
@@ -49,6 +50,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for the given settings (read from the environment by default)."""
     settings = settings or get_settings()
+    # However the app is served (patroli serve, uvicorn --factory, gunicorn), keys in request
+    # URLs never reach the access log.
+    redact.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -203,3 +203,43 @@ def test_tracker_key_cannot_auto_register_devices(
         assert r.status_code == 404
         names = [u["device_id"] for u in c.get("/api/v1/units", headers=admin).json()]
     assert names == ["a"]
+
+
+def test_device_secret_in_the_path_or_a_bearer_header(client: TestClient, units: dict) -> None:
+    """Trackers whose URL setting keeps only origin and path, or that send headers only."""
+    secret = units["traccar"]["device_secret"]
+    no_auth = {"Authorization": ""}
+    fix = "id=48241179&lat=-1.2683&lon=116.834&timestamp="
+    r = client.get(f"/api/v1/osmand/{secret}?{fix}1732673400", headers=no_auth)
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/api/v1/osmand/{secret}",
+        content=f"{fix}1732673410",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **no_auth},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/api/v1/osmand/{secret}",
+        content=TRACCAR_CLIENT_9,
+        headers={"Content-Type": "application/json", **no_auth},
+    )
+    assert r.status_code == 200, r.text
+    r = client.get(
+        f"/api/v1/osmand?{fix}1732673420", headers={"Authorization": f"Bearer {secret}"}
+    )
+    assert r.status_code == 200, r.text
+    assert len(_track(client, units["traccar"]["id"])) == 4
+
+    r = client.get(f"/api/v1/osmand/ptl_wrong?{fix}1732673430", headers=no_auth)
+    assert r.status_code == 401
+    client.post(f"/api/v1/units/{units['traccar']['id']}/secret").raise_for_status()
+    r = client.get(f"/api/v1/osmand/{secret}?{fix}1732673440", headers=no_auth)
+    assert r.status_code == 401  # rotated: the old secret is dead in the path too
+
+    ot = units["owntracks"]["device_secret"]
+    identity = {"X-Limit-U": "sari", "X-Limit-D": "pixel", **no_auth}
+    r = client.post(f"/api/v1/owntracks/{ot}", json=ANDROID_LOCATION, headers=identity)
+    assert r.status_code == 200 and r.json() == []
+    assert len(_track(client, units["owntracks"]["id"])) == 1
+    r = client.post("/api/v1/owntracks/ptl_wrong", json=ANDROID_LOCATION, headers=identity)
+    assert r.status_code == 401
