@@ -209,9 +209,7 @@ def test_crud_and_validation(api: TestClient, fake_dns: dict[str, list[list[str]
     created = r.json()
     assert len(created["secret"]) >= 32
     assert created["event_types"] == [] and created["active"] is True
-    other = register(
-        api, f"http://{PUBLIC}:8080/x", event_types=["offline", "offline", "online"]
-    )
+    other = register(api, f"http://{PUBLIC}:8080/x", event_types=["offline", "offline", "online"])
     assert other["event_types"] == ["offline", "online"]
     assert other["secret"] == SECRET
 
@@ -408,7 +406,9 @@ def test_background_thread_delivers_on_wake(
     rec, url = receiver
     register(api, url)
     store = store_of(api)
-    dispatcher = WebhookDispatcher(store, make_settings(webhook_timeout_s=2, webhook_allow=LOCAL), poll_s=30)
+    dispatcher = WebhookDispatcher(
+        store, make_settings(webhook_timeout_s=2, webhook_allow=LOCAL), poll_s=30
+    )
     dispatcher.start()
     try:
         time.sleep(0.05)  # the first (empty) pass is over; now only wake() helps
@@ -541,7 +541,7 @@ def test_allow_list_admits_named_hosts_and_networks(
 def test_bad_allow_list_entries_stop_the_service_from_starting(bad: str) -> None:
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="webhook allow-list entry|neither"):
+    with pytest.raises(ValidationError, match="webhook allow-list entry"):
         Settings(_env_file=None, webhook_allow=bad)  # type: ignore[call-arg]
 
 
@@ -588,9 +588,7 @@ def test_dns_rebinding_cannot_redirect_a_delivery(
     hook = register(api, f"http://rebind.example:{port}/hook")
     store = store_of(api)
     add_events(store, ["offline"])
-    dispatcher = WebhookDispatcher(
-        store, make_settings(webhook_allow="127.0.0.2"), clock=Clock(T0)
-    )
+    dispatcher = WebhookDispatcher(store, make_settings(webhook_allow="127.0.0.2"), clock=Clock(T0))
     try:
         assert dispatcher.process_due() == 1
     finally:
