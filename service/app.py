@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import sessions
+from service import redact, sessions
 from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
@@ -52,6 +52,9 @@ log = logging.getLogger(__name__)
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app for the given settings (read from the environment by default)."""
     settings = settings or get_settings()
+    # However the app is served (patroli serve, uvicorn --factory, gunicorn), keys in request
+    # URLs never reach the access log.
+    redact.install()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -61,6 +64,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         geo = GeoCache()
         broker = Broker()
         broker.start(asyncio.get_running_loop(), settings.database_url)
+        # A revocation in this worker makes its open streams check their keys at once.
+        unsubscribe = app.state.keys.subscribe(broker.wake)
         dispatcher = WebhookDispatcher(store, settings)
         fanout = Fanout(broker, dispatcher)
         writer = GroupCommitter(
@@ -87,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             scheduler.stop()
             writer.stop()
             dispatcher.stop()
+            unsubscribe()
             broker.stop()
             store.dispose()
 

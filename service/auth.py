@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -74,6 +75,20 @@ def resolve_key(session: Session, key: str) -> Principal | None:
     return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)
 
 
+def still_valid(session: Session, principal: Principal) -> bool:
+    """Whether a principal resolved earlier still stands: its stored key is not revoked or gone.
+
+    Long-lived requests (the live stream) call this again and again, so that revoking a key
+    or rotating a device secret ends them on every worker.
+    """
+    if principal.key_id is None:  # the bootstrap admin key or an open read: nothing to revoke
+        return True
+    revoked = session.execute(
+        select(ApiKey.revoked_at).where(ApiKey.id == principal.key_id)
+    ).one_or_none()
+    return revoked is not None and revoked.revoked_at is None
+
+
 class KeyCache:
     """Recently resolved keys of this worker, so most requests skip the key lookup."""
 
@@ -81,6 +96,7 @@ class KeyCache:
         self._ttl = ttl_s
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[Principal | None, float]] = {}
+        self._listeners: list[Callable[[], None]] = []
         self.generation = 0  # bumped by clear(), so a lookup racing a revocation is not kept
 
     def get(self, key: str) -> tuple[bool, Principal | None]:
@@ -107,3 +123,18 @@ class KeyCache:
         with self._lock:
             self._entries.clear()
             self.generation += 1
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener()
+
+    def subscribe(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` after every clear() (e.g. to wake open streams); returns unsubscribe."""
+        with self._lock:
+            self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return unsubscribe

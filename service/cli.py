@@ -14,6 +14,10 @@ from service.store.migrate import current_revision, upgrade
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from service import redact
+
+    redact.install()  # before the first request line is logged (workers install it again)
+
     if args.workers > 1:
         if settings.is_sqlite:
             print("error: SQLite allows one writer process; use --workers 1", file=sys.stderr)

@@ -89,6 +89,26 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(
         43_200.0, gt=0, description="Lifetime of a map session cookie (s); 12 h, a shift."
     )
+    max_attributes_bytes: int = Field(
+        8192,
+        gt=0,
+        description="Largest `attributes` of one ping or device report, JSON-encoded (bytes); "
+        "larger is refused with 422.",
+    )
+    webhook_allow: str = Field(
+        "",
+        description="Internal webhook targets allowed despite the policy that refuses loopback, "
+        "private, link-local and metadata addresses: comma-separated host names, addresses "
+        "and CIDR networks, e.g. `hooks.polda.local,10.20.0.0/16`.",
+    )
+
+    @field_validator("webhook_allow")
+    @classmethod
+    def _allow_entries(cls, value: str) -> str:
+        from service.webhook_targets import parse_allow
+
+        parse_allow(value)  # a mistyped entry is refused at startup, not ignored
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -181,7 +181,7 @@ TrackerDep = Annotated[Principal, Depends(_require(("admin", "tracker")))]
 async def device_principal(request: Request, key: str | None) -> Principal:
     """Who a tracker protocol request speaks for: its device secret, or (if allowed) anyone.
 
-    The secret comes as `key=`, an HTTP Basic password, or else a bearer key.
+    The secret comes in the URL path, as `key=` or an HTTP Basic password, or else a bearer key.
     """
     if not key:
         credentials = await _bearer(request)
@@ -190,7 +190,8 @@ async def device_principal(request: Request, key: str | None) -> Principal:
     if principal is None:
         if get_settings(request).device_key_required:
             raise Unauthenticated(
-                "device secret required: send it as key= or as the HTTP Basic password"
+                "device secret required: send it as the last segment of the URL path, as an "
+                "'Authorization: Bearer' key, as the HTTP Basic password or as key="
             )
         return Principal(role="device")
     if principal.role not in ("tracker", "admin"):

@@ -123,6 +123,18 @@ def _assign_units(
     rejected: dict[tuple[int, int], str] = {}
     for it in items:
         ping, principal = it.ping, it.principal
+        if principal.role == "tracker":
+            # A tracker key learns nothing about other units, not even whether they exist: an
+            # unknown device and another unit's device get the same answer.
+            own = principal.unit_id
+            named = by_device.get(ping.device_id) if ping.device_id is not None else own
+            if named != own or ping.unit_id not in (None, own):
+                rejected[it.key] = not_yours(own)
+            elif own is None or own not in known:  # its unit was deleted since the key check
+                rejected[it.key] = f"unit {own} not found"
+            else:
+                it.unit_id = own
+            continue
         if ping.device_id is not None:
             unit_id = by_device.get(ping.device_id)
             if unit_id is None:
@@ -141,11 +153,13 @@ def _assign_units(
         if unit_id not in known:
             rejected[it.key] = f"unit {unit_id} not found"
             continue
-        if principal.role == "tracker" and unit_id != principal.unit_id:
-            rejected[it.key] = f"this tracker key may only post pings for unit {principal.unit_id}"
-            continue
         it.unit_id = unit_id
     return rejected
+
+
+def not_yours(unit_id: int | None) -> str:
+    """The one refusal a tracker key gets for any unit but its own, existing or not."""
+    return f"this tracker key may only post pings for unit {unit_id}"
 
 
 def refusal(reason: str, *, not_found_hint: str = "") -> PatroliError:
@@ -363,11 +377,11 @@ def store_reports(
     now = utcnow()
     for report in reports:
         unit_id = by_device.get(report.device_id)
+        if principal.role == "tracker" and (unit_id is None or unit_id != principal.unit_id):
+            reasons.append(not_yours(principal.unit_id))  # the same answer as for pings
+            continue
         if unit_id is None:
             reasons.append(f"unknown device_id {report.device_id!r}")
-            continue
-        if principal.role == "tracker" and unit_id != principal.unit_id:
-            reasons.append(f"this tracker key may only report for unit {principal.unit_id}")
             continue
         session.add(
             DeviceReportRow(

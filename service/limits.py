@@ -1,8 +1,9 @@
-"""Request body size limit, enforced before a body is read into memory."""
+"""Size limits: the request body (enforced before it is read) and a ping's attributes."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -63,3 +64,22 @@ class BodySizeLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+def attributes_size(attributes: Mapping[str, Any] | None) -> int:
+    """Bytes the attributes take as compact UTF-8 JSON (as they are stored)."""
+    if not attributes:
+        return 0
+    text = json.dumps(attributes, separators=(",", ":"), ensure_ascii=False, default=str)
+    return len(text.encode())
+
+
+def attributes_refusal(attributes: Mapping[str, Any] | None, max_bytes: int) -> str | None:
+    """Why attributes are refused (larger than `max_bytes` as JSON), or None when they fit."""
+    size = attributes_size(attributes)
+    if size <= max_bytes:
+        return None
+    return (
+        f"attributes take {size} bytes as JSON; at most {max_bytes} are accepted "
+        "(PATROLI_MAX_ATTRIBUTES_BYTES)"
+    )

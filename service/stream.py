@@ -54,6 +54,9 @@ READ_THREADS = 8  # concurrent database reads of all streams of one process
 # A stream ends after this long and the client reconnects (after RETRY_MS, with Last-Event-ID,
 # losing nothing): this bounds how long open streams can hold up a server's graceful shutdown.
 MAX_STREAM_S = 300.0
+# An open stream checks that its key still stands every PATROLI_KEY_CACHE_S, but never more
+# often than this (a key cache of 0 would otherwise mean a lookup per poll).
+MIN_KEY_CHECK_S = 1.0
 
 T = TypeVar("T")
 

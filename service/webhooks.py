@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import secrets
 import threading
 import time
@@ -31,8 +32,10 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.errors import NotFound
 from service.eventlog import EVENT_TYPES, event_dict
+from service.redact import safe_origin
 from service.store.db import Store
 from service.store.models import Event, Unit, Webhook, WebhookAttempt, WebhookDelivery, utcnow
+from service.webhook_targets import Target, TargetRefused, parse_allow, targets
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +49,9 @@ DeliveryStatus = Literal["pending", "delivered", "dead"]
 RETRY_SCHEDULE: tuple[timedelta, ...] = tuple(
     timedelta(seconds=s) for s in (10, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 )
-_ERROR_CHARS = 2000
+MAX_CLIENTS = 100  # HTTP clients kept (one per receiver host name)
+DISCARD_BYTES = 65_536  # most of a receiver's answer read (and dropped) to reuse the connection
+_HTTP_STATUS = re.compile(r"HTTP \d{3}")
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -120,14 +125,33 @@ class WebhookCreated(WebhookPublic):
     secret: str
 
 
+def public_error(error: str | None) -> str | None:
+    """A stored attempt error as shown: "HTTP 500" without any receiver text.
+
+    Attempts recorded by earlier versions kept the start of the receiver's answer.
+    """
+    if error is None:
+        return None
+    status = _HTTP_STATUS.match(error)
+    return status.group(0) if status else error
+
+
 class AttemptOut(BaseModel):
     """One HTTP attempt of a delivery."""
 
     id: int
     attempted_at: datetime
     status_code: int | None
-    error: str | None
+    error: str | None = Field(
+        description="Why the attempt failed: `HTTP <status>`, `timeout`, `connection refused`, "
+        "`refused: <address> is a loopback address`, ... (never the receiver's answer)"
+    )
     duration_ms: float | None
+
+    @field_validator("error")
+    @classmethod
+    def _short_error(cls, value: str | None) -> str | None:
+        return public_error(value)
 
 
 class DeliveryOut(BaseModel):
@@ -144,6 +168,11 @@ class DeliveryOut(BaseModel):
     created_at: datetime
     delivered_at: datetime | None
     attempt_log: list[AttemptOut] = Field(default_factory=list)
+
+    @field_validator("last_error")
+    @classmethod
+    def _short_error(cls, value: str | None) -> str | None:
+        return public_error(value)
 
 
 # ---- subscriptions -------------------------------------------------------------------------
@@ -268,6 +297,7 @@ class Job:
     """A claimed delivery, ready to POST."""
 
     delivery_id: int
+    webhook_id: int
     url: str
     event_type: str
     body: bytes
@@ -298,7 +328,7 @@ def _job(delivery: WebhookDelivery, hook: Webhook, event: Event, unit_name: str 
         DELIVERY_HEADER: str(delivery.id),
         EVENT_HEADER: event.type,
     }
-    return Job(delivery.id, hook.url, event.type, body, headers)
+    return Job(delivery.id, hook.id, hook.url, event.type, body, headers)
 
 
 class WebhookDispatcher:
@@ -320,7 +350,8 @@ class WebhookDispatcher:
         self.clock = clock
         self.batch = batch
         self._transport = transport
-        self._http: httpx.Client | None = None
+        self.allow = parse_allow(settings.webhook_allow)
+        self._http: dict[str, httpx.Client] = {}  # by receiver host name (TLS name, pool)
         self._http_lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -345,9 +376,9 @@ class WebhookDispatcher:
             self._thread.join(join)
             self._thread = None
         with self._http_lock:
-            if self._http is not None:
-                self._http.close()
-                self._http = None
+            clients, self._http = list(self._http.values()), {}
+        for client in clients:
+            client.close()
 
     def wake(self) -> None:
         """Look for due deliveries now (call after committing enqueued deliveries)."""
@@ -411,29 +442,60 @@ class WebhookDispatcher:
                 jobs.append(_job(delivery, hook, event, unit_name))
         return jobs
 
-    def _client(self) -> httpx.Client:
+    def _client(self, host: str) -> httpx.Client:
+        """The HTTP client for one receiver host: its pooled connections were made (and their
+        TLS certificates checked) for that name only, although they are keyed by address."""
         with self._http_lock:
-            if self._http is None:
-                self._http = httpx.Client(
+            client = self._http.get(host)
+            if client is None:
+                if len(self._http) >= MAX_CLIENTS:
+                    self._http.pop(next(iter(self._http))).close()
+                client = httpx.Client(
                     timeout=self.settings.webhook_timeout_s,
                     follow_redirects=False,
                     transport=self._transport,
                 )
-            return self._http
+                self._http[host] = client
+            return client
 
     def send(self, job: Job) -> Outcome:
-        """POST one delivery; never raises."""
+        """POST one delivery to the checked address of its receiver; never raises.
+
+        The target is checked again now (its name may resolve elsewhere than at registration)
+        and the connection goes to the address that was checked. The receiver's answer is not
+        read: an attempt records only its status, or a short reason of our own.
+        """
         started = time.monotonic()
         try:
-            response = self._client().post(job.url, content=job.body, headers=job.headers)
-        except Exception as exc:  # timeouts, refused connections, bad URLs, ...
-            failure = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-            return Outcome(None, failure[:_ERROR_CHARS], _ms(started))
-        error: str | None = None
-        if not 200 <= response.status_code < 300:
-            text = response.text.strip()[:500]
-            error = f"HTTP {response.status_code}" + (f": {text}" if text else "")
-        return Outcome(response.status_code, error, _ms(started))
+            checked = targets(job.url, self.allow)
+        except TargetRefused as exc:
+            return Outcome(None, exc.short, _ms(started))
+        except Exception as exc:  # e.g. a resolver failure of a kind not foreseen
+            return Outcome(None, _failure(exc), _ms(started))
+        outcome = Outcome(None, "no address", _ms(started))
+        for target in checked:
+            outcome = self._post(job, target, started)
+            if outcome.error not in _TRY_NEXT_ADDRESS:
+                break
+        return outcome
+
+    def _post(self, job: Job, target: Target, started: float) -> Outcome:
+        extensions = {"sni_hostname": target.server_name} if target.server_name else {}
+        client = self._client(target.host_header)
+        try:
+            with client.stream(
+                "POST",
+                target.url,
+                content=job.body,
+                headers={**job.headers, "Host": target.host_header},
+                extensions=extensions,
+            ) as response:
+                status = response.status_code
+                _discard(response)
+        except Exception as exc:  # timeouts, refused connections, TLS failures, ...
+            return Outcome(None, _failure(exc), _ms(started))
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return Outcome(status, error, _ms(started))
 
     def record(self, job: Job, outcome: Outcome, now: datetime) -> None:
         """Store an attempt and move its delivery on: delivered, retried later, or dead."""
@@ -467,14 +529,51 @@ class WebhookDispatcher:
             if retry_at > budget_end:
                 delivery.status = "dead"
                 log.warning(
-                    "webhook delivery %d to %s is dead after %d attempts: %s",
+                    "webhook delivery %d (webhook %d, %s) is dead after %d attempts: %s",
                     delivery.id,
-                    job.url,
+                    job.webhook_id,
+                    safe_origin(job.url),  # a receiver's path or query may hold its token
                     delivery.attempts,
                     outcome.error,
                 )
             else:
                 delivery.next_attempt_at = retry_at
+
+
+def _discard(response: httpx.Response) -> None:
+    """Read and drop a short answer, so the connection can be used again; a long one is left
+    unread (the connection is then closed)."""
+    read = 0
+    for chunk in response.iter_raw():
+        read += len(chunk)
+        if read > DISCARD_BYTES:
+            return
+
+
+# Failures before anything was sent: the next address of the receiver may still work.
+_TRY_NEXT_ADDRESS = frozenset({"connection refused", "connection failed", "connect timeout"})
+
+
+def _failure(exc: Exception) -> str:
+    """A short reason for a failed POST, in our words: never text from the receiver."""
+    if isinstance(exc, httpx.ConnectTimeout):
+        return "connect timeout"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, httpx.ConnectError):
+        text = str(exc).lower()
+        if "refused" in text:
+            return "connection refused"
+        if any(word in text for word in ("certificate", "ssl", "tls")):
+            return "TLS handshake failed"
+        return "connection failed"
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return "protocol error"
+    if isinstance(exc, httpx.ReadError | httpx.WriteError):
+        return "connection lost"
+    if isinstance(exc, httpx.InvalidURL | httpx.UnsupportedProtocol):
+        return "invalid URL"
+    return type(exc).__name__
 
 
 def _ms(started: float) -> float:

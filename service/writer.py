@@ -23,6 +23,7 @@ from service.config import Settings
 from service.errors import InvalidInput, StoreUnavailable
 from service.evaluate import GeoCache
 from service.ingest import WorkItem, ingest_items, store_reports
+from service.limits import attributes_refusal
 from service.protocols import DeviceReport
 from service.schemas import PingIn, PingResult
 from service.store.db import Store
@@ -144,14 +145,38 @@ class GroupCommitter:
         reports: Sequence[DeviceReport] = (),
         source: str = "json",
     ) -> Outcome:
-        """Queue pings and wait (without blocking the event loop) until they are committed."""
-        future = self.submit(principal, pings, reports=reports, source=source)
-        try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
-        except TimeoutError:
-            # Cancelled above: if the writer has not started on it, it is skipped; if it has,
-            # the pings may be stored, which the tracker's retry then reports as duplicates.
-            raise StoreUnavailable("storing took too long; retry later") from None
+        """Queue pings and wait (without blocking the event loop) until they are committed.
+
+        Pings and reports whose attributes are too large are refused here, never queued.
+        """
+        limit = self._settings.max_attributes_bytes
+        refused = {i: r for i, p in pings if (r := attributes_refusal(p.attributes, limit))}
+        report_refusals = [attributes_refusal(r.attributes, limit) for r in reports]
+        outcome = Outcome([], [])
+        queued_pings = [(i, p) for i, p in pings if i not in refused]
+        queued_reports = [r for r, why in zip(reports, report_refusals, strict=True) if not why]
+        if queued_pings or queued_reports:
+            future = self.submit(principal, queued_pings, reports=queued_reports, source=source)
+            try:
+                outcome = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
+            except TimeoutError:
+                # Cancelled above: if the writer has not started on it, it is skipped; if it
+                # has, the pings may be stored, which the tracker's retry then reports as
+                # duplicates.
+                raise StoreUnavailable("storing took too long; retry later") from None
+        if not refused and not any(report_refusals):
+            return outcome
+        stored = iter(outcome.pings)
+        stored_reports = iter(outcome.reports)
+        return Outcome(
+            [
+                PingResult(index=i, status="rejected", reason=refused[i])
+                if i in refused
+                else next(stored)
+                for i, _ in pings
+            ],
+            [why if why else next(stored_reports) for why in report_refusals],
+        )
 
     def _run(self) -> None:
         stopping = False

@@ -130,7 +130,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     start = now - timedelta(hours=args.hours)
     print(
         f"Seeding {len(scenario.units)} units, {len(scenario.routes)} patrol routes, "
-        f"{len(scenario.fences)} geofences into {url}"
+        f"{len(scenario.fences)} geofences into "
+        f"{make_url(url).render_as_string(hide_password=True)}"
     )
     keys = seed(store, scenario)
     began = time.perf_counter()

@@ -9,6 +9,7 @@ with device_id `polres/hp-07`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -32,8 +33,49 @@ _LOCATION_FIELDS = frozenset({"_type", "lat", "lon", "tst", "acc", "alt", "vel",
 # connected, for waypoints when the region was created. They are reported at `now`.
 _TST_NOT_EVENT_TIME = frozenset({"lwt", "waypoint", "waypoints"})
 
-# Substrings of keys never kept from a message (a `configuration` dump carries passwords).
-_SECRET_KEY_PARTS = ("password", "passphrase", "secret", "token", "encryptionkey")
+# Fields never kept from any message, at any depth: names that suggest a credential (the app's
+# `password`, `encryptionKey`, `opencageApiKey`, `tlsClientCrt`, `clientpkcs`, `auth`, ...).
+_SECRET_NAME = re.compile(
+    r"pass|secret|key|token|auth|cred|pwd|crt|cert|pkcs|p12|cookie|session", re.IGNORECASE
+)
+
+# A `configuration` message (also inside a `dump`) is the app's whole settings: broker and
+# server addresses, user names, URLs that may hold the device secret, keys for third-party
+# services. Only these settings, which say how the phone reports, are kept.
+_CONFIGURATION_KEPT = frozenset(
+    {
+        "_type",
+        "mode",
+        "monitoring",
+        "tid",
+        "deviceId",
+        "locatorDisplacement",
+        "locatorInterval",
+        "locatorPriority",
+        "locatorAccuracyForeground",
+        "locatorAccuracyBackground",
+        "moveModeLocatorInterval",
+        "pegLocatorFastestIntervalToInterval",
+        "ignoreInaccurateLocations",
+        "ignoreStaleLocations",
+        "fusedRegionDetection",
+        "pubExtendedData",
+        "extendedData",
+        "pubInterval",
+        "pubIncludeBattery",
+        "ping",
+        "keepalive",
+        "positions",
+        "days",
+        "maxHistory",
+        "ranging",
+        "locked",
+        "remoteConfiguration",
+        "allowRemoteLocation",
+        "cmd",
+        "autostartOnBoot",
+    }
+)
 
 
 def owntracks_identity(
@@ -112,7 +154,9 @@ def _location(body: Mapping[str, Any], device_id: str, now: datetime) -> Parsed:
             "accuracy_m": non_negative(num("acc")),
             "altitude_m": num("alt"),
             "battery": non_negative(num("batt")),
-            "attributes": {k: v for k, v in body.items() if k not in _LOCATION_FIELDS},
+            "attributes": {
+                k: v for k, v in _without_secrets(body).items() if k not in _LOCATION_FIELDS
+            },
         }
     )
 
@@ -135,11 +179,13 @@ def _clean(value: str | None) -> str | None:
 
 
 def _without_secrets(value: Any) -> Any:
+    """A message without credential-like fields, and configurations cut to harmless settings."""
     if isinstance(value, Mapping):
+        configuration = value.get("_type") == "configuration"
         return {
             k: _without_secrets(v)
             for k, v in value.items()
-            if not any(part in str(k).lower() for part in _SECRET_KEY_PARTS)
+            if not _SECRET_NAME.search(str(k)) and (not configuration or k in _CONFIGURATION_KEPT)
         }
     if isinstance(value, list):
         return [_without_secrets(v) for v in value]

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.exc import OperationalError
 
 from service import stream as streaming
-from service.deps import MapViewerDep, StoreDep
+from service.auth import KeyCache, Principal, still_valid
+from service.deps import KeysDep, MapViewerDep, SettingsDep, StoreDep
 from service.errors import InvalidInput, NotFound
 from service.eventlog import EVENT_TYPES
 from service.store.db import Store
@@ -71,15 +72,77 @@ def _poll(store: Store, reader: Reader) -> tuple[list[str], bool]:
         return reader.poll(session)
 
 
+def _valid(store: Store, principal: Principal) -> bool:
+    with store.read() as session:
+        return still_valid(session, principal)
+
+
+class Access:
+    """When an open stream must check again that the key it was opened with still stands.
+
+    Every `period` seconds (the key-cache time, so a revocation in another worker ends the
+    stream as soon as it would refuse a new request there), and at once after this worker's key
+    cache was cleared by a revocation.
+    """
+
+    def __init__(self, principal: Principal, keys: KeyCache, period: float) -> None:
+        self.principal = principal
+        self.keys = keys
+        self.period = max(period, streaming.MIN_KEY_CHECK_S)
+        self.generation = keys.generation
+        self.checked_at = time.monotonic()
+
+    @property
+    def revocable(self) -> bool:
+        """Whether the stream rests on a stored key (the bootstrap admin key cannot be revoked)."""
+        return self.principal.key_id is not None
+
+    def due(self, now: float) -> bool:
+        """Whether to look the key up again now."""
+        return self.revocable and (
+            self.keys.generation != self.generation or now - self.checked_at >= self.period
+        )
+
+    def wait_at_most(self, now: float) -> float:
+        """Seconds until the next check is due."""
+        if not self.revocable:
+            return float("inf")
+        return max(self.period - (now - self.checked_at), 0.0)
+
+    async def check(self, store: Store, broker: Broker) -> bool:
+        """Look the key up; False when it was revoked (or its unit deleted) since."""
+        self.generation = self.keys.generation
+        valid = await broker.run(partial(_valid, store, self.principal))
+        self.checked_at = time.monotonic()
+        return valid
+
+
 async def _messages(
-    request: Request, store: Store, broker: Broker, reader: Reader, keepalive: float
+    request: Request,
+    store: Store,
+    broker: Broker,
+    reader: Reader,
+    keepalive: float,
+    access: Access,
 ) -> AsyncIterator[str]:
-    """The SSE body: the retry advice, then new messages as they are stored, and keep-alives."""
+    """The SSE body: the retry advice, then new messages as they are stored, and keep-alives.
+
+    The stream ends when its key is revoked; the client's reconnection is then refused (401).
+    """
     yield f"retry: {RETRY_MS}\nid: {reader.cursor}\n\n"
     idle_since = opened = time.monotonic()
     while not (broker.closed or await request.is_disconnected()):
         if time.monotonic() - opened > streaming.MAX_STREAM_S:
             return
+        if access.due(time.monotonic()):
+            try:
+                valid = await access.check(store, broker)
+            except OperationalError as exc:
+                log.warning("live stream ended, database unavailable: %s", exc)
+                return
+            if not valid:
+                yield ": the API key of this stream was revoked\n\n"
+                return
         token = broker.token()
         started = time.monotonic()
         try:
@@ -98,7 +161,7 @@ async def _messages(
             yield ": keep-alive\n\n"
             idle_since = now
         life = streaming.MAX_STREAM_S - (now - opened)
-        timeout = min(keepalive - (now - idle_since), SAFETY_POLL_S, life)
+        timeout = min(keepalive - (now - idle_since), SAFETY_POLL_S, life, access.wait_at_most(now))
         if reader.waiting:
             timeout = min(timeout, GAP_RECHECK_S)
         await broker.wait(max(timeout, 0.0), token)
@@ -116,7 +179,9 @@ async def _messages(
 async def open_stream(
     request: Request,
     store: StoreDep,
-    _: MapViewerDep,
+    settings: SettingsDep,
+    keys: KeysDep,
+    principal: MapViewerDep,
     unit: Annotated[int | None, Query(description="Only this unit's positions and events")] = None,
     types: Annotated[
         list[str] | None,
@@ -141,7 +206,8 @@ async def open_stream(
     broker = get_broker(request)
     cursor, check_gaps = await broker.run(partial(_start, store, unit, requested))
     reader = Reader(cursor, unit, wanted, positions, check_gaps)
+    access = Access(principal, keys, settings.key_cache_s)
     return EventStream(
-        _messages(request, store, broker, reader, keepalive),
+        _messages(request, store, broker, reader, keepalive, access),
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

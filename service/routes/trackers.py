@@ -6,11 +6,12 @@ import json
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import ValidationError
 
+from service.config import Settings
 from service.deps import SettingsDep, WriterDep, device_principal
 from service.errors import BadRequest, InvalidInput, describe_validation
 from service.protocols import Parsed
@@ -21,6 +22,7 @@ from service.protocols.owntracks import (
     parse_owntracks_body,
 )
 from service.trackers import store_parsed
+from service.writer import GroupCommitter
 
 router = APIRouter(prefix="/api/v1", tags=["tracker protocols"])
 _basic = HTTPBasic(auto_error=False)
@@ -43,14 +45,19 @@ def _parsed(parse: Any) -> list[Parsed]:
     return result if isinstance(result, list) else [result]
 
 
-@router.api_route("/osmand", methods=["GET", "POST"], response_class=Response)
-async def osmand(
-    request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
-) -> Response:
-    """OsmAnd protocol (Traccar Client): query string, form body, or Traccar Client 9 JSON.
+SECRET_IN_PATH = (
+    "The unit's device secret as the last path segment, for trackers whose configured URL "
+    "keeps only origin and path (Traccar Client). It is masked in the access log."
+)
 
-    Set the tracker's server URL to this endpoint; answers 200 with an empty body once stored.
-    """
+
+async def _osmand(
+    request: Request,
+    writer: GroupCommitter,
+    settings: Settings,
+    basic: HTTPBasicCredentials | None,
+    secret: str | None,
+) -> Response:
     now = datetime.now(UTC)
     params: dict[str, list[str]] = {}
     for name, value in request.query_params.multi_items():
@@ -65,7 +72,7 @@ async def osmand(
     keys = params.get("key")
     # Authenticate before parsing: callers without a secret learn nothing about the format.
     principal = await device_principal(
-        request, keys[-1] if keys else (basic.password if basic else None)
+        request, secret or (keys[-1] if keys else None) or (basic.password if basic else None)
     )
     if is_json:
         body = _json(await request.body())
@@ -78,10 +85,38 @@ async def osmand(
     return Response(status_code=200)
 
 
-@router.post("/owntracks")
-async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
-    """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`."""
-    key = request.query_params.get("key") or (basic.password if basic else None)
+@router.api_route("/osmand", methods=["GET", "POST"], response_class=Response)
+async def osmand(
+    request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
+) -> Response:
+    """OsmAnd protocol (Traccar Client): query string, form body, or Traccar Client 9 JSON.
+
+    Set the tracker's server URL to this endpoint; answers 200 with an empty body once stored.
+    The device secret goes in the URL path (`/osmand/<secret>`), a bearer or HTTP Basic
+    `Authorization` header, or `key=`.
+    """
+    return await _osmand(request, writer, settings, basic, None)
+
+
+@router.api_route("/osmand/{secret}", methods=["GET", "POST"], response_class=Response)
+async def osmand_with_secret(
+    secret: Annotated[str, Path(description=SECRET_IN_PATH)],
+    request: Request,
+    writer: WriterDep,
+    settings: SettingsDep,
+    basic: BasicDep,
+) -> Response:
+    """OsmAnd protocol with the device secret in the path: `/api/v1/osmand/<secret>`."""
+    return await _osmand(request, writer, settings, basic, secret)
+
+
+async def _owntracks(
+    request: Request,
+    writer: GroupCommitter,
+    basic: HTTPBasicCredentials | None,
+    secret: str | None,
+) -> JSONResponse:
+    key = secret or request.query_params.get("key") or (basic.password if basic else None)
     principal = await device_principal(request, key)
     raw = await request.body()
     if not raw.strip():
@@ -96,3 +131,23 @@ async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSO
     if parsed:
         await store_parsed(writer, principal, parsed, "owntracks")
     return JSONResponse([])
+
+
+@router.post("/owntracks")
+async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
+    """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`.
+
+    The device secret is the HTTP Basic password (or the last path segment, or a bearer key).
+    """
+    return await _owntracks(request, writer, basic, None)
+
+
+@router.post("/owntracks/{secret}")
+async def owntracks_with_secret(
+    secret: Annotated[str, Path(description=SECRET_IN_PATH)],
+    request: Request,
+    writer: WriterDep,
+    basic: BasicDep,
+) -> JSONResponse:
+    """OwnTracks HTTP mode with the device secret in the path: `/api/v1/owntracks/<secret>`."""
+    return await _owntracks(request, writer, basic, secret)

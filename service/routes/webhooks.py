@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, status
 
 from service import webhooks
-from service.deps import AdminDep, StoreDep
+from service.deps import AdminDep, SettingsDep, StoreDep
+from service.webhook_targets import parse_allow, targets
 from service.webhooks import (
     DeliveryOut,
     DeliveryStatus,
@@ -20,8 +21,15 @@ router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
-def create_webhook(data: WebhookCreate, store: StoreDep, _: AdminDep) -> WebhookCreated:
-    """Register a webhook; the response holds its signing secret, shown only this once."""
+def create_webhook(
+    data: WebhookCreate, store: StoreDep, settings: SettingsDep, _: AdminDep
+) -> WebhookCreated:
+    """Register a webhook; the response holds its signing secret, shown only this once.
+
+    Loopback, private, link-local and metadata addresses (or names resolving to them) are
+    refused with 422 unless allowed by PATROLI_WEBHOOK_ALLOW.
+    """
+    targets(data.url, parse_allow(settings.webhook_allow))  # before any transaction: DNS
     with store.write() as session:
         return webhooks.create_webhook(session, data)
 

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for a SQLite file or PostgreSQL URL, tuned for durable writes."""
+    # Error messages (which are logged) never show bound values: they can be webhook secrets.
+    kwargs.setdefault("hide_parameters", True)
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
         _tune_sqlite(engine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi.testclient import TestClient
 
 from service.store.migrate import head_revision
@@ -73,3 +75,64 @@ def test_metrics_count_pings_and_need_a_key(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'patroli_pings_total{status="accepted"}' in text
     assert 'route="/api/v1/pings"' in text
+
+
+def test_a_tracker_key_cannot_tell_other_units_from_missing_ones(client: TestClient) -> None:
+    """Every tracker door answers the same for another unit's device and an unknown one."""
+    own = client.post("/api/v1/units", json={"name": "A", "device_id": "polres/a"}).json()
+    other = client.post("/api/v1/units", json={"name": "B", "device_id": "polres/b"}).json()
+    secret = own["device_secret"]
+    bearer = {"Authorization": f"Bearer {secret}"}
+    fix = {"lat": -1.268, "lon": 116.83, "ts": "2024-11-27T00:00:00Z"}
+
+    def same(answers: list[Any]) -> None:
+        (first, second) = answers
+        assert first.status_code == second.status_code == 403, (first.text, second.text)
+        assert first.json() == second.json()
+        assert "only post pings for unit" in first.json()["detail"]
+
+    for field, existing, missing in (
+        ("device_id", "polres/b", "polres/zzz"),
+        ("unit_id", other["id"], other["id"] + 1000),
+    ):
+        same(
+            [
+                client.post("/api/v1/pings", json={**fix, field: v}, headers=bearer)
+                for v in (existing, missing)
+            ]
+        )
+        batch = [
+            client.post("/api/v1/pings", json=[fix, {**fix, field: v}], headers=bearer).json()
+            for v in (existing, missing)
+        ]
+        first, second = (b["results"][1] for b in batch)
+        assert first == second and first["status"] == "rejected"
+    for query in ("lat=-1.27&lon=116.83", "batt=50"):  # a fix, and a status report
+        same(
+            [
+                client.get(f"/api/v1/osmand?id=polres%2F{d}&{query}", headers=bearer)
+                for d in ("b", "zzz")
+            ]
+        )
+    for message in (
+        {"_type": "location", "lat": -1.27, "lon": 116.83, "tst": 1732665600},
+        {"_type": "transition", "event": "enter", "desc": "KPU", "tst": 1732665600},
+    ):
+        same(
+            [
+                client.post(
+                    "/api/v1/owntracks",
+                    json=message,
+                    headers={**bearer, "X-Limit-U": "polres", "X-Limit-D": d},
+                )
+                for d in ("b", "zzz")
+            ]
+        )
+    gpx = b'<gpx version="1.1" xmlns="http://www.topografix.com/GPX/1/1"></gpx>'
+    answers = [
+        client.post(f"/api/v1/units/{u}/gpx", files={"file": ("t.gpx", gpx)}, headers=bearer)
+        for u in (other["id"], other["id"] + 1000)
+    ]
+    assert answers[0].status_code == answers[1].status_code == 403
+    # An admin is told the truth.
+    assert client.post("/api/v1/pings", json={**fix, "device_id": "polres/zzz"}).status_code == 404

@@ -59,6 +59,12 @@ def _overdue_places(client: TestClient, revisit_s: float) -> tuple[dict, dict]:
 
 
 @pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Settings allowing a webhook to the local discard port (loopback is refused by default)."""
+    return make_settings(webhook_allow="127.0.0.1")
+
+
+@pytest.fixture
 def setup(client: TestClient) -> dict[str, int]:
     rid = client.post("/api/v1/patrol-routes", json=route_feature(corridor_m=30)).json()["id"]
     circle = {

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import T0, along, circle_feature, ping, route_feature
+from tests.helpers import T0, along, circle_feature, ping, route_feature, window
 
 
 @pytest.fixture
@@ -232,3 +232,39 @@ def test_cancelled_request_does_not_stop_the_writer(client: TestClient, area: di
     for f in futures[1::2]:
         assert f.result(timeout=30).pings[0].status == "accepted"
     assert client.post("/api/v1/pings", json=ping("u1", 500, 500)).status_code == 200
+
+
+def test_attributes_are_capped(client: TestClient, area: dict[str, int]) -> None:
+    limit = 8192  # PATROLI_MAX_ATTRIBUTES_BYTES by default
+    fits = {"note": "x" * (limit - len('{"note":""}'))}  # exactly the limit as compact JSON
+    r = client.post("/api/v1/pings", json=ping("u1", 10, 0, attributes=fits))
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    over = {"note": "é" * 4100}  # 4,100 characters, 8,200 bytes in UTF-8
+    r = client.post("/api/v1/pings", json=ping("u1", 20, 5, attributes=over))
+    assert r.status_code == 422
+    detail = r.json()["detail"]
+    assert "8211 bytes" in detail and "8192" in detail, detail
+    assert "PATROLI_MAX_ATTRIBUTES_BYTES" in detail
+    # In a batch only the oversized ping is refused; one of 1 MB costs no more than that.
+    r = client.post(
+        "/api/v1/pings",
+        json=[ping("u1", 30, 10), ping("u1", 40, 15, attributes={"blob": "x" * 1_000_000})],
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (1, 1)
+    assert "PATROLI_MAX_ATTRIBUTES_BYTES" in body["results"][1]["reason"]
+    track = client.get(f"/api/v1/units/{area['unit']}/track", params=window()).json()
+    fixes = [f for f in track["features"] if f["properties"]["kind"] == "fix"]
+    assert [f["properties"]["ts"][11:19] for f in fixes] == ["23:00:00", "23:00:10"]
+
+
+def test_attributes_limit_is_a_setting(make_settings, area: dict) -> None:  # type: ignore[no-untyped-def]
+    from service.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    with TestClient(create_app(make_settings(max_attributes_bytes=100))) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        c.post("/api/v1/units", json={"name": "U2", "device_id": "u2"})
+        r = c.post("/api/v1/pings", json=ping("u2", 10, 0, attributes={"n": "x" * 100}))
+    assert r.status_code == 422 and "at most 100" in r.json()["detail"]

@@ -461,3 +461,88 @@ def test_reader_waits_for_ids_committed_out_of_order(settings: Settings, backend
             assert not reader.waiting
     finally:
         store.dispose()
+
+
+def _viewer_key(http: httpx.Client, name: str = "wall screen") -> tuple[str, int]:
+    r = http.post("/api/v1/keys", json={"name": name, "role": "viewer"})
+    assert r.status_code == 201, r.text
+    return str(r.json()["key"]), int(r.json()["id"])
+
+
+def _ends_within(sse: SSE, seconds: float) -> float:
+    """Seconds until the server closes the stream; fails if it is still open after `seconds`."""
+    started = time.monotonic()
+    with pytest.raises(AssertionError, match="stream ended"):
+        while True:
+            sse.next_block(started + seconds)
+    return time.monotonic() - started
+
+
+@contextmanager
+def _served(settings: Settings) -> Iterator[Live]:
+    app = create_app(settings)
+    store = Store.from_url(settings.database_url)
+    with serve_app(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+        http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        try:
+            yield Live(app, base, http, store)
+        finally:
+            store.dispose()
+
+
+def test_revoking_a_key_ends_its_streams_at_once(make_settings: Any) -> None:
+    # A long key cache: only the revocation itself can end the stream this quickly.
+    with _served(make_settings(key_cache_s=60)) as live:
+        key, key_id = _viewer_key(live.http)
+        other, _ = _viewer_key(live.http, "duty officer")
+        with (
+            live.open(headers={"Authorization": f"Bearer {key}"}) as revoked,
+            live.open(key=other, headers={"Authorization": ""}) as kept,
+        ):
+            assert live.http.delete(f"/api/v1/keys/{key_id}").status_code == 204
+            assert _ends_within(revoked, 2.0) < 2.0
+            # The other key's stream goes on.
+            uid = live.unit("u1")
+            live.post(ping("u1", 100, 0))
+            [msg] = kept.positions(1)
+            assert msg.data["unit_id"] == uid
+        r = httpx.get(f"{live.base}{STREAM}", params={"key": key}, timeout=10)
+        assert r.status_code == 401
+
+
+def test_revocation_in_another_instance_ends_the_stream_within_the_key_cache_time(
+    make_settings: Any,
+) -> None:
+    settings = make_settings(key_cache_s=1.5)
+    with _served(settings) as a, _served(settings) as b:
+        key, key_id = _viewer_key(a.http)
+        with a.open(headers={"Authorization": f"Bearer {key}"}) as sse:
+            time.sleep(0.5)
+            assert b.http.delete(f"/api/v1/keys/{key_id}").status_code == 204
+            # At most one key-cache period (1.5 s) and one poll later.
+            assert _ends_within(sse, 3.0) < 3.0
+        r = httpx.get(f"{a.base}{STREAM}", params={"key": key}, timeout=10)
+        assert r.status_code == 401
+
+
+def test_deleting_a_unit_or_rotating_its_secret_revokes_only_its_keys(
+    make_settings: Any,
+) -> None:
+    with _served(make_settings(key_cache_s=60)) as live:
+        uid = live.unit("u1")
+        secret = live.http.post(f"/api/v1/units/{uid}/secret").json()["device_secret"]
+        # A device secret is a tracker key: it posts pings and never opens a stream.
+        tracker = httpx.get(f"{live.base}{STREAM}", params={"key": secret}, timeout=10)
+        assert tracker.status_code == 403
+        key, _ = _viewer_key(live.http)
+        with live.open(headers={"Authorization": f"Bearer {key}"}) as sse:
+            live.http.post(f"/api/v1/units/{uid}/secret").raise_for_status()
+            live.http.delete(f"/api/v1/units/{uid}").raise_for_status()
+            assert [m for m in sse.quiet(1.0) if m.event == "position"] == []
+        r = httpx.post(
+            f"{live.base}/api/v1/pings",
+            json=ping("u1", 100, 0),
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=10,
+        )
+        assert r.status_code == 401

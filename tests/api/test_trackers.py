@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -146,7 +147,7 @@ def test_owntracks_location_and_transition(client: TestClient, units: dict) -> N
     assert props["source"] == "owntracks"
     wrong = {**headers, "X-Limit-D": "other-phone"}
     r = client.post("/api/v1/owntracks", json=ANDROID_LOCATION, headers=wrong)
-    assert r.status_code == 404
+    assert r.status_code == 403  # a device secret speaks for its own unit only
 
 
 def test_gpx_import_and_export(client: TestClient, units: dict) -> None:
@@ -200,6 +201,108 @@ def test_tracker_key_cannot_auto_register_devices(
         unit = c.post("/api/v1/units", json={"name": "A", "device_id": "a"}, headers=admin)
         secret = unit.json()["device_secret"]
         r = c.get(f"/api/v1/osmand?id=intruder&lat=-1.2683&lon=116.834&key={secret}")
-        assert r.status_code == 404
+        assert r.status_code == 403
         names = [u["device_id"] for u in c.get("/api/v1/units", headers=admin).json()]
     assert names == ["a"]
+
+
+def test_device_secret_in_the_path_or_a_bearer_header(client: TestClient, units: dict) -> None:
+    """Trackers whose URL setting keeps only origin and path, or that send headers only."""
+    secret = units["traccar"]["device_secret"]
+    no_auth = {"Authorization": ""}
+    fix = "id=48241179&lat=-1.2683&lon=116.834&timestamp="
+    r = client.get(f"/api/v1/osmand/{secret}?{fix}1732673400", headers=no_auth)
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/api/v1/osmand/{secret}",
+        content=f"{fix}1732673410",
+        headers={"Content-Type": "application/x-www-form-urlencoded", **no_auth},
+    )
+    assert r.status_code == 200, r.text
+    r = client.post(
+        f"/api/v1/osmand/{secret}",
+        content=TRACCAR_CLIENT_9,
+        headers={"Content-Type": "application/json", **no_auth},
+    )
+    assert r.status_code == 200, r.text
+    r = client.get(f"/api/v1/osmand?{fix}1732673420", headers={"Authorization": f"Bearer {secret}"})
+    assert r.status_code == 200, r.text
+    assert len(_track(client, units["traccar"]["id"])) == 4
+
+    r = client.get(f"/api/v1/osmand/ptl_wrong?{fix}1732673430", headers=no_auth)
+    assert r.status_code == 401
+    client.post(f"/api/v1/units/{units['traccar']['id']}/secret").raise_for_status()
+    r = client.get(f"/api/v1/osmand/{secret}?{fix}1732673440", headers=no_auth)
+    assert r.status_code == 401  # rotated: the old secret is dead in the path too
+
+    ot = units["owntracks"]["device_secret"]
+    identity = {"X-Limit-U": "sari", "X-Limit-D": "pixel", **no_auth}
+    r = client.post(f"/api/v1/owntracks/{ot}", json=ANDROID_LOCATION, headers=identity)
+    assert r.status_code == 200 and r.json() == []
+    assert len(_track(client, units["owntracks"]["id"])) == 1
+    r = client.post("/api/v1/owntracks/ptl_wrong", json=ANDROID_LOCATION, headers=identity)
+    assert r.status_code == 401
+
+
+def _reports(client: TestClient) -> int:
+    from sqlalchemy import func, select
+
+    from service.store.models import DeviceReportRow
+
+    with client.app.state.store.read() as session:  # type: ignore[attr-defined]
+        return int(session.scalar(select(func.count()).select_from(DeviceReportRow)) or 0)
+
+
+def test_attributes_are_capped_on_every_tracker_door(client: TestClient, units: dict) -> None:
+    secret = units["traccar"]["device_secret"]
+    no_auth = {"Authorization": ""}
+    big = "x" * 9000  # with its name, over the 8192-byte default
+    fix = "id=48241179&lat=-1.2683&lon=116.834&timestamp=1732673400"
+    form = {"Content-Type": "application/x-www-form-urlencoded", **no_auth}
+    traccar = json.loads(TRACCAR_CLIENT_9)
+    traccar["location"]["extras"] = {"note": big}
+    answers = {
+        "query": client.get(f"/api/v1/osmand/{secret}?{fix}&note={big}", headers=no_auth),
+        "form": client.post(f"/api/v1/osmand/{secret}", content=f"{fix}&note={big}", headers=form),
+        "json": client.post(f"/api/v1/osmand/{secret}", json=traccar, headers=no_auth),
+        "status": client.get(
+            f"/api/v1/osmand/{secret}?id=48241179&batt=50&note={big}", headers=no_auth
+        ),
+    }
+    ot = units["owntracks"]["device_secret"]
+    identity = {"X-Limit-U": "sari", "X-Limit-D": "pixel", **no_auth}
+    for kind, message in (
+        ("owntracks location", {**ANDROID_LOCATION, "note": big}),
+        ("owntracks transition", {**TRANSITION, "note": big}),
+    ):
+        answers[kind] = client.post(f"/api/v1/owntracks/{ot}", json=message, headers=identity)
+    for door, r in answers.items():
+        assert r.status_code == 422, (door, r.text)
+        assert "PATROLI_MAX_ATTRIBUTES_BYTES" in r.json()["detail"], door
+    assert _track(client, units["traccar"]["id"]) == []
+    assert _track(client, units["owntracks"]["id"]) == []
+    assert _reports(client) == 0
+    # Just under the limit, every door stores.
+    small = "x" * 8000
+    r = client.get(f"/api/v1/osmand/{secret}?{fix}&note={small}", headers=no_auth)
+    assert r.status_code == 200, r.text
+    r = client.post(f"/api/v1/owntracks/{ot}", json={**TRANSITION, "note": small}, headers=identity)
+    assert r.status_code == 200, r.text
+    assert len(_track(client, units["traccar"]["id"])) == 1 and _reports(client) == 1
+
+
+def test_owntracks_configuration_is_stored_without_credentials(
+    client: TestClient, units: dict
+) -> None:
+    from sqlalchemy import select
+
+    from service.store.models import DeviceReportRow
+    from tests.protocols.test_owntracks import ANDROID_CONFIGURATION, CONFIGURATION_KEPT
+
+    ot = units["owntracks"]["device_secret"]
+    identity = {"X-Limit-U": "sari", "X-Limit-D": "pixel", "Authorization": ""}
+    r = client.post(f"/api/v1/owntracks/{ot}", json=ANDROID_CONFIGURATION, headers=identity)
+    assert r.status_code == 200, r.text
+    with client.app.state.store.read() as session:  # type: ignore[attr-defined]
+        [row] = session.scalars(select(DeviceReportRow)).all()
+        assert (row.kind, row.attributes) == ("configuration", CONFIGURATION_KEPT)

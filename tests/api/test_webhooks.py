@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import socket
 import threading
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ from sqlalchemy import select
 from service.config import Settings
 from service.routes import webhooks as webhook_routes
 from service.store.db import Store
-from service.store.models import Event, Unit, WebhookDelivery
+from service.store.models import Event, Unit, WebhookAttempt, WebhookDelivery
 from service.webhooks import (
     RETRY_SCHEDULE,
     WebhookDispatcher,
@@ -36,6 +37,41 @@ from tests.maps.conftest import serve_app
 # deliveries these tests drive with their own clock.
 T0 = datetime.now(UTC).replace(microsecond=0) + timedelta(days=400)
 SECRET = "receiver-secret-123"
+# The test receivers listen on the loopback address, which the default policy refuses.
+LOCAL = "127.0.0.1"
+PUBLIC = "93.184.215.14"  # a global address the fake resolver gives public names
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    """Settings allowing webhooks to the local test receivers."""
+    return make_settings(webhook_allow=LOCAL)
+
+
+@pytest.fixture
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[list[str]]]:
+    """Names the resolver answers with given addresses: each lookup of a name takes the next
+    answer while more than one is left. Other names resolve as usual."""
+    answers: dict[str, list[list[str]]] = {}
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        name = name.lower().rstrip(".") if isinstance(name, str) else name  # as DNS does
+        if name not in answers:
+            return real(host, port, *args, **kwargs)
+        queue = answers[name]
+        addresses = queue.pop(0) if len(queue) > 1 else queue[0]
+        number = int(port or 0)
+        return [
+            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, number, 0, 0))
+            if ":" in a
+            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, number))
+            for a in addresses
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
 
 
 @pytest.fixture
@@ -166,13 +202,14 @@ def test_retry_schedule_grows_and_covers_a_day() -> None:
 # ---- API -----------------------------------------------------------------------------------
 
 
-def test_crud_and_validation(api: TestClient) -> None:
+def test_crud_and_validation(api: TestClient, fake_dns: dict[str, list[list[str]]]) -> None:
+    fake_dns["ops.example"] = [[PUBLIC]]
     r = api.post("/api/v1/webhooks", json={"url": "https://ops.example/hook"})
     assert r.status_code == 201, r.text
     created = r.json()
     assert len(created["secret"]) >= 32
     assert created["event_types"] == [] and created["active"] is True
-    other = register(api, "http://10.0.0.5:8080/x", event_types=["offline", "offline", "online"])
+    other = register(api, f"http://{PUBLIC}:8080/x", event_types=["offline", "offline", "online"])
     assert other["event_types"] == ["offline", "online"]
     assert other["secret"] == SECRET
 
@@ -311,7 +348,7 @@ def test_dead_after_retry_budget_then_redeliver(
     store = store_of(api)
     add_events(store, ["overspeed"])
     # Three minutes of retries: attempts at 0, 10 s, 40 s and 100 s; the next (220 s) is too late.
-    settings = make_settings(webhook_retry_hours=3 / 60)
+    settings = make_settings(webhook_retry_hours=3 / 60, webhook_allow=LOCAL)
     clock = Clock(T0)
     dispatcher = WebhookDispatcher(store, settings, clock=clock)
     try:
@@ -369,7 +406,9 @@ def test_background_thread_delivers_on_wake(
     rec, url = receiver
     register(api, url)
     store = store_of(api)
-    dispatcher = WebhookDispatcher(store, make_settings(webhook_timeout_s=2), poll_s=30)
+    dispatcher = WebhookDispatcher(
+        store, make_settings(webhook_timeout_s=2, webhook_allow=LOCAL), poll_s=30
+    )
     dispatcher.start()
     try:
         time.sleep(0.05)  # the first (empty) pass is over; now only wake() helps
@@ -405,3 +444,238 @@ def test_concurrent_workers_skip_locked_rows(
         assert worker.claim_due(clock()) == []  # skipped, not blocked, not sent twice
     assert len(worker.claim_due(clock())) == 2
     worker.stop()
+
+
+# ---- target policy -------------------------------------------------------------------------
+
+REFUSED_TARGETS = [
+    ("http://127.0.0.1:8000/api/v1/units", "loopback"),
+    ("http://127.1/", "loopback"),
+    ("http://2130706433/", "loopback"),
+    ("http://0x7f.1/", "loopback"),
+    ("http://localhost:5432/", "loopback"),  # /etc/hosts
+    ("http://[::1]:8000/", "loopback"),
+    ("http://[::ffff:127.0.0.1]/", "loopback address (IPv4 127.0.0.1 inside IPv6)"),
+    ("http://169.254.169.254/latest/meta-data/", "cloud metadata"),
+    ("http://[::ffff:169.254.169.254]/", "cloud metadata"),
+    ("http://[fd00:ec2::254]/", "cloud metadata"),
+    ("http://169.254.10.10/", "link-local"),
+    ("http://[fe80::1]/", "link-local"),
+    ("http://10.1.2.3/", "private"),
+    ("http://172.16.0.1/", "private"),
+    ("https://192.168.1.10/", "private"),
+    ("http://[fd12:3456::1]/", "private"),
+    ("http://[2002:a00:1::]/", "private address (IPv4 10.0.0.1 inside IPv6)"),  # 6to4
+    ("http://100.64.0.1/", "shared (CGNAT)"),
+    ("http://224.0.0.251/", "multicast"),
+    ("http://[ff02::1]/", "multicast"),
+    ("http://0.0.0.0:8000/", "unspecified"),
+    ("http://[::]/", "unspecified"),
+    ("http://192.0.2.1/", "private"),  # documentation range: never a real receiver
+    ("http://intranet.example/hook", "intranet.example resolves to 10.0.0.7, a private"),
+    ("http://split.example/hook", "split.example resolves to 127.0.0.1, a loopback"),
+]
+
+
+@pytest.fixture
+def strict(make_settings: Callable[..., Settings]) -> Iterator[TestClient]:
+    """An admin client of an app with the default target policy (no allow-list)."""
+    from service.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    with TestClient(create_app(make_settings())) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        yield c
+
+
+@pytest.mark.parametrize(("url", "why"), REFUSED_TARGETS)
+def test_registration_refuses_internal_targets(
+    strict: TestClient, fake_dns: dict[str, list[list[str]]], url: str, why: str
+) -> None:
+    fake_dns["intranet.example"] = [["10.0.0.7"]]
+    fake_dns["split.example"] = [[PUBLIC, "127.0.0.1"]]  # one bad address refuses the name
+    r = strict.post("/api/v1/webhooks", json={"url": url})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert why in detail and "PATROLI_WEBHOOK_ALLOW" in detail, detail
+    assert strict.get("/api/v1/webhooks").json() == []
+
+
+def test_registration_accepts_public_targets(
+    strict: TestClient, fake_dns: dict[str, list[list[str]]]
+) -> None:
+    fake_dns["hooks.example"] = [[PUBLIC, "2606:4700::6810:84e5"]]
+    for url in (
+        "https://hooks.example/patroli?token=abc",
+        f"http://{PUBLIC}:8080/x",
+        "http://[2606:4700::6810:84e5]/x",
+        "http://[64:ff9b::5db8:d70e]/x",  # NAT64 of a public IPv4 address
+    ):
+        assert strict.post("/api/v1/webhooks", json={"url": url}).status_code == 201, url
+    r = strict.post("/api/v1/webhooks", json={"url": "http://nowhere.invalid/x"})
+    assert r.status_code == 422 and "does not resolve" in r.json()["detail"]
+
+
+def test_allow_list_admits_named_hosts_and_networks(
+    make_settings: Callable[..., Settings], fake_dns: dict[str, list[list[str]]]
+) -> None:
+    from service.app import create_app
+    from tests.conftest import ADMIN_KEY
+
+    fake_dns["hooks.polda.local"] = [["10.9.8.7"]]
+    settings = make_settings(webhook_allow=" hooks.polda.local , 172.20.0.0/16,[fd00:1::5]")
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        for url in (
+            "http://hooks.polda.local/x",
+            "http://HOOKS.polda.local./y",
+            "http://172.20.3.4:9000/z",
+            "http://[fd00:1::5]/",
+        ):
+            assert c.post("/api/v1/webhooks", json={"url": url}).status_code == 201, url
+        for url in ("http://10.9.8.7/", "http://172.21.0.1/", "http://[fd00:1::6]/"):
+            assert c.post("/api/v1/webhooks", json={"url": url}).status_code == 422, url
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.0/33", "not a host", "http://hooks.local", "a..b"])
+def test_bad_allow_list_entries_stop_the_service_from_starting(bad: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="webhook allow-list entry"):
+        Settings(_env_file=None, webhook_allow=bad)  # type: ignore[call-arg]
+
+
+def _attempt(api: TestClient, hook_id: int) -> dict[str, Any]:
+    (row,) = deliveries(api, hook_id)
+    assert row["status"] == "pending" and row["attempts"] == 1
+    assert row["attempt_log"][0]["error"] == row["last_error"]
+    return row
+
+
+def test_delivery_checks_the_target_again(
+    api: TestClient,
+    make_settings: Callable[..., Settings],
+    receiver: tuple[Receiver, str],
+) -> None:
+    rec, url = receiver
+    # Registered while the allow-list admitted the receiver; since then it was removed.
+    hook = register(api, url.replace("127.0.0.1", "localhost"))
+    store = store_of(api)
+    add_events(store, ["offline"])
+    dispatcher = WebhookDispatcher(store, make_settings(), clock=Clock(T0))
+    try:
+        assert dispatcher.process_due() == 1
+    finally:
+        dispatcher.stop()
+    row = _attempt(api, hook["id"])
+    assert row["last_status_code"] is None
+    assert row["last_error"] == "refused: 127.0.0.1 is a loopback address"
+    assert rec.received == []
+
+
+def test_dns_rebinding_cannot_redirect_a_delivery(
+    api: TestClient,
+    make_settings: Callable[..., Settings],
+    receiver: tuple[Receiver, str],
+    fake_dns: dict[str, list[list[str]]],
+) -> None:
+    rec, url = receiver
+    port = url.split(":")[2].split("/")[0]
+    # A public address at registration; at delivery an allowed address (where nothing
+    # listens) when it is checked, and the receiver's loopback address on any later lookup:
+    # the POST must go to the address that was checked.
+    fake_dns["rebind.example"] = [[PUBLIC], ["127.0.0.2"], ["127.0.0.1"]]
+    hook = register(api, f"http://rebind.example:{port}/hook")
+    store = store_of(api)
+    add_events(store, ["offline"])
+    dispatcher = WebhookDispatcher(store, make_settings(webhook_allow="127.0.0.2"), clock=Clock(T0))
+    try:
+        assert dispatcher.process_due() == 1
+    finally:
+        dispatcher.stop()
+    assert rec.received == []
+    assert _attempt(api, hook["id"])["last_error"] == "connection refused"
+
+
+def test_delivery_goes_to_the_checked_address_with_the_name_in_host(
+    api: TestClient, receiver: tuple[Receiver, str], fake_dns: dict[str, list[list[str]]]
+) -> None:
+    rec, url = receiver
+    port = url.split(":")[2].split("/")[0]
+    fake_dns["receiver.example"] = [["127.0.0.1"]]  # allowed by address (LOCAL)
+    hook = register(api, f"http://receiver.example:{port}/hook")
+    store = store_of(api)
+    add_events(store, ["online"])
+    dispatcher = WebhookDispatcher(store, store_settings(api), clock=Clock(T0))
+    try:
+        assert dispatcher.process_due() == 1
+    finally:
+        dispatcher.stop()
+    [(headers, _, code)] = rec.received
+    assert code == 200 and headers["host"] == f"receiver.example:{port}"
+    (row,) = deliveries(api, hook["id"])
+    assert row["status"] == "delivered"
+
+
+def store_settings(api: TestClient) -> Settings:
+    """The settings the app under test was built with."""
+    app: Any = api.app
+    settings: Settings = app.state.settings
+    return settings
+
+
+def test_failed_deliveries_never_show_the_receivers_answer(
+    api: TestClient, settings: Settings
+) -> None:
+    leak = "db-password=hunter2 at 10.0.0.3:5432"
+    app = FastAPI()
+
+    @app.post("/hook")
+    async def hook() -> Response:
+        return Response(leak, status_code=500, media_type="text/plain")
+
+    with serve_app(app) as base:
+        hook_row = register(api, f"{base}/hook")
+        store = store_of(api)
+        add_events(store, ["overspeed"])
+        dispatcher = WebhookDispatcher(store, settings, clock=Clock(T0))
+        try:
+            assert dispatcher.process_due() == 1
+        finally:
+            dispatcher.stop()
+    r = api.get(f"/api/v1/webhooks/{hook_row['id']}/deliveries")
+    assert "hunter2" not in r.text and "10.0.0.3" not in r.text
+    row = _attempt(api, hook_row["id"])
+    assert row["last_status_code"] == 500 and row["last_error"] == "HTTP 500"
+    # What older versions stored (the start of the answer) is not shown either.
+    with store.write() as session:
+        attempt = session.get(WebhookAttempt, row["attempt_log"][0]["id"])
+        delivery = session.get(WebhookDelivery, row["id"])
+        assert attempt is not None and delivery is not None
+        attempt.error = delivery.last_error = f"HTTP 500: {leak}"
+    r = api.get(f"/api/v1/webhooks/{hook_row['id']}/deliveries")
+    assert "hunter2" not in r.text
+    assert r.json()[0]["last_error"] == r.json()[0]["attempt_log"][0]["error"] == "HTTP 500"
+
+
+def test_dead_delivery_log_line_names_no_url_secrets(
+    api: TestClient,
+    make_settings: Callable[..., Settings],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with serve_app(FastAPI()) as base:
+        dead_url = f"{base}/services/T000/B000/XXXXSECRETPATH?token=SECRETTOKEN"
+    hook = register(api, dead_url)
+    store = store_of(api)
+    add_events(store, ["moving"])
+    settings = make_settings(webhook_retry_hours=1 / 3600, webhook_allow=LOCAL)
+    dispatcher = WebhookDispatcher(store, settings, clock=Clock(T0))
+    try:
+        with caplog.at_level("WARNING"):
+            assert dispatcher.process_due() == 1
+    finally:
+        dispatcher.stop()
+    assert deliveries(api, hook["id"])[0]["status"] == "dead"
+    [line] = [r.getMessage() for r in caplog.records if "is dead" in r.getMessage()]
+    assert base in line and "connection refused" in line
+    assert "SECRET" not in line

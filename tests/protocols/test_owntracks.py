@@ -152,25 +152,66 @@ def test_lwt_and_waypoint_are_reported_now(message: dict[str, Any]) -> None:
     assert report.attributes["tst"] == message["tst"]
 
 
-def test_secrets_in_a_configuration_dump_are_dropped() -> None:
-    message = {
-        "_type": "configuration",
-        "mode": 3,
-        "url": "https://patroli.example/owntracks",
-        "username": "polres",
-        "password": "hunter2",
-        "encryptionKey": "k3y",
-        "tlsClientCrtPassword": "p12pass",
-        "waypoints": [{"_type": "waypoint", "desc": "Pos", "tst": 1, "password": "x"}],
-    }
-    report = parse_owntracks(message, device_id=DEVICE, now=NOW)
+# An Android app's configuration as it reports it (`_type: configuration`), with every
+# credential the phone holds.
+ANDROID_CONFIGURATION: dict[str, Any] = {
+    "_type": "configuration",
+    "mode": 3,
+    "monitoring": 1,
+    "tid": "07",
+    "deviceId": "hp-07",
+    "locatorInterval": 60,
+    "locatorDisplacement": 50,
+    "pubExtendedData": True,
+    "url": "https://patroli.example/api/v1/owntracks/ptl_device_secret_in_url",
+    "host": "broker.polres.local",
+    "port": 8883,
+    "username": "polres",
+    "password": "hunter2",
+    "usePassword": True,
+    "auth": True,
+    "encryptionKey": "k3y",
+    "opencageApiKey": "oc-123456",
+    "tlsClientCrt": "MIIKcQIBAzCCCjcGCSqGSIb3DQEHAaCCCig",
+    "tlsClientCrtPassword": "p12pass",
+    "clientId": "polres-hp07",
+    "waypoints": [{"_type": "waypoint", "desc": "Pos", "tst": 1, "rad": 50}],
+}
+CONFIGURATION_KEPT = {
+    "mode": 3,
+    "monitoring": 1,
+    "tid": "07",
+    "deviceId": "hp-07",
+    "locatorInterval": 60,
+    "locatorDisplacement": 50,
+    "pubExtendedData": True,
+}
+
+
+def test_a_configuration_keeps_only_how_the_phone_reports() -> None:
+    report = parse_owntracks(ANDROID_CONFIGURATION, device_id=DEVICE, now=NOW)
+    assert isinstance(report, DeviceReport)
+    assert report.attributes == CONFIGURATION_KEPT
+
+
+def test_no_message_keeps_a_credential() -> None:
+    dump = {"_type": "dump", "configuration": ANDROID_CONFIGURATION, "internal": {"a": 1}}
+    report = parse_owntracks(dump, device_id=DEVICE, now=NOW)
     assert isinstance(report, DeviceReport)
     assert report.attributes == {
-        "mode": 3,
-        "url": "https://patroli.example/owntracks",
-        "username": "polres",
-        "waypoints": [{"_type": "waypoint", "desc": "Pos", "tst": 1}],
+        "configuration": {"_type": "configuration", **CONFIGURATION_KEPT},
+        "internal": {"a": 1},
     }
+    card = {"_type": "card", "name": "Polwan 07", "accessToken": "t", "extra": {"Secret": "s"}}
+    report = parse_owntracks(card, device_id=DEVICE, now=NOW)
+    assert isinstance(report, DeviceReport)
+    assert report.attributes == {"name": "Polwan 07", "extra": {}}
+    ping = parse_owntracks(
+        {**ANDROID_LOCATION, "apiKey": "x", "session_token": "y"}, device_id=DEVICE, now=NOW
+    )
+    assert isinstance(ping, PingIn) and ping.attributes is not None
+    assert not {"apiKey", "session_token"} & ping.attributes.keys()
+    assert ping.attributes["topic"] == "owntracks/polres/hp-07"
 
 
 def test_body_may_be_one_message_an_array_or_empty() -> None:
