@@ -253,10 +253,10 @@ def test_area_covers_the_corridor_and_little_more() -> None:
     lons, lats = corridor.projection.lonlat(x + radius * np.cos(angle), y + radius * np.sin(angle))
     distance, on_route, _ = corridor.check_many(lons, lats)
     inside = shapely.intersects_xy(area, lons, lats)
-    # Every on-route point is inside the area (it is safe as an index pre-filter) ...
+    # Every on-route point is inside the area ...
     assert inside[on_route].all()
-    # ... and nothing well beyond the corridor is.
-    assert not inside[distance > 50.0 * 1.01].any()
+    # ... and nothing beyond 5 % more than the corridor is.
+    assert not inside[distance > 50.0 * 1.05].any()
 
 
 @pytest.mark.parametrize("corridor_m", [0.0, -5.0, math.nan, 50_001.0])
