@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from shapely.geometry import Point, Polygon, mapping, shape
+import shapely
+from shapely.geometry import Point, mapping
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.config import Settings
 from service.errors import InvalidGeometry, NotFound
-from service.evaluate import corridor_from_row
-from service.geo.validate import check_coordinates, validate_line, validate_polygon
+from service.evaluate import corridor_from_row, fence_geometry, route_corridor
+from service.geo.validate import (
+    GeometryLimits,
+    check_at_most,
+    check_route_length,
+    fence_point,
+    fence_polygon,
+    route_line,
+)
 from service.schemas import (
     GeofenceIn,
     GeofencePatch,
@@ -21,27 +30,37 @@ from service.schemas import (
 )
 from service.store.models import Geofence, PatrolRoute, utcnow
 
-
-def _to_shape(geometry: Any) -> BaseGeometry:
-    return shape(geometry.model_dump(exclude_none=True))
-
-
-def _route_geom(geometry: Any) -> BaseGeometry:
-    return validate_line(_to_shape(geometry))
+# Properties a geofence patch may set back to null (the others keep their value on null).
+_NULLABLE_FENCE = ("radius_m", "min_dwell_s", "hysteresis_m", "revisit_s")
 
 
-def _fence_geom(geometry: Any, radius_m: float | None) -> BaseGeometry:
-    geom = _to_shape(geometry)
-    if isinstance(geom, Point):
-        check_coordinates(geom)
+def geometry_limits(settings: Settings) -> GeometryLimits:
+    """The limits on one patrol route or geofence, from the settings."""
+    return GeometryLimits(
+        max_geometry_vertices=settings.max_geometry_vertices,
+        max_route_length_km=settings.max_route_length_km,
+        max_extent_km=settings.max_extent_km,
+        max_corridor_m=settings.max_corridor_m,
+        max_radius_m=settings.max_radius_m,
+        max_hysteresis_m=settings.max_hysteresis_m,
+        env_prefix=str(settings.model_config.get("env_prefix", "")),
+    )
+
+
+def _fence_geom(geometry: Any, radius_m: float | None, limits: GeometryLimits) -> BaseGeometry:
+    if geometry.type == "Point":
         if radius_m is None:
             raise InvalidGeometry("a Point geofence is a circle: give properties.radius_m")
-        return Point(geom.x, geom.y)
-    if isinstance(geom, Polygon):
-        if radius_m is not None:
-            raise InvalidGeometry("radius_m only applies to a Point (circle) geofence")
-        return validate_polygon(geom)
-    raise InvalidGeometry(f"a geofence is a Polygon or a Point, not {geom.geom_type}")
+        return fence_point(geometry.coordinates)
+    if radius_m is not None:
+        raise InvalidGeometry("radius_m only applies to a Point (circle) geofence")
+    return fence_polygon(geometry.coordinates, limits)
+
+
+def _check_fence_values(values: dict[str, Any], limits: GeometryLimits) -> None:
+    for name in ("radius_m", "hysteresis_m"):
+        if values.get(name) is not None:
+            check_at_most(values[name], name, f"max_{name}", limits)
 
 
 def route_feature(row: PatrolRoute) -> GeoJSONDict:
@@ -105,18 +124,22 @@ def get_fence(session: Session, fence_id: int) -> Geofence:
     return row
 
 
-def create_route(session: Session, feature: PatrolRouteIn) -> GeoJSONDict:
-    """Validate and store a patrol route."""
+def new_route(feature: PatrolRouteIn, limits: GeometryLimits) -> PatrolRoute:
+    """A checked, unsaved patrol route; its corridor is built (and shared) here.
+
+    Called before the write transaction, so the costly build holds no lock that storing pings
+    needs; the transaction (reconcile_units, the ingest index) then finds it built.
+    """
     props = feature.properties
-    assert props is not None
-    row = PatrolRoute(
-        name=props.name,
-        corridor_m=props.corridor_m,
-        closed=props.closed,
-        off_route_after_s=props.off_route_after_s,
-        revisit_s=props.revisit_s,
-        geom=_route_geom(feature.geometry),
-    )
+    check_at_most(props.corridor_m, "corridor_m", "max_corridor_m", limits)
+    line = route_line(feature.geometry.coordinates, props.closed, limits)
+    row = PatrolRoute(**props.model_dump(), geom=line)
+    route_corridor(line, props.corridor_m, props.closed)
+    return row
+
+
+def create_route(session: Session, row: PatrolRoute) -> GeoJSONDict:
+    """Store a patrol route made by `new_route`."""
     session.add(row)
     session.flush()
     return route_feature(row)
@@ -128,15 +151,42 @@ def list_routes(session: Session) -> GeoJSONDict:
     return collection([route_feature(r) for r in rows])
 
 
-def update_route(session: Session, route_id: int, patch: PatrolRoutePatch) -> GeoJSONDict:
-    """Change a patrol route's geometry and/or properties."""
+def route_changes(
+    session: Session, route_id: int, patch: PatrolRoutePatch, limits: GeometryLimits
+) -> dict[str, Any]:
+    """The checked changes a patch makes to a stored route; the new corridor is built here.
+
+    Called before the write transaction as well as in it (see `new_route`): the checks are
+    cheap, and the one in the transaction sees the route as it is then.
+    """
     row = get_route(session, route_id)
+    changes = {
+        name: value
+        for name, value in (
+            patch.properties.model_dump(exclude_unset=True) if patch.properties else {}
+        ).items()
+        if value is not None
+    }
+    closed = changes.get("closed", row.closed)
+    corridor_m = changes.get("corridor_m", row.corridor_m)
+    if "corridor_m" in changes:
+        check_at_most(corridor_m, "corridor_m", "max_corridor_m", limits)
     if patch.geometry is not None:
-        row.geom = _route_geom(patch.geometry)
-    if patch.properties is not None:
-        for name, value in patch.properties.model_dump(exclude_unset=True).items():
-            if value is not None:
-                setattr(row, name, value)
+        changes["geom"] = route_line(patch.geometry.coordinates, closed, limits)
+    elif closed and not row.closed:
+        check_route_length(shapely.get_coordinates(row.geom), closed, limits)
+    route_corridor(changes.get("geom", row.geom), corridor_m, closed)
+    return changes
+
+
+def update_route(
+    session: Session, route_id: int, patch: PatrolRoutePatch, limits: GeometryLimits
+) -> GeoJSONDict:
+    """Change a patrol route's geometry and/or properties."""
+    changes = route_changes(session, route_id, patch, limits)
+    row = get_route(session, route_id)
+    for name, value in changes.items():
+        setattr(row, name, value)
     row.updated_at = utcnow()
     session.flush()
     return route_feature(row)
@@ -147,19 +197,19 @@ def delete_route(session: Session, route_id: int) -> None:
     session.delete(get_route(session, route_id))
 
 
-def create_fence(session: Session, feature: GeofenceIn) -> GeoJSONDict:
-    """Validate and store a geofence."""
+def new_fence(feature: GeofenceIn, limits: GeometryLimits) -> Geofence:
+    """A checked, unsaved geofence; its fence is built (and shared) here (see `new_route`)."""
     props = feature.properties
-    assert props is not None
-    row = Geofence(
-        name=props.name,
-        kind=props.kind,
-        radius_m=props.radius_m,
-        min_dwell_s=props.min_dwell_s,
-        hysteresis_m=props.hysteresis_m,
-        revisit_s=props.revisit_s,
-        geom=_fence_geom(feature.geometry, props.radius_m),
-    )
+    values = props.model_dump()
+    _check_fence_values(values, limits)
+    geom = _fence_geom(feature.geometry, props.radius_m, limits)
+    row = Geofence(**values, geom=geom)
+    fence_geometry(geom, props.radius_m)
+    return row
+
+
+def create_fence(session: Session, row: Geofence) -> GeoJSONDict:
+    """Store a geofence made by `new_fence`."""
     session.add(row)
     session.flush()
     return fence_feature(row)
@@ -171,23 +221,43 @@ def list_fences(session: Session) -> GeoJSONDict:
     return collection([fence_feature(r) for r in rows])
 
 
-def update_fence(session: Session, fence_id: int, patch: GeofencePatch) -> GeoJSONDict:
-    """Change a geofence's geometry and/or properties."""
+def fence_changes(
+    session: Session, fence_id: int, patch: GeofencePatch, limits: GeometryLimits
+) -> dict[str, Any]:
+    """The checked changes a patch makes to a stored geofence; the new fence is built here."""
     row = get_fence(session, fence_id)
     changes = patch.properties.model_dump(exclude_unset=True) if patch.properties else {}
+    _check_fence_values(changes, limits)
     radius = changes.get("radius_m", row.radius_m)
+    geom = row.geom
     if patch.geometry is not None:
         if patch.geometry.type == "Polygon" and "radius_m" not in changes:
             radius = changes["radius_m"] = None  # a circle redrawn as a polygon drops its radius
-        row.geom = _fence_geom(patch.geometry, radius)
+        geom = _fence_geom(patch.geometry, radius, limits)
     elif "radius_m" in changes:
         if not isinstance(row.geom, Point):
             raise InvalidGeometry("radius_m only applies to a Point (circle) geofence")
         if radius is None:
             raise InvalidGeometry("a circle geofence needs radius_m")
+    changes = {
+        name: value
+        for name, value in changes.items()
+        if value is not None or name in _NULLABLE_FENCE
+    }
+    if patch.geometry is not None:
+        changes["geom"] = geom
+    fence_geometry(geom, radius)
+    return changes
+
+
+def update_fence(
+    session: Session, fence_id: int, patch: GeofencePatch, limits: GeometryLimits
+) -> GeoJSONDict:
+    """Change a geofence's geometry and/or properties."""
+    changes = fence_changes(session, fence_id, patch, limits)
+    row = get_fence(session, fence_id)
     for name, value in changes.items():
-        if value is not None or name in ("radius_m", "min_dwell_s", "hysteresis_m", "revisit_s"):
-            setattr(row, name, value)
+        setattr(row, name, value)
     row.updated_at = utcnow()
     session.flush()
     return fence_feature(row)

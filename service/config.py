@@ -110,6 +110,29 @@ class Settings(BaseSettings):
         parse_allow(value)  # a mistyped entry is refused at startup, not ignored
         return value
 
+    # Geometry limits: a patrol route or geofence is checked against these before any work on
+    # its shape, so that no single geometry can exhaust the service.
+    max_geometry_vertices: int = Field(
+        20_000, gt=0, description="Most positions in one patrol route or geofence; more gets 413."
+    )
+    max_route_length_km: float = Field(
+        500.0, gt=0, description="Longest patrol route (km, back to the start when closed)."
+    )
+    max_extent_km: float = Field(
+        500.0,
+        gt=0,
+        description="Largest east-west or north-south extent of a patrol route or geofence (km).",
+    )
+    max_corridor_m: float = Field(
+        1_000.0, gt=0, le=50_000, description="Widest corridor_m of a patrol route (m)."
+    )
+    max_radius_m: float = Field(
+        50_000.0, gt=0, le=50_000, description="Largest radius_m of a circle geofence (m)."
+    )
+    max_hysteresis_m: float = Field(
+        1_000.0, ge=0, description="Largest hysteresis_m of a geofence (m)."
+    )
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:

@@ -10,6 +10,8 @@ the route, and the off-route fixes right before or after one, leave the database
 off-route fixes are kept as markers: two on-route fixes of a unit are linked only when they
 are consecutive among all of the unit's fixes, and a marker between them keeps them apart
 exactly as the full sequence would. Rows come back through binary COPY straight into NumPy.
+A route folded onto itself so much that some cell lists more than `MAX_PIECES_PER_CELL`
+pieces (each fix there would be measured against all of them) is located in NumPy instead.
 The result feeds the same `route_coverage` as the NumPy path (`Corridor.locate_on_route` on
 every fix read by `eligible_fixes`), and both give the same visits
 (tests/test_coverage_parity.py).
@@ -26,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from service.deps import Window
 from service.errors import InvalidInput
+from service.evaluate import route_corridor
 from service.geo.cells import route_grid
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
@@ -34,6 +37,8 @@ from service.quality import EXCLUDED
 from service.store.pgcopy import copy_columns, local_settings
 
 Method = Literal["auto", "sql", "numpy"]
+
+MAX_PIECES_PER_CELL = 64
 
 _LOCATE_SQL = """
 WITH near AS (
@@ -97,9 +102,11 @@ def _array(values: Any) -> str:
 
 
 @lru_cache(maxsize=64)
-def _grid_params(wkb: bytes, corridor_m: float, closed: bool) -> dict[str, Any]:
-    corridor = Corridor(shapely.from_wkb(wkb), corridor_m, closed)
+def _grid_params(wkb: bytes, corridor_m: float, closed: bool) -> dict[str, Any] | None:
+    corridor = route_corridor(shapely.from_wkb(wkb), corridor_m, closed)
     grid = route_grid(corridor)
+    if grid.most_pieces > MAX_PIECES_PER_CELL:
+        return None
     # Sent as array literals, built once per route: quoting ~10^4 numbers per query would cost
     # more than the query itself on a short window.
     return {
@@ -138,9 +145,11 @@ def _split_units(
 def sql_unit_tracks(
     session: Session, corridor: Corridor, window: Window, unit_id: int | None = None
 ) -> list[tuple[int, Track]]:
-    """(unit id, track) of each unit near the route, located in PostGIS."""
-    line = shapely.to_wkb(corridor.line)
-    params = dict(_grid_params(line, corridor.corridor_m, corridor.closed))
+    """(unit id, track) of each unit near the route, located in PostGIS (or NumPy, see above)."""
+    grid = _grid_params(shapely.to_wkb(corridor.line), corridor.corridor_m, corridor.closed)
+    if grid is None:
+        return numpy_unit_tracks(session, corridor, window, unit_id)
+    params = dict(grid)
     params.update(start=window.start, end=window.end, excluded=int(EXCLUDED), unit_id=unit_id)
     with local_settings(session, _PLANNER):
         unit, t, chainage = copy_columns(session, _LOCATE_SQL, params, ["i4", "f8", "f8"])

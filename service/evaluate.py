@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+import weakref
+from collections import defaultdict, deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import shapely
 from shapely import Point as ShapelyPoint
 from shapely import Polygon as ShapelyPolygon
 from shapely import STRtree
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -48,20 +50,67 @@ class FenceEntry:
     revisit_s: float | None = None
 
 
+T = TypeVar("T")
+
+
+class SharedGeometry:
+    """Built corridors and fences by the values that define them, shared while in use.
+
+    Building one (projection, spatial grid) is the costly step of a route or geofence: the
+    index, the maps and the reports all use the same object for as long as any of them holds
+    it. The few most recently built are also held here, so one built before a transaction
+    (outside the write lock) is found again inside it.
+    """
+
+    def __init__(self, keep: int = 4) -> None:
+        self._lock = threading.Lock()
+        self._items: weakref.WeakValueDictionary[Hashable, Any] = weakref.WeakValueDictionary()
+        self._recent: deque[Any] = deque(maxlen=keep)
+
+    def get(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The shared object for `key`, built (outside the lock) when there is none."""
+        with self._lock:
+            item = self._items.get(key)
+        if item is None:
+            item = build()
+            with self._lock:
+                item = self._items.setdefault(key, item)
+                self._recent.append(item)
+        return item
+
+
+SHARED = SharedGeometry()
+
+
+def route_corridor(line: BaseGeometry, corridor_m: float, closed: bool) -> Corridor:
+    """The (shared) corridor of a patrol route centerline."""
+    key = ("route", shapely.to_wkb(line), float(corridor_m), bool(closed))
+    return SHARED.get(key, lambda: Corridor(line, corridor_m, closed=closed))
+
+
+def fence_geometry(geom: BaseGeometry, radius_m: float | None) -> Fence:
+    """The (shared) fence of a geofence: a circle (point + radius) or a polygon."""
+    if isinstance(geom, ShapelyPoint):
+        if radius_m is None:
+            raise ValueError("a point geofence needs radius_m")
+        lon, lat, radius = geom.x, geom.y, float(radius_m)
+        return SHARED.get(("circle", lon, lat, radius), lambda: Fence.circle(lon, lat, radius))
+    if not isinstance(geom, ShapelyPolygon):
+        raise ValueError(f"unsupported geofence geometry {geom.geom_type}")
+    return SHARED.get(("polygon", shapely.to_wkb(geom)), lambda: Fence.polygon(geom))
+
+
 def fence_from_row(row: Geofence) -> Fence:
     """The geometry of a stored geofence: a circle (point + radius) or a polygon."""
-    if isinstance(row.geom, ShapelyPoint):
-        if row.radius_m is None:
-            raise ValueError(f"geofence {row.id} is a point without radius_m")
-        return Fence.circle(row.geom.x, row.geom.y, row.radius_m)
-    if not isinstance(row.geom, ShapelyPolygon):
-        raise ValueError(f"geofence {row.id} has unsupported geometry {row.geom.geom_type}")
-    return Fence.polygon(row.geom)
+    try:
+        return fence_geometry(row.geom, row.radius_m)
+    except ValueError as exc:
+        raise ValueError(f"geofence {row.id}: {exc}") from None
 
 
 def corridor_from_row(row: PatrolRoute) -> Corridor:
     """The geometry of a stored patrol route."""
-    return Corridor(row.geom, row.corridor_m, closed=row.closed)
+    return route_corridor(row.geom, row.corridor_m, row.closed)
 
 
 class GeoIndex:
@@ -80,7 +129,8 @@ class GeoIndex:
         self.fences = list(fences)
         self.route_by_id = {r.id: r for r in self.routes}
         self.fence_by_id = {f.id: f for f in self.fences}
-        self._route_tree = STRtree([r.corridor.area for r in self.routes])
+        # The tree tests bounding boxes only: a corridor's box is all it needs.
+        self._route_tree = STRtree([shapely.box(*r.corridor.bounds) for r in self.routes])
         self._fence_tree = STRtree([f.fence.outline for f in self.fences])
 
     def evaluate(self, lon: float, lat: float, assigned: Iterable[int] = ()) -> Evaluation:
@@ -208,11 +258,14 @@ class GeoCache:
         self._checked = 0.0
         self._revision: tuple[Any, ...] | None = None
         self._index: GeoIndex | None = None
+        self._stale = True
 
     def invalidate(self) -> None:
         """Reload on next use (after a route, geofence or assignment edit)."""
+        # The old index is kept until the new one is built: the routes and geofences that did
+        # not change are taken over from it instead of being built again.
         with self._lock:
-            self._index = None
+            self._stale = True
 
     def get(self, session: Session, *, fresh: bool = False) -> GeoIndex:
         """The index matching what is stored (rebuilt only after an edit).
@@ -224,11 +277,12 @@ class GeoCache:
         with self._lock:
             now = time.monotonic()
             recent = now - self._checked < self._check_s
-            if self._index is not None and recent and not fresh:
+            if self._index is not None and not self._stale and recent and not fresh:
                 return self._index
             revision = _revision(session)
-            if self._index is None or revision != self._revision:
+            if self._index is None or self._stale or revision != self._revision:
                 self._index = load_index(session)
                 self._revision = revision
+                self._stale = False
             self._checked = now
             return self._index

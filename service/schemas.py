@@ -89,7 +89,9 @@ class PatrolRouteProperties(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=200)
-    corridor_m: float = Field(30.0, gt=0, le=5000, allow_inf_nan=False)
+    corridor_m: float = Field(
+        30.0, gt=0, allow_inf_nan=False, description="At most PATROLI_MAX_CORRIDOR_M (m)."
+    )
     closed: bool = False
     off_route_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
     revisit_s: float | None = Field(
@@ -103,13 +105,17 @@ class PatrolRoutePropertiesPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(None, min_length=1, max_length=200)
-    corridor_m: float | None = Field(None, gt=0, le=5000, allow_inf_nan=False)
+    corridor_m: float | None = Field(None, gt=0, allow_inf_nan=False)
     closed: bool | None = None
     off_route_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
     revisit_s: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
-PatrolRouteIn = Feature[LineString, PatrolRouteProperties]
+class PatrolRouteIn(Feature[LineString, PatrolRouteProperties]):
+    """A patrol route: a LineString Feature (positions up to PATROLI_MAX_GEOMETRY_VERTICES)."""
+
+    geometry: LineString
+    properties: PatrolRouteProperties
 
 
 class PatrolRoutePatch(BaseModel):
@@ -130,9 +136,13 @@ class GeofenceProperties(BaseModel):
 
     name: str = Field(min_length=1, max_length=200)
     kind: str = Field("critical_site", min_length=1, max_length=50)
-    radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
+    radius_m: float | None = Field(
+        None, gt=0, allow_inf_nan=False, description="At most PATROLI_MAX_RADIUS_M (m)."
+    )
     min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
-    hysteresis_m: float | None = Field(None, ge=0, le=5000, allow_inf_nan=False)
+    hysteresis_m: float | None = Field(
+        None, ge=0, allow_inf_nan=False, description="At most PATROLI_MAX_HYSTERESIS_M (m)."
+    )
     revisit_s: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="A unit present this often (s)."
     )
@@ -145,20 +155,28 @@ class GeofencePropertiesPatch(BaseModel):
 
     name: str | None = Field(None, min_length=1, max_length=200)
     kind: str | None = Field(None, min_length=1, max_length=50)
-    radius_m: float | None = Field(None, gt=0, le=50_000, allow_inf_nan=False)
+    radius_m: float | None = Field(None, gt=0, allow_inf_nan=False)
     min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
-    hysteresis_m: float | None = Field(None, ge=0, le=5000, allow_inf_nan=False)
+    hysteresis_m: float | None = Field(None, ge=0, allow_inf_nan=False)
     revisit_s: float | None = Field(None, gt=0, allow_inf_nan=False)
 
 
-GeofenceIn = Feature[Polygon | Point, GeofenceProperties]
+# Told apart by "type", so a wrong geometry gets one error naming the types allowed.
+FenceGeometry = Annotated[Polygon | Point, Field(discriminator="type")]
+
+
+class GeofenceIn(Feature[FenceGeometry, GeofenceProperties]):
+    """A geofence: a Polygon Feature, or a Point Feature with properties.radius_m (a circle)."""
+
+    geometry: FenceGeometry
+    properties: GeofenceProperties
 
 
 class GeofencePatch(BaseModel):
     """A partial geofence feature: new geometry and/or properties."""
 
     type: Literal["Feature"] = "Feature"
-    geometry: Polygon | Point | None = None
+    geometry: FenceGeometry | None = None
     properties: GeofencePropertiesPatch | None = None
 
 

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 from pyproj import Geod
 
 GEOD = Geod(ellps="WGS84")
@@ -93,3 +94,37 @@ def csp_violations(page: Any, found: list[str] | None = None) -> list[str]:
 
     page.on("console", on_console)
     return found
+
+
+def zigzag_positions(n: int, lon: float = LON0, lat: float = LAT) -> list[list[float]]:
+    """n positions zig-zagging east from (lon, lat): steps of ~24 m, teeth 15 m high.
+
+    20,000 of them make the largest patrol route the default limits allow (~484 km).
+    """
+    east = np.arange(n) * (19.0 / 111_300.0)
+    north = np.where(np.arange(n) % 2 == 1, 15.0 / 110_600.0, 0.0)
+    return np.column_stack((lon + east, lat + north)).round(7).tolist()
+
+
+def line_feature(positions: list[list[float]], name: str = "Jalur", **props: Any) -> dict:
+    """A patrol route Feature from positions."""
+    return {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": positions},
+        "properties": {"name": name, **props},
+    }
+
+
+def polygon_feature(rings: list[list[list[float]]], name: str = "Wilayah", **props: Any) -> dict:
+    """A polygon geofence Feature from rings."""
+    return {
+        "type": "Feature",
+        "geometry": {"type": "Polygon", "coordinates": rings},
+        "properties": {"name": name, **props},
+    }
+
+
+def box_ring(lon: float, lat: float, width_deg: float, height_deg: float) -> list[list[float]]:
+    """A closed rectangular ring with its south-west corner at (lon, lat)."""
+    east, north = lon + width_deg, lat + height_deg
+    return [[lon, lat], [east, lat], [east, north], [lon, north], [lon, lat]]

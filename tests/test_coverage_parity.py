@@ -12,10 +12,12 @@ import pytest
 from shapely.geometry import LineString
 from sqlalchemy import text
 
+from service import coverage_sql
 from service.areas import get_route
 from service.coverage_sql import Method, stored_route_coverage, unit_tracks
 from service.deps import Window
 from service.evaluate import corridor_from_row
+from service.geo import cells
 from service.geo.coverage import VisitRuns, visit_runs
 from service.quality import Flag
 from service.store.bulk import insert_pings
@@ -189,3 +191,45 @@ def test_sql_path_matches_on_a_route_retracing_itself(stores: dict[str, Store]) 
     for other in (results["postgis", "numpy"], results["sqlite", "numpy"]):
         assert _visits(sql[0], sql[1]) == _visits(other[0], other[1])
         assert sql[2] == pytest.approx(other[2], abs=1e-12)
+
+
+@pytest.fixture
+def fresh_grids() -> Iterator[None]:
+    """Grid parameters built anew (a test changes the grid budget), and dropped after."""
+    coverage_sql._grid_params.cache_clear()
+    yield
+    coverage_sql._grid_params.cache_clear()
+
+
+def test_sql_path_matches_with_cells_grown_to_fit_the_budget(
+    stores: dict[str, Store], fresh_grids: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A budget of 60 cells makes the cells several times the corridor: fewer are inside,
+    # more fixes are measured, the visits are the same.
+    monkeypatch.setattr(cells, "MAX_CELLS", 60)
+    routes = _load(stores["postgis"], 6)
+    for route in ("open", "loop", "hairpin"):
+        with stores["postgis"].read() as session:
+            corridor = corridor_from_row(get_route(session, routes[route]))
+        grid = cells.route_grid(corridor)
+        assert len(set(zip(grid.cell_x.tolist(), grid.cell_y.tolist(), strict=True))) <= 60
+        assert grid.dlat * 110_000.0 > 2 * corridor.corridor_m
+        sql = _runs(stores["postgis"], routes[route], "sql")
+        ref = _runs(stores["postgis"], routes[route], "numpy")
+        assert sql[0].segment.size > 100
+        assert _visits(sql[0], sql[1]) == _visits(ref[0], ref[1]), route
+        np.testing.assert_allclose(sql[0].entry, ref[0].entry, rtol=0, atol=1e-3)
+        assert sql[2] == pytest.approx(ref[2], abs=1e-12)
+
+
+def test_a_route_folded_onto_itself_is_measured_in_numpy(
+    stores: dict[str, Store], fresh_grids: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Any cell listing more pieces than allowed (here: more than none) sends the route to
+    # NumPy, which reads every fix of the window instead of only those near the route.
+    monkeypatch.setattr(coverage_sql, "MAX_PIECES_PER_CELL", 0)
+    routes = _load(stores["postgis"], 7)
+    sql = _runs(stores["postgis"], routes["hairpin"], "sql")
+    ref = _runs(stores["postgis"], routes["hairpin"], "numpy")
+    assert _visits(sql[0], sql[1]) == _visits(ref[0], ref[1]) and sql[0].segment.size > 100
+    assert (sql[3], sql[4]) == (ref[3], ref[4])

@@ -35,8 +35,9 @@ def _reset_sqlite(url: str) -> None:
             Path(path + suffix).unlink(missing_ok=True)
 
 
-def seed(store: Store, scenario: Scenario) -> dict[str, str]:
+def seed(store: Store, scenario: Scenario, settings: Settings) -> dict[str, str]:
     """Store the scenario's routes, geofences and units; returns demo keys by role."""
+    limits = areas.geometry_limits(settings)
     with store.write() as session:
         route_ids = []
         for r in scenario.routes:
@@ -47,7 +48,7 @@ def seed(store: Store, scenario: Scenario) -> dict[str, str]:
                     "properties": {"name": r.name, "corridor_m": r.corridor_m, "closed": r.closed},
                 }
             )
-            route_ids.append(areas.create_route(session, feature)["id"])
+            route_ids.append(areas.create_route(session, areas.new_route(feature, limits))["id"])
         for f in scenario.fences:
             props = {"name": f.name, "kind": f.kind, "radius_m": f.radius_m}
             if f.min_dwell_s is not None:
@@ -55,7 +56,7 @@ def seed(store: Store, scenario: Scenario) -> dict[str, str]:
             fence = GeofenceIn.model_validate(
                 {"type": "Feature", "geometry": mapping(f.geometry), "properties": props}
             )
-            areas.create_fence(session, fence)
+            areas.create_fence(session, areas.new_fence(fence, limits))
         keys = {}
         for i, u in enumerate(scenario.units):
             created = units.create_unit(
@@ -133,7 +134,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(scenario.fences)} geofences into "
         f"{make_url(url).render_as_string(hide_password=True)}"
     )
-    keys = seed(store, scenario)
+    keys = seed(store, scenario, settings)
     began = time.perf_counter()
     # One continuous simulation: the past is stored now, the rest is fed live as time passes.
     timeline = simulate(scenario, start, args.hours * 3600.0 + 24 * 3600.0, seed=7)

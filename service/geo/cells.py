@@ -12,6 +12,10 @@ cells list one piece; a cell near two stretches of the same route (a U-turn, a l
 close to itself) lists several, and the nearest of them wins (on a tie, the lower chainage, as
 in GEOS line_locate_point). A cell whose every point lies within the corridor of its only piece
 is marked `inside`, so a fix there is on route without measuring its distance.
+
+The work is bounded whatever the route's shape: when the cells would be too many (a long
+route, a narrow corridor, a route folded onto itself), they are made larger until the grid
+fits its budget (larger cells stay exact, only fewer of them are `inside`).
 """
 
 from __future__ import annotations
@@ -40,10 +44,14 @@ _M_PER_DEG_LON_EQUATOR = 111_320.0
 # generous up to 84 degrees of latitude, keeps both tests conservative.
 _SLACK_M = 0.01
 _SLACK_PER_M2 = 2e-7
-_QUAD_SEGS = 8
 # Consecutive segments turning back by more than ~177 degrees (a route retracing a dead-end
 # street) start a new piece, so no piece runs over itself and the tie rule can apply.
 _REVERSAL_COS = -0.999
+# Budget of the grid: candidate (cell, route bit) pairs examined, and cells kept. Cells grow
+# by this factor until both fit (a 500 km route with a 30 m corridor: ~40,000 cells).
+MAX_CANDIDATES = 1_000_000
+MAX_CELLS = 40_000
+_GROWTH = 1.5
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class RouteGrid:
     pieces: list[LineString]  # metric (projected) lines
     piece_start_m: FloatArray  # chainage of each piece's first vertex
     piece_length_m: FloatArray
+    most_pieces: int  # the most pieces any one cell lists
 
     def cells_of(self, lons: FloatArray, lats: FloatArray) -> tuple[IntArray, IntArray]:
         """Cell x, y indices of WGS84 locations (the formula the database query uses)."""
@@ -85,7 +94,6 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
         raise ValueError(f"cell_m must be positive, got {cell_m!r}")
     reach = corridor.corridor_m
     projection = corridor.projection
-    slack = _SLACK_M + _SLACK_PER_M2 * cell_m * cell_m
 
     metric = shapely.get_coordinates(corridor.metric_line)
     delta = np.diff(metric, axis=0)
@@ -101,33 +109,15 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
     lon_ref = float(np.mean(lonlat[:, 0]))
     max_abs_lat = min(float(np.abs(lonlat[:, 1]).max()) + 1.0, 89.0)
     m_per_deg_lon = _M_PER_DEG_LON_EQUATOR * max(math.cos(math.radians(max_abs_lat)), 0.01)
-    dlat = cell_m / _M_PER_DEG_LAT
-    dlon = cell_m / m_per_deg_lon
-    pad_lat = 1.1 * (reach + slack) / _M_PER_DEG_LAT + dlat
-    pad_lon = 1.1 * (reach + slack) / m_per_deg_lon + dlon
-    lon0 = math.floor((float(lonlat[:, 0].min()) - 2 * pad_lon) / dlon) * dlon
-    lat0 = math.floor((float(lonlat[:, 1].min()) - 2 * pad_lat) / dlat) * dlat
-
-    # Candidate cells: around each segment, cut into cell-sized bits so a long diagonal does
-    # not claim its whole bounding box.
-    bits = np.maximum(np.ceil(seg_len / cell_m), 1.0).astype(np.int64)
-    owner = np.repeat(np.arange(seg_len.size), bits)
-    j = np.arange(owner.size) - np.repeat(np.cumsum(bits) - bits, bits)
-    p0 = a[owner] + (j / bits[owner])[:, None] * d[owner]
-    p1 = a[owner] + ((j + 1) / bits[owner])[:, None] * d[owner]
-    lon_a, lat_a = projection.lonlat(p0[:, 0], p0[:, 1])
-    lon_b, lat_b = projection.lonlat(p1[:, 0], p1[:, 1])
-    lo_x = np.floor((np.minimum(lon_a, lon_b) - pad_lon - lon0) / dlon).astype(np.int64)
-    hi_x = np.floor((np.maximum(lon_a, lon_b) + pad_lon - lon0) / dlon).astype(np.int64)
-    lo_y = np.floor((np.minimum(lat_a, lat_b) - pad_lat - lat0) / dlat).astype(np.int64)
-    hi_y = np.floor((np.maximum(lat_a, lat_b) + pad_lat - lat0) / dlat).astype(np.int64)
-    span_y = hi_y - lo_y + 1
-    counts = (hi_x - lo_x + 1) * span_y
-    bit = np.repeat(np.arange(counts.size), counts)
-    k = np.arange(bit.size) - np.repeat(np.cumsum(counts) - counts, counts)
-    ny = int(hi_y.max()) + 1
-    keys = np.unique((lo_x[bit] + k // span_y[bit]) * ny + lo_y[bit] + k % span_y[bit])
-    cx, cy = keys // ny, keys % ny
+    while True:
+        slack = _SLACK_M + _SLACK_PER_M2 * cell_m * cell_m
+        cells = _candidate_cells(
+            corridor, a, d, seg_len, lonlat, cell_m, reach + slack, m_per_deg_lon
+        )
+        if cells is not None:
+            break
+        cell_m *= _GROWTH
+    lon0, lat0, dlon, dlat, cx, cy = cells
 
     # The exact test: a cell (its corners projected) within the corridor of a segment.
     corner_x, corner_y = [], []
@@ -158,9 +148,13 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
 
     runs_per_cell = np.bincount(run_cell, minlength=quads.size)
     shared = runs_per_cell[run_cell] > 1
-    # Buffers are inscribed polygons (chords inside the true arcs): containment is conservative.
-    zones = shapely.buffer(np.array(pieces, dtype=object), reach - slack, quad_segs=_QUAD_SEGS)
-    inside = ~shared & shapely.contains(zones[piece], quads[run_cell])
+    # A cell is inside when its four corners are within the corridor of one segment of its
+    # piece: the distance to a segment is convex, so then the whole cell is. (Cells inside
+    # only through several segments, round a bend, are left to the exact measurement; a
+    # buffer of each piece would find those too, but costs minutes for a folded route.)
+    corners = np.stack((np.stack(corner_x), np.stack(corner_y)), axis=2)  # (4, cells, 2)
+    within = _max_corner_distance(corners[:, cell], a[seg], d[seg]) <= reach - slack
+    inside = ~shared & np.logical_or.reduceat(within, first)
     return RouteGrid(
         lon0=lon0,
         lat0=lat0,
@@ -175,4 +169,60 @@ def route_grid(corridor: Corridor, cell_m: float | None = None) -> RouteGrid:
         pieces=pieces,
         piece_start_m=piece_start.astype(np.float64),
         piece_length_m=piece_length.astype(np.float64),
+        most_pieces=int(runs_per_cell.max(initial=0)),
     )
+
+
+def _max_corner_distance(corners: FloatArray, a: FloatArray, d: FloatArray) -> FloatArray:
+    """Largest distance from the corners (4, n, 2) of each cell to its segment a -> a + d."""
+    t = np.clip(((corners - a) * d).sum(axis=2) / (d * d).sum(axis=1), 0.0, 1.0)
+    gap = corners - a - t[:, :, None] * d
+    return np.sqrt((gap * gap).sum(axis=2).max(axis=0))
+
+
+def _candidate_cells(
+    corridor: Corridor,
+    a: FloatArray,
+    d: FloatArray,
+    seg_len: FloatArray,
+    lonlat: FloatArray,
+    cell_m: float,
+    reach: float,
+    m_per_deg_lon: float,
+) -> tuple[float, float, float, float, IntArray, IntArray] | None:
+    """Grid origin, cell size in degrees and the cells near the route; None over budget."""
+    # Candidate cells: around each segment, cut into cell-sized bits so a long diagonal does
+    # not claim its whole bounding box.
+    bits = np.maximum(np.ceil(seg_len / cell_m), 1.0).astype(np.int64)
+    # At least 16 candidates per segment: with cells larger than the route, each of its
+    # segments is one bit touching at most 4 x 4 cells, so the loop always ends.
+    budget = max(MAX_CANDIDATES, 16 * seg_len.size)
+    if bits.sum() > budget:
+        return None
+    dlat = cell_m / _M_PER_DEG_LAT
+    dlon = cell_m / m_per_deg_lon
+    pad_lat = 1.1 * reach / _M_PER_DEG_LAT + dlat
+    pad_lon = 1.1 * reach / m_per_deg_lon + dlon
+    lon0 = math.floor((float(lonlat[:, 0].min()) - 2 * pad_lon) / dlon) * dlon
+    lat0 = math.floor((float(lonlat[:, 1].min()) - 2 * pad_lat) / dlat) * dlat
+    owner = np.repeat(np.arange(seg_len.size), bits)
+    j = np.arange(owner.size) - np.repeat(np.cumsum(bits) - bits, bits)
+    p0 = a[owner] + (j / bits[owner])[:, None] * d[owner]
+    p1 = a[owner] + ((j + 1) / bits[owner])[:, None] * d[owner]
+    lon_a, lat_a = corridor.projection.lonlat(p0[:, 0], p0[:, 1])
+    lon_b, lat_b = corridor.projection.lonlat(p1[:, 0], p1[:, 1])
+    lo_x = np.floor((np.minimum(lon_a, lon_b) - pad_lon - lon0) / dlon).astype(np.int64)
+    hi_x = np.floor((np.maximum(lon_a, lon_b) + pad_lon - lon0) / dlon).astype(np.int64)
+    lo_y = np.floor((np.minimum(lat_a, lat_b) - pad_lat - lat0) / dlat).astype(np.int64)
+    hi_y = np.floor((np.maximum(lat_a, lat_b) + pad_lat - lat0) / dlat).astype(np.int64)
+    span_y = hi_y - lo_y + 1
+    counts = (hi_x - lo_x + 1) * span_y
+    if counts.sum() > budget:
+        return None
+    bit = np.repeat(np.arange(counts.size), counts)
+    k = np.arange(bit.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    ny = int(hi_y.max()) + 1
+    keys = np.unique((lo_x[bit] + k // span_y[bit]) * ny + lo_y[bit] + k % span_y[bit])
+    if keys.size > MAX_CELLS:
+        return None
+    return lon0, lat0, dlon, dlat, keys // ny, keys % ny

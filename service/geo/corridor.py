@@ -10,7 +10,6 @@ import numpy as np
 import shapely
 from numpy.typing import ArrayLike, NDArray
 from shapely.geometry import LineString, Point, Polygon
-from shapely.ops import substring
 
 from service.errors import InvalidInput
 from service.geo.nearest import PolylineLocator
@@ -24,6 +23,19 @@ from service.geo.validate import validate_line, validate_radius
 _QUAD_SEGS = 8
 _BUFFER_WIDEN = 1.0 / math.cos(math.pi / (4 * _QUAD_SEGS))
 _MIN_REACH_M = 25.0
+# The area is the union of buffers of runs of at most this many segments: one GEOS buffer of
+# a line crossing or retracing itself thousands of times takes quadratic time and memory (a
+# minute and gigabytes for a route walking back and forth); short runs keep each buffer cheap.
+# Vertices are first snapped to a grid of 1/_AREA_SNAP of the corridor width, and the buffer
+# widened by as much, so that a stretch retraced many times is buffered once.
+_AREA_RUN = 8
+_AREA_SNAP = 32.0
+# Maps draw the area: a more detailed outline (a long, densely winding route) is simplified
+# until it has at most this many vertices.
+_AREA_VERTICES = 20_000
+# Edges of the metric bounding box are densified to this many points on the way to WGS84.
+_BOX_POINTS = 64
+_BOX_MARGIN_DEG = 1e-6
 
 
 @dataclass(frozen=True)
@@ -85,9 +97,39 @@ class Corridor:
 
     @cached_property
     def area(self) -> Polygon:
-        """The corridor polygon in WGS84 (slightly generous at curves), for indexes and maps."""
-        buffered = self._metric.buffer(self._corridor_m * _BUFFER_WIDEN, quad_segs=_QUAD_SEGS)
-        return self._projection.to_wgs84(buffered)
+        """The corridor polygon in WGS84 (up to 5 % wider than the corridor), for maps.
+
+        An outline of more than _AREA_VERTICES vertices is simplified to fit (by a few metres
+        for the longest, most winding routes allowed).
+        """
+        width = self._corridor_m * _BUFFER_WIDEN
+        grid = width / _AREA_SNAP
+        coords = shapely.get_coordinates(self._metric)
+        coords = np.round((coords - coords[0]) / grid) * grid + coords[0]
+        vertices, run = _distinct_runs(coords, _AREA_RUN)
+        runs = shapely.linestrings(vertices, indices=run)
+        reach = width + grid * math.sqrt(0.5)  # snapping moved vertices by at most this
+        merged = shapely.union_all(shapely.buffer(runs, reach, quad_segs=_QUAD_SEGS))
+        # Less than the widening: the outline still covers the corridor, minus snapping steps.
+        merged = shapely.simplify(merged, grid / 2.0, preserve_topology=True)
+        tolerance = grid
+        while shapely.get_num_coordinates(merged) > _AREA_VERTICES:
+            merged = shapely.simplify(merged, tolerance, preserve_topology=True)
+            tolerance *= 2.0
+        return self._projection.to_wgs84(merged)
+
+    @cached_property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """WGS84 (min lon, min lat, max lon, max lat) covering the corridor, for indexes."""
+        minx, miny, maxx, maxy = self._metric.bounds
+        reach = self._corridor_m * _BUFFER_WIDEN
+        box = shapely.box(minx - reach, miny - reach, maxx + reach, maxy + reach)
+        # Straight in metres, the box's edges bend a little in lon/lat: densified, their
+        # WGS84 bounds are those of the whole box.
+        step = max(maxx - minx, maxy - miny, reach) / _BOX_POINTS
+        lon0, lat0, lon1, lat1 = self._projection.to_wgs84(shapely.segmentize(box, step)).bounds
+        m = _BOX_MARGIN_DEG
+        return lon0 - m, lat0 - m, lon1 + m, lat1 + m
 
     def check(self, lon: float, lat: float) -> RouteCheck:
         """Distance to the centerline, corridor membership and chainage of one location."""
@@ -125,10 +167,29 @@ class Corridor:
 
     def segment_lines(self, segment_m: float) -> list[LineString]:
         """The WGS84 centerline piece of each segment, in segment order."""
-        return [
-            self._projection.to_wgs84(substring(self._metric, float(start), float(end)))
-            for start, end in self.segment_bounds(segment_m)
-        ]
+        # All pieces at once: the vertices strictly inside each piece's chainage range, between
+        # the points interpolated at its ends (linear in the number of vertices and pieces).
+        bounds = self.segment_bounds(segment_m)
+        coords = shapely.get_coordinates(self._metric)
+        steps = np.hypot(*np.diff(coords, axis=0).T)
+        chainage = np.concatenate(([0.0], np.cumsum(steps)))
+        ends_x = np.interp(bounds, chainage, coords[:, 0])
+        ends_y = np.interp(bounds, chainage, coords[:, 1])
+        first = np.searchsorted(chainage, bounds[:, 0], side="right")
+        stop = np.maximum(np.searchsorted(chainage, bounds[:, 1], side="left"), first)
+        inner = stop - first
+        sizes = inner + 2
+        piece = np.repeat(np.arange(len(bounds)), sizes)
+        at = _ranges(sizes)  # position within the piece
+        vertex = np.repeat(first, sizes) + at - 1
+        x = coords[np.clip(vertex, 0, len(coords) - 1), 0]
+        y = coords[np.clip(vertex, 0, len(coords) - 1), 1]
+        head, tail = at == 0, at == np.repeat(sizes - 1, sizes)
+        x[head], y[head] = ends_x[:, 0], ends_y[:, 0]
+        x[tail], y[tail] = ends_x[:, 1], ends_y[:, 1]
+        lon, lat = self._projection.lonlat(x, y)
+        lines = shapely.linestrings(np.column_stack((lon, lat)), indices=piece)
+        return list(lines)
 
     def point_at(self, chainage_m: float) -> tuple[float, float]:
         """WGS84 (lon, lat) at a chainage; wraps round a loop, clamps to the ends otherwise."""
@@ -147,3 +208,37 @@ class Corridor:
             f"Corridor(length_m={self._length_m:.1f}, corridor_m={self._corridor_m}, "
             f"closed={self._closed})"
         )
+
+
+def _ranges(sizes: NDArray[np.int64]) -> NDArray[np.int64]:
+    """0, 1, ..., size - 1 for each size, concatenated."""
+    return np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+
+
+def _distinct_runs(
+    coords: NDArray[np.float64], run: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """Vertices and run indices of the line's first passes, cut into runs of `run` segments.
+
+    A segment repeating an earlier one (either way) or of zero length is left out.
+    """
+    pairs = np.hstack((coords[:-1], coords[1:]))
+    flip = (pairs[:, 0] > pairs[:, 2]) | (
+        (pairs[:, 0] == pairs[:, 2]) & (pairs[:, 1] > pairs[:, 3])
+    )
+    pairs[flip] = pairs[flip][:, [2, 3, 0, 1]]
+    _, first = np.unique(pairs, axis=0, return_index=True)
+    keep = np.zeros(len(pairs), dtype=np.bool_)
+    keep[first] = True
+    keep &= (pairs[:, :2] != pairs[:, 2:]).any(axis=1)
+    seg = np.flatnonzero(keep)
+    if not seg.size:  # every vertex snapped onto one point
+        return coords[:2], np.zeros(2, dtype=np.int64)
+    new = (seg % run == 0) | np.r_[True, np.diff(seg) != 1]
+    owner = np.cumsum(new) - 1
+    last = np.r_[new[1:], True]
+    # Each run: the start of each of its segments, then the end of its last one.
+    vertex = np.concatenate((seg, seg[last] + 1))
+    index = np.concatenate((owner, owner[last]))
+    order = np.lexsort((vertex, index))
+    return coords[vertex[order]], index[order]

@@ -26,6 +26,9 @@ _BOX_MAX_LAT = 80.0  # nearer the poles, no longitude box (every fix is measured
 _BOX_MAX_RADIUS_M = 100_000.0  # above the largest radius allowed, kept as a guard
 _RING_REACH_M = 50.0
 _DENSIFY_DEG = 0.001
+# Densified boundaries keep at most this many vertices: beyond, the step grows (only for
+# boundaries of hundreds of thousands of km, folded into the allowed extent).
+_MAX_DENSE_VERTICES = 100_000
 
 
 def _arrays(lons: ArrayLike, lats: ArrayLike) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
@@ -88,7 +91,7 @@ class PolygonFence(Fence):
         self._projection = LocalProjection.for_geometry(self._poly)
         # Edges are straight in lon/lat (as GeoJSON and contains() treat them) but curve slightly
         # in UTM; densifying first keeps metric distances to that same boundary (~1 mm at 70°N).
-        dense = shapely.segmentize(self._poly, _DENSIFY_DEG)
+        dense = shapely.segmentize(self._poly, _densify_step(self._poly))
         self._metric = self._projection.to_metric(dense)
         rings = [self._metric.exterior, *self._metric.interiors]
         self._rings = [
@@ -199,3 +202,15 @@ class CircleFence(Fence):
     def centroid(self) -> tuple[float, float]:
         """The centre as (lon, lat)."""
         return self.lon, self.lat
+
+
+def _densify_step(poly: Polygon) -> float:
+    """_DENSIFY_DEG, or larger if densifying would give more than _MAX_DENSE_VERTICES."""
+    rings = [poly.exterior, *poly.interiors]
+    edges = np.concatenate(
+        [np.hypot(*np.diff(shapely.get_coordinates(ring), axis=0).T) for ring in rings]
+    )
+    step = _DENSIFY_DEG
+    while np.ceil(edges / step).sum() > _MAX_DENSE_VERTICES:
+        step *= 2.0
+    return step

@@ -19,6 +19,9 @@ _MAX_CANDIDATES = 48
 _NODE_CAPACITY = 2  # small tree nodes measured fastest for nearest-segment queries
 _TIE = 1e-9  # relative difference of squared distances still counted as equal
 _TIE_M2 = 1e-12  # ... and absolute (squared metres), for points on the line
+# Most (cell, segment) entries the grid may hold; beyond, its cells grow (each segment piece
+# registers in at most 4 x 4 cells), so a very long or folded line costs bounded memory.
+_MAX_GRID_ENTRIES = 2_000_000
 
 
 class PolylineLocator:
@@ -39,26 +42,45 @@ class PolylineLocator:
         seg_start = np.concatenate(([0.0], np.cumsum(seg_len)[:-1]))
         # Zero-length segments (repeated vertices) add nothing: their point is also the end of
         # a neighbouring segment, and they would divide by zero in the projection.
-        keep = seg_len > 0.0
-        if not keep.any():
+        keep = np.flatnonzero(seg_len > 0.0)
+        if not keep.size:
             raise ValueError("polyline has no segment of non-zero length")
         if not (math.isfinite(reach) and reach > 0.0):
             raise ValueError(f"reach must be positive, got {reach!r}")
+        # A segment repeating an earlier one (a route retracing a street, either way) never
+        # wins a tie, so it is left out: thousands of copies would all match every nearby point.
+        pairs = np.hstack((coords[:-1][keep], coords[1:][keep]))
+        flip = (pairs[:, 0] > pairs[:, 2]) | (
+            (pairs[:, 0] == pairs[:, 2]) & (pairs[:, 1] > pairs[:, 3])
+        )
+        pairs[flip] = pairs[flip][:, [2, 3, 0, 1]]
+        _, first = np.unique(pairs, axis=0, return_index=True)
+        keep = keep[np.sort(first)]
         self._a = coords[:-1][keep]
         self._d = delta[keep]
         self._len = seg_len[keep]
         self._len2 = self._len * self._len
         self._start = seg_start[keep]
         self.reach = float(reach)
+        self._cell = self._cell_size()
         self._build_grid()
         self._tree: STRtree | None = None
 
-    def _build_grid(self) -> None:
+    def _cell_size(self) -> float:
+        """The reach, or larger if the grid would otherwise pass its size budget."""
         cell = self.reach
+        while 16 * np.ceil(self._len / cell).sum() > _MAX_GRID_ENTRIES:
+            if cell > self._len.max():
+                break  # one piece per segment already: as small as the grid gets
+            cell *= 2.0
+        return cell
+
+    def _build_grid(self) -> None:
+        cell = self._cell
         ends = self._a + self._d
         self._origin = np.minimum(self._a, ends).min(axis=0) - cell
-        # Register each segment in the cells within `reach` of it. Long segments are cut into
-        # cell-sized pieces first so a long diagonal does not claim its whole bounding box.
+        # Register each segment in the cells within `cell` (>= reach) of it. Long segments are cut
+        # into cell-sized pieces first so a long diagonal does not claim its whole bounding box.
         pieces = np.maximum(np.ceil(self._len / cell), 1.0).astype(np.intp)
         seg = np.repeat(np.arange(self._len.size), pieces)
         j = np.arange(seg.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
@@ -116,8 +138,8 @@ class PolylineLocator:
     def _grid_chunk(self, x: FloatArray, y: FloatArray) -> tuple[FloatArray, FloatArray]:
         """Nearest within the grid candidates; NaN where a point has no candidate."""
         n = x.size
-        ix = np.floor((x - self._origin[0]) / self.reach)
-        iy = np.floor((y - self._origin[1]) / self.reach)
+        ix = np.floor((x - self._origin[0]) / self._cell)
+        iy = np.floor((y - self._origin[1]) / self._cell)
         inside = (ix >= 0) & (ix < self._nx) & (iy >= 0) & (iy < self._ny)
         cell_x = np.where(inside, ix, 0).astype(np.int64)
         cell_y = np.where(inside, iy, 0).astype(np.int64)

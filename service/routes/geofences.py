@@ -17,8 +17,9 @@ def create_geofence(
     feature: GeofenceIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> GeoJSONDict:
     """Create a geofence: a Polygon Feature, or a Point Feature with properties.radius_m."""
+    row = areas.new_fence(feature, areas.geometry_limits(settings))  # before the write lock
     with store.write() as session:
-        result = areas.create_fence(session, feature)
+        result = areas.create_fence(session, row)
         reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
@@ -48,8 +49,11 @@ def update_geofence(
     _: AdminDep,
 ) -> GeoJSONDict:
     """Change a geofence's geometry and/or properties."""
+    limits = areas.geometry_limits(settings)
+    with store.read() as session:
+        areas.fence_changes(session, geofence_id, patch, limits)  # builds before the write lock
     with store.write() as session:
-        result = areas.update_fence(session, geofence_id, patch)
+        result = areas.update_fence(session, geofence_id, patch, limits)
         reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result

@@ -17,8 +17,9 @@ def create_patrol_route(
     feature: PatrolRouteIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> GeoJSONDict:
     """Create a patrol route from a LineString Feature (properties: name, corridor_m, closed)."""
+    row = areas.new_route(feature, areas.geometry_limits(settings))  # before the write lock
     with store.write() as session:
-        result = areas.create_route(session, feature)
+        result = areas.create_route(session, row)
         reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result
@@ -48,8 +49,11 @@ def update_patrol_route(
     _: AdminDep,
 ) -> GeoJSONDict:
     """Change a patrol route's geometry and/or properties."""
+    limits = areas.geometry_limits(settings)
+    with store.read() as session:
+        areas.route_changes(session, route_id, patch, limits)  # builds before the write lock
     with store.write() as session:
-        result = areas.update_route(session, route_id, patch)
+        result = areas.update_route(session, route_id, patch, limits)
         reconcile_units(session, settings)  # edits never fire events
     geo.invalidate()
     return result

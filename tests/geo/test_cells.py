@@ -7,7 +7,7 @@ import pytest
 import shapely
 from shapely.geometry import LineString
 
-from service.geo.cells import RouteGrid, route_grid
+from service.geo.cells import MAX_CANDIDATES, MAX_CELLS, RouteGrid, route_grid
 from service.geo.corridor import Corridor
 from service.geo.projection import LocalProjection
 
@@ -123,3 +123,45 @@ def test_cell_size_must_be_positive() -> None:
     corridor = Corridor(metric_route(116.83, -1.268, HAIRPIN), 25.0)
     with pytest.raises(ValueError, match="cell_m"):
         route_grid(corridor, cell_m=0.0)
+
+
+def largest_routes() -> dict[str, np.ndarray]:
+    """Metric shapes of 20,000 positions and ~480 km: the largest the default limits allow."""
+    k = np.arange(20_000)
+    rng = np.random.default_rng(5)
+    rows = np.repeat(np.arange(2_000), 10)
+    along = np.tile(np.linspace(0.0, 250.0, 10), 2_000)
+    along[rows % 2 == 1] = 250.0 - along[rows % 2 == 1]
+    return {
+        "zig-zag": np.column_stack((k * 19.0, (k % 2) * 15.0)),
+        # 2,000 rows of 250 m, 5 m apart: every cell is near many stretches of the route.
+        "lawnmower": np.column_stack((along, rows * 5.0)),
+        # One 24 m street walked back and forth, never twice on exactly the same line.
+        "retracing one street": np.column_stack(((k % 2) * 24.0, np.zeros(k.size)))
+        + rng.normal(0.0, 0.3, (k.size, 2)),
+    }
+
+
+@pytest.mark.parametrize("corridor_m", [1.0, 30.0, 1_000.0])
+@pytest.mark.parametrize("name", list(largest_routes()))
+def test_grid_of_the_largest_route_allowed_stays_within_budget(
+    name: str, corridor_m: float
+) -> None:
+    corridor = Corridor(metric_route(116.83, -1.268, largest_routes()[name]), corridor_m)
+    grid = route_grid(corridor)
+    cells = np.unique(np.column_stack((grid.cell_x, grid.cell_y)), axis=0)
+    assert len(cells) <= MAX_CELLS
+    assert grid.cell_x.size <= MAX_CANDIDATES and len(grid.pieces) <= grid.cell_x.size
+    if grid.most_pieces > 64:
+        return  # the SQL path measures such a route in NumPy (tests/test_coverage_parity.py)
+    # Larger cells, still exact.
+    rng = np.random.default_rng(8)
+    along = rng.uniform(0, corridor.length_m, 600)
+    base = shapely.get_coordinates(shapely.line_interpolate_point(corridor.metric_line, along))
+    x, y = (base + rng.normal(0, 1.5 * corridor_m, base.shape)).T
+    lons, lats = corridor.projection.lonlat(x, y)
+    on_route, expected = corridor.locate_on_route(lons, lats)
+    found = lookup(grid, corridor, lons, lats)
+    assert on_route.sum() > 100
+    np.testing.assert_array_equal(np.isfinite(found), on_route)
+    np.testing.assert_allclose(found[on_route], expected[on_route], rtol=0, atol=1e-6)

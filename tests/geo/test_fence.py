@@ -239,3 +239,36 @@ def test_polygon_outline_is_the_polygon() -> None:
 def test_polygon_rejects(poly: Polygon, message: str) -> None:
     with pytest.raises(InvalidGeometry, match=message):
         Fence.polygon(poly)
+
+
+def comb(teeth: int, lon: float = 114.63, lat: float = -3.47, size: float = 4.4) -> Polygon:
+    """A comb of `teeth` teeth each `size` degrees long: a boundary of ~teeth * 2 * size deg."""
+    xs = np.linspace(0.0, size, 2 * teeth + 2)
+    top = []
+    for t in range(teeth):
+        top += [
+            (xs[2 * t], size),
+            (xs[2 * t + 1], size),
+            (xs[2 * t + 1], 0.1),
+            (xs[2 * t + 2], 0.1),
+        ]
+    ring = [(0.0, 0.0), (size, 0.0), *reversed(top), (0.0, 0.0)]
+    return Polygon(np.array(ring) + np.array([lon, lat]))
+
+
+def test_polygon_with_a_boundary_too_long_to_densify_finely_stays_right() -> None:
+    # 19,999 positions within 490 km, but 4.7 million km of boundary: densified within a
+    # vertex budget, distances still agree with the undensified polygon in the same metres.
+    poly = comb(4_999)
+    assert poly.is_valid and shapely.get_num_coordinates(poly) == 19_999
+    fence = Fence.polygon(poly)
+    rng = np.random.default_rng(4)
+    corners = shapely.get_coordinates(poly)[rng.integers(0, 19_999, 2_000)]
+    lons, lats = (corners + rng.normal(0.0, 0.002, corners.shape)).T
+    signed = fence.boundary_distance_many(lons, lats)
+    inside = shapely.intersects_xy(poly, lons, lats)
+    np.testing.assert_array_equal(signed <= 0, inside)
+    projection = fence._projection
+    x, y = projection.xy(lons, lats)
+    reference = shapely.distance(projection.to_metric(poly).boundary, shapely.points(x, y))
+    np.testing.assert_allclose(np.abs(signed), reference, rtol=1e-3, atol=1.0)

@@ -81,3 +81,20 @@ def test_repeated_vertices_and_non_finite_points() -> None:
 def test_rejects_degenerate_polyline() -> None:
     with pytest.raises(ValueError, match="non-zero length"):
         PolylineLocator(np.array([[1.0, 1.0], [1.0, 1.0]]), 10.0)
+
+
+def test_a_street_retraced_many_times_is_located_as_walked_once() -> None:
+    # 20,000 passes over the same 24 m: every pass is equally near every point, and the
+    # first (lowest chainage) wins. Repeated segments are left out, so this stays quick.
+    street = np.array([[500_000.0, 9_850_000.0], [500_024.0, 9_850_000.0]])
+    retraced = street[np.arange(20_001) % 2]
+    once = PolylineLocator(street, 30.0)
+    many = PolylineLocator(retraced, 30.0)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(499_950.0, 500_080.0, 20_000)
+    y = rng.uniform(9_849_950.0, 9_850_050.0, 20_000)
+    for locate in ("locate", "locate_near"):
+        expected = getattr(once, locate)(x, y)
+        got = getattr(many, locate)(x, y)
+        np.testing.assert_array_equal(got[0], expected[0])
+        np.testing.assert_array_equal(got[1], expected[1])
