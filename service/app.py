@@ -97,7 +97,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyCache(settings.key_cache_s)
     add_exception_handlers(app)
     instrument(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     # The ingest routes come first: routes are matched in order, and they carry the load.
     for module in (
         pings,

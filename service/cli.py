@@ -14,6 +14,8 @@ from service.store.migrate import current_revision, upgrade
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from service.limits import server_options
+
     if args.workers > 1:
         if settings.is_sqlite:
             print("error: SQLite allows one writer process; use --workers 1", file=sys.stderr)
@@ -25,11 +27,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             timeout_graceful_shutdown=10,  # open live streams must not hold up a restart
+            **server_options(settings),
         )
         return 0
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=10,
+        **server_options(settings),
+    )
     return 0
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 
 from service import presence, reports
 from service.deps import MaxGapQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.fields import Id
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"])
 
@@ -24,7 +25,7 @@ def _csv(text: str, filename: str) -> Response:
 
 @router.get("/presence/geofences/{geofence_id}")
 def read_geofence_presence(
-    geofence_id: int,
+    geofence_id: Id,
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service import areas
 from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict
 
@@ -32,7 +33,7 @@ def read_geofences(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
 
 
 @router.get("/{geofence_id}")
-def read_geofence(geofence_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+def read_geofence(geofence_id: Id, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """One geofence as a Feature."""
     with store.read() as session:
         return areas.fence_feature(areas.get_fence(session, geofence_id))
@@ -40,7 +41,7 @@ def read_geofence(geofence_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDic
 
 @router.patch("/{geofence_id}")
 def update_geofence(
-    geofence_id: int,
+    geofence_id: Id,
     patch: GeofencePatch,
     store: StoreDep,
     geo: GeoDep,
@@ -57,7 +58,7 @@ def update_geofence(
 
 @router.delete("/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_geofence(
-    geofence_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    geofence_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Remove a geofence."""
     with store.write() as session:

@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from service import auth
 from service.deps import AdminDep, KeysDep, StoreDep
+from service.fields import Id
 from service.schemas import KeyCreate, KeyCreated, KeyPublic
 from service.store.models import ApiKey
 
@@ -32,7 +33,7 @@ def read_keys(store: StoreDep, _: AdminDep) -> list[KeyPublic]:
 
 
 @router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(key_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
+def revoke_key(key_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
     """Revoke a key."""
     with store.write() as session:
         auth.revoke_key(session, key_id)

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from service.config import Settings
 from service.deps import MapViewerDep, SettingsDep, StoreDep, Window, WindowDep
 from service.errors import NotFound
+from service.fields import Id
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
 from service.store.db import Store
@@ -51,7 +52,7 @@ async def replay_map(
     store: StoreDep,
     settings: SettingsDep,
     _: MapViewerDep,
-    unit: Annotated[int | None, Query(description="Only this unit's track")] = None,
+    unit: Annotated[Id | None, Query(description="Only this unit's track")] = None,
     lang: LangQuery = None,
 ) -> HTMLResponse:
     """Replay of [from, to): unit tracks and a time slider that moves the units' markers."""

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service import areas
 from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
@@ -32,7 +33,7 @@ def read_patrol_routes(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
 
 
 @router.get("/{route_id}")
-def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+def read_patrol_route(route_id: Id, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """One patrol route as a Feature."""
     with store.read() as session:
         return areas.route_feature(areas.get_route(session, route_id))
@@ -40,7 +41,7 @@ def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDi
 
 @router.patch("/{route_id}")
 def update_patrol_route(
-    route_id: int,
+    route_id: Id,
     patch: PatrolRoutePatch,
     store: StoreDep,
     geo: GeoDep,
@@ -57,7 +58,7 @@ def update_patrol_route(
 
 @router.delete("/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_patrol_route(
-    route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Remove a patrol route."""
     with store.write() as session:

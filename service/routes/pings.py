@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -13,6 +14,7 @@ from service.errors import (
     PayloadTooLarge,
     describe_validation,
 )
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.ingest import refusal
 from service.metrics import count_pings
 from service.schemas import PingBatchResult, PingIn, PingResult
@@ -28,13 +30,16 @@ _BODY_SCHEMA = {
 }
 
 
-def validate_pings(raw: list[Any]) -> tuple[list[tuple[int, PingIn]], dict[int, str]]:
+def validate_pings(
+    raw: list[Any], times: FixTimes = DEFAULT_FIX_TIMES
+) -> tuple[list[tuple[int, PingIn]], dict[int, str]]:
     """Valid pings by index, and a readable reason for each invalid one."""
     valid: list[tuple[int, PingIn]] = []
     invalid: dict[int, str] = {}
+    context = {"fix_times": times, "now": datetime.now(UTC)}
     for index, item in enumerate(raw):
         try:
-            valid.append((index, _PING.validate_python(item)))
+            valid.append((index, _PING.validate_python(item, context=context)))
         except ValidationError as exc:
             invalid[index] = describe_validation(exc.errors())
     return valid, invalid
@@ -78,7 +83,7 @@ async def create_pings(
         )
     if not raw:
         raise InvalidInput("empty batch: send a ping object or a non-empty array")
-    valid, invalid = validate_pings(raw)
+    valid, invalid = validate_pings(raw, FixTimes.of(settings))
     stored: dict[int, PingResult] = {}
     if valid:
         outcome = await writer.store(principal, valid, source="json")

@@ -16,6 +16,7 @@ from service import stream as streaming
 from service.deps import MapViewerDep, StoreDep
 from service.errors import InvalidInput, NotFound
 from service.eventlog import EVENT_TYPES
+from service.fields import Id
 from service.store.db import Store
 from service.store.models import Unit
 from service.stream import (
@@ -117,7 +118,7 @@ async def open_stream(
     request: Request,
     store: StoreDep,
     _: MapViewerDep,
-    unit: Annotated[int | None, Query(description="Only this unit's positions and events")] = None,
+    unit: Annotated[Id | None, Query(description="Only this unit's positions and events")] = None,
     types: Annotated[
         list[str] | None,
         Query(alias="type", description="Only these event types (repeat or comma-separate)"),

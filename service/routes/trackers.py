@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from service.deps import SettingsDep, WriterDep, device_principal
 from service.errors import BadRequest, InvalidInput, describe_validation
+from service.fixtime import FixTimes
 from service.protocols import Parsed
 from service.protocols.osmand import parse_osmand, parse_traccar_json_body
 from service.protocols.owntracks import (
@@ -72,14 +73,21 @@ async def osmand(
         parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
     else:
         parsed = _parsed(
-            lambda: parse_osmand(params, now=now, speed_unit=settings.osmand_speed_unit)
+            lambda: parse_osmand(
+                params,
+                now=now,
+                speed_unit=settings.osmand_speed_unit,
+                times=FixTimes.of(settings),
+            )
         )
     await store_parsed(writer, principal, parsed, "osmand")
     return Response(status_code=200)
 
 
 @router.post("/owntracks")
-async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
+async def owntracks(
+    request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
+) -> JSONResponse:
     """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`."""
     key = request.query_params.get("key") or (basic.password if basic else None)
     principal = await device_principal(request, key)
@@ -92,7 +100,11 @@ async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSO
     device_id = owntracks_device_id(user, device)
     body = _json(raw)
     now = datetime.now(UTC)
-    parsed = _parsed(lambda: parse_owntracks_body(body, device_id=device_id, now=now))
+    parsed = _parsed(
+        lambda: parse_owntracks_body(
+            body, device_id=device_id, now=now, times=FixTimes.of(settings)
+        )
+    )
     if parsed:
         await store_parsed(writer, principal, parsed, "owntracks")
     return JSONResponse([])

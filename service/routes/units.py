@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service import units
 from service.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import (
     AssignmentIn,
@@ -36,7 +37,7 @@ def read_units(store: StoreDep, _: ViewerDep) -> list[UnitPublic]:
 
 
 @router.get("/{unit_id}")
-def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
+def read_unit(unit_id: Id, store: StoreDep, _: ViewerDep) -> UnitPublic:
     """One unit."""
     with store.read() as session:
         return units.read_unit(session, unit_id)
@@ -44,7 +45,7 @@ def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
 
 @router.patch("/{unit_id}")
 def update_unit(
-    unit_id: int, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    unit_id: Id, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> UnitPublic:
     """Change a unit (name, device_id, kind, patrol-route assignment)."""
     with store.write() as session:
@@ -55,7 +56,7 @@ def update_unit(
 
 
 @router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_unit(unit_id: int, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
+def delete_unit(unit_id: Id, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
     with store.write() as session:
         units.delete_unit(session, unit_id)
@@ -64,7 +65,7 @@ def delete_unit(unit_id: int, store: StoreDep, geo: GeoDep, keys: KeysDep, _: Ad
 
 
 @router.post("/{unit_id}/secret")
-def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
+def rotate_unit_secret(unit_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
     """Issue a new device secret and revoke the old one."""
     with store.write() as session:
         secret = units.rotate_secret(session, unit_id)
@@ -73,7 +74,7 @@ def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep
 
 
 @router.get("/{unit_id}/assignments")
-def read_assignments(unit_id: int, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
+def read_assignments(unit_id: Id, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
     """The unit's patrol-route assignments (with shift windows)."""
     with store.read() as session:
         return units.list_assignments(session, unit_id)
@@ -81,7 +82,7 @@ def read_assignments(unit_id: int, store: StoreDep, _: ViewerDep) -> list[Assign
 
 @router.post("/{unit_id}/assignments")
 def create_assignment(
-    unit_id: int,
+    unit_id: Id,
     data: AssignmentIn,
     store: StoreDep,
     geo: GeoDep,
@@ -98,7 +99,7 @@ def create_assignment(
 
 @router.delete("/{unit_id}/assignments/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_assignment(
-    unit_id: int, route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    unit_id: Id, route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Unassign the unit from a patrol route."""
     with store.write() as session:

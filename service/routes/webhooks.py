@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Request, status
 
 from service import webhooks
 from service.deps import AdminDep, StoreDep
+from service.fields import BigId, Id
 from service.webhooks import (
     DeliveryOut,
     DeliveryStatus,
@@ -34,14 +35,14 @@ def read_webhooks(store: StoreDep, _: AdminDep) -> list[WebhookPublic]:
 
 
 @router.get("/{webhook_id}")
-def read_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> WebhookPublic:
+def read_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> WebhookPublic:
     """One webhook (without its secret)."""
     with store.read() as session:
         return webhooks.read_webhook(session, webhook_id)
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> None:
+def delete_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> None:
     """Delete a webhook and its pending and past deliveries."""
     with store.write() as session:
         webhooks.delete_webhook(session, webhook_id)
@@ -49,7 +50,7 @@ def delete_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> None:
 
 @router.get("/{webhook_id}/deliveries")
 def read_deliveries(
-    webhook_id: int,
+    webhook_id: Id,
     store: StoreDep,
     _: AdminDep,
     status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
@@ -61,7 +62,7 @@ def read_deliveries(
 
 
 @router.post("/deliveries/{delivery_id}/redeliver")
-def redeliver(delivery_id: int, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
+def redeliver(delivery_id: BigId, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
     """Send a delivery again (e.g. a dead one) as soon as possible."""
     with store.write() as session:
         result = webhooks.redeliver(session, delivery_id)
