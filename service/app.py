@@ -17,6 +17,7 @@ from service.fanout import Fanout
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.metrics import instrument
+from service.openapi import install_openapi
 from service.routes import (
     analytics,
     analytics_coverage,
@@ -122,4 +123,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     mount_assets(app)
+    install_openapi(app)
     return app

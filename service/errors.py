@@ -102,14 +102,23 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 
 
+# Errors are JSON whatever a route answers on success (HTML, CSV, GPX, an event stream): the
+# body is referenced explicitly, as FastAPI would otherwise document it in the route's type.
+# service/openapi.py adds ErrorOut to the document's components.
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+
+
 def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` entries for error statuses, each with the ErrorOut body."""
-    return {code: {"model": ErrorOut, "description": ERROR_DESCRIPTIONS[code]} for code in codes}
+    """OpenAPI `responses` entries for error statuses, each with the ErrorOut JSON body."""
+    return {
+        code: {"description": ERROR_DESCRIPTIONS[code], "content": _ERROR_CONTENT} for code in codes
+    }
 
 
 # What every route that reads a request and the database can answer; routers add the rest.
 COMMON_ERRORS = (401, 403, 422, 503)
-BODY_ERRORS = (408, 413)
+# What a route that reads a body can answer besides: unreadable, too slow, too large.
+BODY_ERRORS = (400, 408, 413)
 
 
 def status_for(exc: PatroliError) -> int:

@@ -8,12 +8,17 @@ from fastapi import APIRouter, Query
 
 from service import compliance, near
 from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.errors import COMMON_ERRORS, error_responses
 from service.fields import Id
 
-router = APIRouter(prefix="/api/v1", tags=["coverage"])
+router = APIRouter(prefix="/api/v1", tags=["coverage"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.get("/coverage/patrol-routes/{route_id}/compliance", response_model_by_alias=True)
+@router.get(
+    "/coverage/patrol-routes/{route_id}/compliance",
+    response_model_by_alias=True,
+    responses=error_responses(404),
+)
 def read_route_compliance(
     route_id: Id,
     window: WindowDep,

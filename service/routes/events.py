@@ -7,11 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from service.deps import StoreDep, ViewerDep, parse_time
-from service.errors import InvalidInput
+from service.errors import COMMON_ERRORS, InvalidInput, error_responses
 from service.eventlog import EVENT_TYPES, EventFilter, query_events
 from service.fields import MAX_BIG_ID, Id
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"])
+router = APIRouter(
+    prefix="/api/v1/events", tags=["events"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
 @router.get("")

@@ -9,16 +9,23 @@ from fastapi.responses import Response
 
 from service import positions
 from service.deps import StoreDep, TrackerDep, ViewerDep, WindowDep, WriterDep
-from service.errors import Forbidden, InvalidInput, NotFound
+from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    error_responses,
+)
 from service.fields import Id
 from service.protocols.gpx import parse_gpx
 from service.schemas import PingBatchResult
 from service.store.models import Unit
 
-router = APIRouter(prefix="/api/v1/units", tags=["gpx"])
+router = APIRouter(prefix="/api/v1/units", tags=["gpx"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.post("/{unit_id}/gpx")
+@router.post("/{unit_id}/gpx", responses=error_responses(*BODY_ERRORS, 404))
 async def import_gpx(
     unit_id: Id,
     file: Annotated[UploadFile, File(description="A GPX 1.0 or 1.1 file")],
@@ -52,7 +59,17 @@ async def import_gpx(
     )
 
 
-@router.get("/{unit_id}/track.gpx", response_class=Response)
+@router.get(
+    "/{unit_id}/track.gpx",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "A GPX 1.1 document.",
+            "content": {"application/gpx+xml": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404),
+    },
+)
 def export_gpx(unit_id: Id, window: WindowDep, store: StoreDep, _: ViewerDep) -> Response:
     """The unit's good fixes in [from, to) as a GPX 1.1 track."""
     with store.read() as session:

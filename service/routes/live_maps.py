@@ -10,14 +10,14 @@ from fastapi.responses import HTMLResponse
 
 from service.config import Settings
 from service.deps import MapViewerDep, SettingsDep, StoreDep, Window, WindowDep
-from service.errors import NotFound
+from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.fields import Id
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
 from service.store.db import Store
 from service.store.models import Unit
 
-router = APIRouter(prefix="/maps", tags=["maps"])
+router = APIRouter(prefix="/maps", tags=["maps"], responses=error_responses(*COMMON_ERRORS))
 
 LangQuery = Annotated[Literal["id", "en"] | None, Query(description="Label language")]
 
@@ -46,7 +46,7 @@ async def live_map(
     return HTMLResponse(await run_in_threadpool(_live_page, store, settings, lang))
 
 
-@router.get("/replay", response_class=HTMLResponse)
+@router.get("/replay", response_class=HTMLResponse, responses=error_responses(404))
 async def replay_map(
     window: WindowDep,
     store: StoreDep,

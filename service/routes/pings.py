@@ -10,24 +10,24 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.deps import TrackerDep, get_settings, get_writer
 from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
     InvalidInput,
     PayloadTooLarge,
     describe_validation,
+    error_responses,
 )
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.ingest import refusal
 from service.metrics import count_pings
+from service.openapi import PING_BODY
 from service.schemas import PingBatchResult, PingIn, PingResult
 
-router = APIRouter(prefix="/api/v1/pings", tags=["pings"])
+router = APIRouter(
+    prefix="/api/v1/pings", tags=["pings"], responses=error_responses(*COMMON_ERRORS)
+)
 
 _PING = TypeAdapter(PingIn)
-_BODY_SCHEMA = {
-    "oneOf": [
-        {"$ref": "#/components/schemas/PingIn"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/PingIn"}},
-    ]
-}
 
 
 def validate_pings(
@@ -65,7 +65,10 @@ def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
 @router.post(
     "",
     response_model=PingBatchResult,
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+    responses=error_responses(*BODY_ERRORS, 404),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PING_BODY}}}
+    },
 )
 async def create_pings(
     payload: Annotated[Any, Body()], request: Request, principal: TrackerDep

@@ -12,8 +12,16 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import ValidationError
 
 from service.deps import SettingsDep, WriterDep, device_principal
-from service.errors import BadRequest, InvalidInput, describe_validation
+from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    BadRequest,
+    InvalidInput,
+    describe_validation,
+    error_responses,
+)
 from service.fixtime import FixTimes
+from service.openapi import OSMAND_GET, OSMAND_POST, OWNTRACKS_POST
 from service.protocols import Parsed
 from service.protocols.osmand import parse_osmand, parse_traccar_json_body
 from service.protocols.owntracks import (
@@ -23,7 +31,11 @@ from service.protocols.owntracks import (
 )
 from service.trackers import store_parsed
 
-router = APIRouter(prefix="/api/v1", tags=["tracker protocols"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["tracker protocols"],
+    responses=error_responses(*COMMON_ERRORS, 400, 404),
+)
 _basic = HTTPBasic(auto_error=False)
 BasicDep = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 
@@ -44,7 +56,18 @@ def _parsed(parse: Any) -> list[Parsed]:
     return result if isinstance(result, list) else [result]
 
 
-@router.api_route("/osmand", methods=["GET", "POST"], response_class=Response)
+_STORED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored; the body is empty.", "content": {}}
+}
+
+
+@router.get("/osmand", response_class=Response, responses=_STORED, openapi_extra=OSMAND_GET)
+@router.post(
+    "/osmand",
+    response_class=Response,
+    responses={**_STORED, **error_responses(*BODY_ERRORS)},
+    openapi_extra=OSMAND_POST,
+)
 async def osmand(
     request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
 ) -> Response:
@@ -84,7 +107,14 @@ async def osmand(
     return Response(status_code=200)
 
 
-@router.post("/owntracks")
+@router.post(
+    "/owntracks",
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "array", "maxItems": 0}}}},
+        **error_responses(*BODY_ERRORS),
+    },
+    openapi_extra=OWNTRACKS_POST,
+)
 async def owntracks(
     request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
 ) -> JSONResponse:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, status
 
 from service import units
 from service.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
 from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import (
@@ -17,10 +18,14 @@ from service.schemas import (
     UnitUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"])
+router = APIRouter(
+    prefix="/api/v1/units", tags=["units"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS, 404, 409)
+)
 def create_unit(data: UnitCreate, store: StoreDep, geo: GeoDep, _: AdminDep) -> UnitCreated:
     """Register a unit; the response holds its device secret, shown only this once."""
     with store.write() as session:
@@ -36,14 +41,14 @@ def read_units(store: StoreDep, _: ViewerDep) -> list[UnitPublic]:
         return units.list_units(session)
 
 
-@router.get("/{unit_id}")
+@router.get("/{unit_id}", responses=error_responses(404))
 def read_unit(unit_id: Id, store: StoreDep, _: ViewerDep) -> UnitPublic:
     """One unit."""
     with store.read() as session:
         return units.read_unit(session, unit_id)
 
 
-@router.patch("/{unit_id}")
+@router.patch("/{unit_id}", responses=error_responses(*BODY_ERRORS, 404, 409))
 def update_unit(
     unit_id: Id, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> UnitPublic:
@@ -55,7 +60,7 @@ def update_unit(
     return result
 
 
-@router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 def delete_unit(unit_id: Id, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
     with store.write() as session:
@@ -64,7 +69,7 @@ def delete_unit(unit_id: Id, store: StoreDep, geo: GeoDep, keys: KeysDep, _: Adm
     geo.invalidate()
 
 
-@router.post("/{unit_id}/secret")
+@router.post("/{unit_id}/secret", responses=error_responses(404))
 def rotate_unit_secret(unit_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
     """Issue a new device secret and revoke the old one."""
     with store.write() as session:
@@ -73,14 +78,14 @@ def rotate_unit_secret(unit_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep)
     return {"device_secret": secret}
 
 
-@router.get("/{unit_id}/assignments")
+@router.get("/{unit_id}/assignments", responses=error_responses(404))
 def read_assignments(unit_id: Id, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
     """The unit's patrol-route assignments (with shift windows)."""
     with store.read() as session:
         return units.list_assignments(session, unit_id)
 
 
-@router.post("/{unit_id}/assignments")
+@router.post("/{unit_id}/assignments", responses=error_responses(*BODY_ERRORS, 404))
 def create_assignment(
     unit_id: Id,
     data: AssignmentIn,
@@ -97,7 +102,11 @@ def create_assignment(
     return result
 
 
-@router.delete("/{unit_id}/assignments/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{unit_id}/assignments/{route_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
 def delete_assignment(
     unit_id: Id, route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:

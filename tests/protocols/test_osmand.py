@@ -92,7 +92,7 @@ def test_timestamp_forms(stamp: str, expected: datetime) -> None:
     ],
 )
 def test_numeric_timestamps_outside_the_valid_range_are_refused(stamp: str) -> None:
-    with pytest.raises(InvalidInput, match="timestamp=.*neither Unix seconds"):
+    with pytest.raises(InvalidInput, match=r"timestamp=.*neither Unix seconds"):
         parse_osmand(params(f"/?id=1&lat=1&lon=2&timestamp={stamp}"), now=NOW)
 
 
