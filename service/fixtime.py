@@ -46,6 +46,10 @@ def to_utc(value: datetime, name: str = "ts") -> datetime:
 
 def from_number(value: float, name: str, earliest: datetime, latest: datetime) -> datetime:
     """A Unix time in seconds or milliseconds, whichever lies in [earliest, latest]."""
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float
+        value = math.inf if value > 0 else -math.inf
     if math.isfinite(value):
         low, high = earliest.timestamp(), latest.timestamp()
         for scale in (1.0, 1000.0):

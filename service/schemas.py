@@ -215,7 +215,7 @@ class PingIn(BaseModel):
             raise ValueError("must be an ISO 8601 time or a Unix time, not a boolean")
         number: float | None = None
         if isinstance(value, int | float):
-            number = float(value)
+            number = value
         elif isinstance(value, str):
             try:
                 number = float(value)

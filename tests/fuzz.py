@@ -92,7 +92,9 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(database_url: str, workdir: Path) -> Iterator[str]:
+def running_server(
+    database_url: str, workdir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[str]:
     """`patroli serve` on a free local port for the database; yields its base URL."""
     port = _free_port()
     env = {
@@ -108,6 +110,7 @@ def running_server(database_url: str, workdir: Path) -> Iterator[str]:
         HTTPS_PROXY=BLACKHOLE_PROXY,
         ALL_PROXY=BLACKHOLE_PROXY,
     )
+    env.update(extra_env or {})
     log_path = workdir / "server.log"
     patroli = Path(sys.executable).with_name("patroli")
     with log_path.open("wb") as log:

@@ -59,8 +59,10 @@ def number(value: Any, name: str) -> float:
         raise InvalidInput(f"{name} must be a number, got {value!r}")
     try:
         result = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise InvalidInput(f"{name} must be a finite number") from None
     except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {value!r}") from None
+        raise InvalidInput(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(result):
         raise InvalidInput(f"{name} must be a finite number, got {value!r}")
     return result
