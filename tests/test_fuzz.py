@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.fuzz import fuzz
+from tests.fuzz import fuzz, unexpected_tracebacks
 
 # Cases per operation: about 2,500-3,500 cases per backend in all, in about a minute.
 EXAMPLES = 25
@@ -22,6 +22,7 @@ def test_fuzzing_every_operation_finds_no_failure(
 ) -> None:
     result = fuzz(database_url, backend, EXAMPLES, tmp_path, deterministic=True)
     print(result.summary())
+    tracebacks = unexpected_tracebacks(result.server_log)
+    assert not tracebacks, tracebacks[0][-5000:]
     assert result.passed, f"{result.summary()}\n{result.output[-15000:]}"
     assert result.generated >= MIN_CASES, result.summary()
-    assert "Traceback" not in result.server_log, result.server_log[-5000:]
