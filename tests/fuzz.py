@@ -220,7 +220,8 @@ def run_schemathesis(
     ]
     command += ["--generation-deterministic"] if deterministic else ["--seed", str(seed_value)]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.fuzz", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+    # In the work directory: schemathesis keeps a cache of its own in its working directory.
+    done = subprocess.run(command, env=env, cwd=workdir, capture_output=True, text=True)
     data = json.loads(report.read_text()) if report.exists() else {}
     return data, done.stdout + done.stderr, done.returncode
 
