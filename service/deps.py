@@ -16,7 +16,7 @@ from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, Unauthenticated
 from service.evaluate import GeoCache
-from service.fixtime import check_read_time, parse_read_time
+from service.fixtime import parse_read_time
 from service.store.db import Store
 from service.writer import GroupCommitter
 
@@ -170,7 +170,6 @@ class Window:
 # Query times follow the one time rule of service.fixtime: any time in 1970-2199 (which holds
 # every fix that can be stored), as ISO 8601 or a Unix time in seconds or milliseconds.
 parse_time = parse_read_time
-check_time_range = check_read_time
 
 
 async def window_query(

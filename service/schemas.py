@@ -68,12 +68,9 @@ class AssignmentIn(BaseModel):
     shift_end: HHMM | None = Field(None, description="Local end, HH:MM (may wrap midnight)")
 
 
-class AssignmentOut(BaseModel):
+class AssignmentOut(AssignmentIn):
     """An assignment of a unit to a patrol route."""
 
-    patrol_route_id: int
-    shift_start: str | None = Field(None, description="Local (display time zone) start, HH:MM")
-    shift_end: str | None = Field(None, description="Local end, HH:MM (may wrap midnight)")
     unit_id: int
 
 

@@ -64,7 +64,7 @@ def number(value: Any, name: str) -> float:
     except ValueError:
         raise InvalidInput(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(result):
-        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
+        raise InvalidInput(f"{name} must be a finite number, got {str(value)[:40]!r}")
     return result
 
 
