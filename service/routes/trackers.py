@@ -43,8 +43,10 @@ BasicDep = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of over 4300 digits
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
 
 
 def _parsed(parse: Any) -> list[Parsed]:

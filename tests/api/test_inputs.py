@@ -193,3 +193,16 @@ def test_stream_positions_that_are_not_ascii_numbers_are_a_422(
 ) -> None:
     r = client.get("/api/v1/stream", params={"last_event_id": cursor})
     assert r.status_code == 422 and "stream position" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,  # nested beyond any parser's depth
+        b'{"device_id": "u1", "location": {"coords": {"latitude": ' + b"9" * 5000 + b"}}}",
+    ],
+)
+@pytest.mark.parametrize("path", ["/api/v1/osmand", "/api/v1/owntracks?u=a&d=b", "/api/v1/pings"])
+def test_json_no_parser_can_read_is_a_400(client: TestClient, path: str, body: bytes) -> None:
+    r = client.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
