@@ -18,6 +18,7 @@ from service.fanout import Fanout
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.metrics import instrument
+from service.openapi import install_openapi
 from service.routes import (
     analytics,
     analytics_coverage,
@@ -111,7 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     add_exception_handlers(app)
     sessions.install(app, settings)
     instrument(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
+    )
     app.add_middleware(SecurityHeaders)
     # The ingest routes come first: routes are matched in order, and they carry the load.
     for module in (
@@ -136,4 +139,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     mount_assets(app)
+    install_openapi(app)
     return app

@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service import redact
 
     redact.install()  # before the first request line is logged (workers install it again)
+    from service.limits import server_options
 
     if args.workers > 1:
         if settings.is_sqlite:
@@ -29,11 +30,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
             port=args.port,
             workers=args.workers,
             timeout_graceful_shutdown=10,  # open live streams must not hold up a restart
+            **server_options(settings),
         )
         return 0
     from service.app import create_app
 
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        timeout_graceful_shutdown=10,
+        **server_options(settings),
+    )
     return 0
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.fixtime import DEFAULT_EARLIEST, DEFAULT_MAX_FUTURE_S, READ_EARLIEST, READ_LATEST
 
 Language = Literal["id", "en"]
 
@@ -132,6 +135,39 @@ class Settings(BaseSettings):
     max_hysteresis_m: float = Field(
         1_000.0, ge=0, description="Largest hysteresis_m of a geofence (m)."
     )
+
+    # Input limits: the valid time range of fixes (service/fixtime.py) and how long a client
+    # may take to send a request (service/limits.py).
+    min_fix_time: datetime = Field(
+        DEFAULT_EARLIEST,
+        description="Earliest device time of a fix (ISO 8601); earlier fixes are refused.",
+    )
+    max_future_s: float = Field(
+        DEFAULT_MAX_FUTURE_S,
+        gt=0,
+        description="Fixes dated further ahead of the server clock are refused (s); between "
+        "future_tolerance_s and this they are stored, flagged `future`.",
+    )
+    head_timeout_s: float = Field(
+        15.0, gt=0, description="Time a client has to send a complete request head (s)."
+    )
+    body_timeout_s: float = Field(
+        60.0, gt=0, description="Time a client has to send a complete request body (s)."
+    )
+
+    @field_validator("min_fix_time")
+    @classmethod
+    def _readable_fix_time(cls, value: datetime) -> datetime:
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        if not READ_EARLIEST <= value < READ_LATEST - timedelta(days=366):
+            raise ValueError("must lie in the years 1970-2198, which reads accept")
+        return value
+
+    @model_validator(mode="after")
+    def _future_limits(self) -> Settings:
+        if self.max_future_s < self.future_tolerance_s:
+            raise ValueError("max_future_s must not be less than future_tolerance_s")
+        return self
 
     @field_validator("timezone")
     @classmethod

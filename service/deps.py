@@ -17,6 +17,7 @@ from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, Unauthenticated
 from service.evaluate import GeoCache
+from service.fixtime import parse_read_time
 from service.store.db import Store
 from service.writer import GroupCommitter
 
@@ -225,57 +226,28 @@ class Window:
     end: datetime
 
 
-def parse_time(value: str, name: str) -> datetime:
-    """An ISO 8601 or epoch-seconds query value as an aware UTC datetime."""
-    try:
-        seconds: float | None = float(value)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        try:
-            return datetime.fromtimestamp(seconds, UTC)
-        except (ValueError, OverflowError, OSError):
-            raise InvalidInput(f"{name}={value!r} is out of range") from None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidInput(f"{name}={value!r} is not an ISO 8601 time or epoch seconds") from None
-    try:
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:59:59-01:00
-        raise InvalidInput(f"{name}={value!r} is out of range") from None
-
-
-# Analytics and maps read whole windows of fixes: years before GPS tracking or far ahead are
-# typing mistakes (and overflow date arithmetic), not windows anyone means.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-
-
-def check_time_range(value: datetime, name: str) -> datetime:
-    """InvalidInput unless the time lies between 1970 and 2199."""
-    if not EARLIEST <= value < LATEST:
-        raise InvalidInput(f"{name}={value.isoformat()} is outside the years 1970-2199")
-    return value
+# Query times follow the one time rule of service.fixtime: any time in 1970-2199 (which holds
+# every fix that can be stored), as ISO 8601 or a Unix time in seconds or milliseconds.
+parse_time = parse_read_time
 
 
 async def window_query(
     settings: SettingsDep,
     from_: Annotated[
         str | None,
-        Query(alias="from", description="Start (inclusive), ISO 8601 or epoch s. Default: to-24h"),
+        Query(
+            alias="from", description="Start (inclusive), ISO 8601 or Unix time. Default: to-24h"
+        ),
     ] = None,
     to: Annotated[
         str | None,
-        Query(description="End (exclusive), ISO 8601 or epoch s. Default and latest: now"),
+        Query(description="End (exclusive), ISO 8601 or Unix time. Default and latest: now"),
     ] = None,
 ) -> Window:
     """The [from, to) window of a query (the last 24 hours by default; never beyond now)."""
     now = datetime.now(UTC)
-    end = check_time_range(parse_time(to, "to"), "to") if to else now
-    start = (
-        check_time_range(parse_time(from_, "from"), "from") if from_ else end - timedelta(hours=24)
-    )
+    end = parse_time(to, "to") if to else now
+    start = parse_time(from_, "from") if from_ else end - timedelta(hours=24)
     if start >= now:
         raise InvalidInput(f"from={start.isoformat()} is in the future: there are no fixes yet")
     if start >= end:

@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,55 @@ ERROR_STATUS: dict[type[PatroliError], int] = {
 }
 
 
+class ValidationIssue(BaseModel):
+    """One invalid value of a request."""
+
+    loc: list[str | int] = Field(description="Where: e.g. ['body', 'lat'] or ['query', 'from'].")
+    msg: str = Field(description="What is wrong with it.")
+    type: str = Field(description="Kind of error, e.g. 'less_than_equal'.")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error response."""
+
+    detail: str = Field(description="What is wrong, in one line.")
+    errors: list[ValidationIssue] | None = Field(
+        None, description="Request validation errors (422): one entry per invalid value."
+    )
+
+
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed request (tracker protocols: e.g. no device id; unreadable form or JSON).",
+    401: "No valid API key (or device secret) was presented.",
+    403: "The key's role or unit does not allow this request.",
+    404: "The addressed resource does not exist.",
+    408: "The request body did not arrive in time (PATROLI_BODY_TIMEOUT_S).",
+    409: "The request conflicts with stored state (e.g. a device_id already in use).",
+    413: "The request body or batch is larger than allowed (PATROLI_MAX_BODY_BYTES).",
+    422: "A value is invalid or out of range; `detail` names it.",
+    503: "The database is unavailable; nothing was stored. Retry after `Retry-After` seconds.",
+}
+
+
+# Errors are JSON whatever a route answers on success (HTML, CSV, GPX, an event stream): the
+# body is referenced explicitly, as FastAPI would otherwise document it in the route's type.
+# service/openapi.py adds ErrorOut to the document's components.
+_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` entries for error statuses, each with the ErrorOut JSON body."""
+    return {
+        code: {"description": ERROR_DESCRIPTIONS[code], "content": _ERROR_CONTENT} for code in codes
+    }
+
+
+# What every route that reads a request and the database can answer; routers add the rest.
+COMMON_ERRORS = (401, 403, 422, 503)
+# What a route that reads a body can answer besides: unreadable, too slow, too large.
+BODY_ERRORS = (400, 408, 413)
+
+
 def status_for(exc: PatroliError) -> int:
     """HTTP status for a domain error (most specific class wins)."""
     for cls in type(exc).__mro__:
@@ -85,7 +135,8 @@ def describe_validation(errors: Sequence[Any]) -> str:
     for err in errors:
         loc = err.get("loc") or ()
         where = ".".join(str(p) for p in loc) if isinstance(loc, (list, tuple)) else str(loc)
-        parts.append(f"{where}: {err.get('msg')}")
+        message = str(err.get("msg")).removeprefix("Value error, ")
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
 
 
@@ -117,9 +168,27 @@ def add_exception_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    async def data_refused(request: Request, exc: Exception) -> JSONResponse:
+        # A safety net: request models check ranges and text before any query, so the database
+        # refusing a value is a gap in them; it is still the caller's data, not a server fault.
+        assert isinstance(exc, DataError | IntegrityError)
+        log.warning("database refused a request's data: %s", exc)
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        if isinstance(exc, IntegrityError):
+            return JSONResponse(
+                {"detail": f"conflicts with stored data: {reason}"},
+                status_code=status.HTTP_409_CONFLICT,
+            )
+        return JSONResponse(
+            {"detail": f"the database refused a value: {reason}"},
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+
     app.add_exception_handler(PatroliError, handle)
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(OperationalError, store_down)
+    app.add_exception_handler(DataError, data_refused)
+    app.add_exception_handler(IntegrityError, data_refused)
 
 
 def _jsonable(errors: Sequence[Any]) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from service.auth import Principal
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, NotFound, PatroliError
 from service.evaluate import GeoCache
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.live import run_machines
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
@@ -233,6 +234,14 @@ def ingest_items(
     Live events the pings cause are stored in the same transaction and appended to `events`.
     """
     results: dict[tuple[int, int], PingResult] = {}
+    times, now = FixTimes.of(settings), utcnow()
+    for it in items:
+        # Every door ends here: a fix outside the valid time range is never stored.
+        reason = times.refusal(it.ping.ts, now)
+        if reason is not None:
+            results[it.key] = PingResult(index=it.key[1], status="rejected", reason=reason)
+    if results:
+        items = [it for it in items if it.key not in results]
     if not items:
         return results
     by_device, states = _load_units(session, items, auto_register)
@@ -363,7 +372,11 @@ def _flag_and_advance(
 
 
 def store_reports(
-    session: Session, reports: Sequence[DeviceReport], source: str, principal: Principal
+    session: Session,
+    reports: Sequence[DeviceReport],
+    source: str,
+    principal: Principal,
+    times: FixTimes = DEFAULT_FIX_TIMES,
 ) -> list[str | None]:
     """Store non-position tracker messages; returns a rejection reason (or None) per report."""
     device_ids = {r.device_id for r in reports}
@@ -376,6 +389,10 @@ def store_reports(
     reasons: list[str | None] = []
     now = utcnow()
     for report in reports:
+        time_refused = times.refusal(report.ts, now)
+        if time_refused is not None:
+            reasons.append(time_refused)
+            continue
         unit_id = by_device.get(report.device_id)
         if principal.role == "tracker" and (unit_id is None or unit_id != principal.unit_id):
             reasons.append(not_yours(principal.unit_id))  # the same answer as for pings

@@ -6,14 +6,25 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from geojson_pydantic import Feature, LineString, Point, Polygon
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from service.fields import Id, Line, check_json_text
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes, to_utc
 
 Role = Literal["admin", "viewer", "tracker"]
 
 
 def _aware(value: datetime) -> datetime:
     # Times without an offset are taken as UTC (trackers and GPX mostly send UTC).
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return to_utc(value)
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware)]
@@ -27,10 +38,10 @@ class UnitCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    device_id: str = Field(min_length=1, max_length=200, description="What the tracker sends.")
-    kind: str = Field("motorbike", min_length=1, max_length=50)
-    patrol_route_ids: list[int] = Field(default_factory=list)
+    name: Line = Field(min_length=1, max_length=200)
+    device_id: Line = Field(min_length=1, max_length=200, description="What the tracker sends.")
+    kind: Line = Field("motorbike", min_length=1, max_length=50)
+    patrol_route_ids: list[Id] = Field(default_factory=list, max_length=1000)
 
 
 class UnitUpdate(BaseModel):
@@ -38,10 +49,10 @@ class UnitUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    device_id: str | None = Field(None, min_length=1, max_length=200)
-    kind: str | None = Field(None, min_length=1, max_length=50)
-    patrol_route_ids: list[int] | None = None
+    name: Line | None = Field(None, min_length=1, max_length=200)
+    device_id: Line | None = Field(None, min_length=1, max_length=200)
+    kind: Line | None = Field(None, min_length=1, max_length=50)
+    patrol_route_ids: list[Id] | None = Field(None, max_length=1000)
 
 
 HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$", examples=["19:00"])]
@@ -52,7 +63,7 @@ class AssignmentIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    patrol_route_id: int
+    patrol_route_id: Id
     shift_start: HHMM | None = Field(None, description="Local (display time zone) start, HH:MM")
     shift_end: HHMM | None = Field(None, description="Local end, HH:MM (may wrap midnight)")
 
@@ -88,7 +99,7 @@ class PatrolRouteProperties(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
     corridor_m: float = Field(
         30.0, gt=0, allow_inf_nan=False, description="At most PATROLI_MAX_CORRIDOR_M (m)."
     )
@@ -104,7 +115,7 @@ class PatrolRoutePropertiesPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
+    name: Line | None = Field(None, min_length=1, max_length=200)
     corridor_m: float | None = Field(None, gt=0, allow_inf_nan=False)
     closed: bool | None = None
     off_route_after_s: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -134,8 +145,8 @@ class GeofenceProperties(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
-    kind: str = Field("critical_site", min_length=1, max_length=50)
+    name: Line = Field(min_length=1, max_length=200)
+    kind: Line = Field("critical_site", min_length=1, max_length=50)
     radius_m: float | None = Field(
         None, gt=0, allow_inf_nan=False, description="At most PATROLI_MAX_RADIUS_M (m)."
     )
@@ -153,8 +164,8 @@ class GeofencePropertiesPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    kind: str | None = Field(None, min_length=1, max_length=50)
+    name: Line | None = Field(None, min_length=1, max_length=200)
+    kind: Line | None = Field(None, min_length=1, max_length=50)
     radius_m: float | None = Field(None, gt=0, allow_inf_nan=False)
     min_dwell_s: float | None = Field(None, ge=0, allow_inf_nan=False)
     hysteresis_m: float | None = Field(None, ge=0, allow_inf_nan=False)
@@ -188,22 +199,49 @@ class PingIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    device_id: str | None = Field(None, min_length=1, max_length=200)
-    unit_id: int | None = None
+    device_id: Line | None = Field(None, min_length=1, max_length=200)
+    unit_id: Id | None = None
     lat: float = Field(ge=-90, le=90)
     lon: float = Field(ge=-180, le=180)
-    ts: UtcDatetime = Field(description="Device time: ISO 8601 or epoch seconds.")
+    ts: Annotated[
+        UtcDatetime,
+        WithJsonSchema({"anyOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}),
+    ] = Field(
+        description="Device time: ISO 8601 (no offset means UTC), or a Unix time in seconds "
+        "or milliseconds (see the README's time rule)."
+    )
     speed_mps: float | None = Field(None, ge=0)
     heading: float | None = Field(None, ge=0, le=360)
     accuracy_m: float | None = Field(None, ge=0)
     altitude_m: float | None = None
     battery: float | None = Field(None, ge=0, le=100)
-    ping_id: str | None = Field(
+    ping_id: Line | None = Field(
         None, min_length=1, max_length=200, description="Client id making retries idempotent."
     )
-    attributes: dict[str, Any] | None = Field(
+    attributes: Annotated[dict[str, Any], AfterValidator(check_json_text)] | None = Field(
         None, description="Extra tracker data kept with the ping (cell towers, odometer, ...)."
     )
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _numeric_ts(cls, value: Any, info: ValidationInfo) -> Any:
+        """Numbers (and numeric strings) follow the time rule: Unix seconds or milliseconds."""
+        if isinstance(value, bool):
+            raise ValueError("must be an ISO 8601 time or a Unix time, not a boolean")
+        number: float | None = None
+        if isinstance(value, int | float):
+            number = value
+        elif isinstance(value, str):
+            try:
+                number = float(value)
+            except ValueError:
+                return value
+        if number is None:
+            return value
+        context = info.context if isinstance(info.context, dict) else {}
+        times: FixTimes = context.get("fix_times") or DEFAULT_FIX_TIMES
+        now: datetime = context.get("now") or datetime.now(UTC)
+        return times.from_number(number, "ts", now)
 
 
 class RouteEvaluation(BaseModel):
@@ -261,9 +299,9 @@ class KeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=200)
+    name: Line = Field(min_length=1, max_length=200)
     role: Role
-    unit_id: int | None = Field(None, description="Required for tracker keys.")
+    unit_id: Id | None = Field(None, description="Required for tracker keys.")
 
 
 class KeyPublic(BaseModel):

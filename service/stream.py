@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -177,6 +178,10 @@ class Broker:
                 backoff = min(backoff * 2, 10.0)
 
 
+# A message id: event id and ping id, ASCII digits (at most 19 each: 64-bit ids).
+_CURSOR = re.compile(r"([0-9]{1,19})-([0-9]{1,19})")
+
+
 @dataclass(frozen=True)
 class Cursor:
     """A stream position: the newest event id and ping id a client has seen."""
@@ -190,10 +195,10 @@ class Cursor:
     @classmethod
     def parse(cls, value: str) -> Cursor:
         """A cursor from a message id `<event_id>-<ping_id>`."""
-        event_id, sep, ping_id = value.strip().partition("-")
-        if not sep or not event_id.isdigit() or not ping_id.isdigit():
-            raise InvalidInput(f"{value!r} is not a stream position '<event_id>-<ping_id>'")
-        return cls(int(event_id), int(ping_id))
+        match = _CURSOR.fullmatch(value.strip())
+        if match is None:
+            raise InvalidInput(f"{value[:60]!r} is not a stream position '<event_id>-<ping_id>'")
+        return cls(int(match.group(1)), int(match.group(2)))
 
 
 def current_cursor(session: Session) -> Cursor:

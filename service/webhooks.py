@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from service.config import Settings
 from service.errors import NotFound
 from service.eventlog import EVENT_TYPES, event_dict
+from service.fields import Line
 from service.redact import safe_origin
 from service.store.db import Store
 from service.store.models import Event, Unit, Webhook, WebhookAttempt, WebhookDelivery, utcnow
@@ -72,11 +73,11 @@ class WebhookCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    url: str = Field(max_length=2000, description="http(s) URL the events are POSTed to.")
+    url: Line = Field(max_length=2000, description="http(s) URL the events are POSTed to.")
     event_types: list[str] = Field(
         default_factory=list, description=f"Types to send (empty: all): {', '.join(EVENT_TYPES)}."
     )
-    secret: str | None = Field(
+    secret: Line | None = Field(
         None,
         min_length=8,
         max_length=200,

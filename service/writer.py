@@ -22,6 +22,7 @@ from service.auth import Principal
 from service.config import Settings
 from service.errors import InvalidInput, StoreUnavailable
 from service.evaluate import GeoCache
+from service.fixtime import FixTimes
 from service.ingest import WorkItem, ingest_items, store_reports
 from service.limits import attributes_refusal
 from service.protocols import DeviceReport
@@ -62,7 +63,7 @@ def _fail(request: _Request, exc: Exception) -> None:
 
 def _refusal(exc: Exception) -> Exception:
     """The error to answer when one request's data cannot be stored (it would fail again)."""
-    if isinstance(exc, (DataError, IntegrityError, ValueError)):
+    if isinstance(exc, (DataError, IntegrityError, ValueError, OverflowError)):
         log.warning("refused a request whose data the database rejects: %s", exc)
         reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         return InvalidInput(f"the database rejected this data: {reason}")
@@ -236,6 +237,7 @@ class GroupCommitter:
             for index, ping in request.pings
         ]
         events: list[EventRow] = []
+        times = FixTimes.of(self._settings)
         try:
             with self._store.write() as session:
                 results = ingest_items(
@@ -249,7 +251,9 @@ class GroupCommitter:
                 if self._in_transaction is not None:
                     self._in_transaction(session, events)
                 reasons = [
-                    store_reports(session, r.reports, r.source, r.principal) if r.reports else []
+                    store_reports(session, r.reports, r.source, r.principal, times)
+                    if r.reports
+                    else []
                     for r in batch
                 ]
         except DBAPIError as exc:

@@ -169,6 +169,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from service.app import create_app
+    from service.limits import server_options
 
     stop = threading.Event()
     feeder = None
@@ -180,7 +181,11 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         print("Live simulation running: units keep reporting every 10 s. Ctrl+C stops.")
     try:
         uvicorn.run(
-            create_app(settings), host=args.host, port=args.port, timeout_graceful_shutdown=10
+            create_app(settings),
+            host=args.host,
+            port=args.port,
+            timeout_graceful_shutdown=10,
+            **server_options(settings),
         )
     finally:
         stop.set()

@@ -12,10 +12,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, TypeAlias
 
 from service.errors import BadRequest, InvalidInput
+from service.fields import check_json_text, check_line
+from service.fixtime import FixTimes, to_utc
 from service.schemas import PingIn
 
 
@@ -28,15 +30,26 @@ class DeviceReport:
     kind: str  # e.g. "status", "transition", "lwt", "waypoint", "card", ...
     attributes: dict[str, Any]
 
+    def __post_init__(self) -> None:
+        checked_device_id(self.device_id)
+        if len(self.kind) > MAX_REPORT_KIND:
+            raise InvalidInput(f"message type longer than {MAX_REPORT_KIND} characters")
+        try:
+            check_line(self.kind)
+            check_json_text(self.attributes)
+        except ValueError as exc:
+            raise InvalidInput(f"message type or attributes: {exc}") from None
+
 
 Parsed: TypeAlias = PingIn | DeviceReport
 
 MAX_DEVICE_ID = 200  # as PingIn.device_id and units.device_id
+MAX_REPORT_KIND = 40  # as device_reports.kind
 
 
-def as_utc(value: datetime) -> datetime:
-    """The same instant as an aware UTC datetime (naive values are taken as UTC)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+def as_utc(value: datetime, name: str = "time") -> datetime:
+    """The same instant as an aware UTC datetime (naive means UTC); InvalidInput on overflow."""
+    return to_utc(value, name)
 
 
 def number(value: Any, name: str) -> float:
@@ -46,10 +59,12 @@ def number(value: Any, name: str) -> float:
         raise InvalidInput(f"{name} must be a number, got {value!r}")
     try:
         result = float(value)
+    except OverflowError:  # an integer beyond any float
+        raise InvalidInput(f"{name} must be a finite number") from None
     except ValueError:
-        raise InvalidInput(f"{name} must be a number, got {value!r}") from None
+        raise InvalidInput(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(result):
-        raise InvalidInput(f"{name} must be a finite number, got {value!r}")
+        raise InvalidInput(f"{name} must be a finite number, got {str(value)[:40]!r}")
     return result
 
 
@@ -58,27 +73,28 @@ def non_negative(value: float | None) -> float | None:
     return None if value is None or value < 0 else value
 
 
-def from_epoch(seconds: float, name: str) -> datetime:
-    """UTC datetime of a Unix time in seconds, else BadRequest naming the field."""
-    try:
-        return datetime.fromtimestamp(seconds, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        raise BadRequest(f"{name}={seconds!r} is not a usable Unix time") from None
+def from_epoch(value: float, name: str, now: datetime, times: FixTimes) -> datetime:
+    """A Unix time in seconds or ms by the time rule (service.fixtime), else InvalidInput."""
+    return times.from_number(value, name, now)
 
 
 def from_iso(text: str, name: str) -> datetime:
     """UTC datetime of an ISO 8601 string (no offset means UTC), else BadRequest naming it."""
     try:
-        return as_utc(datetime.fromisoformat(text.strip()))
+        parsed = datetime.fromisoformat(text.strip())
     except ValueError:
         raise BadRequest(f"{name}={text!r} is not an ISO 8601 time") from None
+    return as_utc(parsed, name)
 
 
 def checked_device_id(device_id: str) -> str:
-    """The device id, or InvalidInput when it is longer than a unit's device_id may be."""
+    """The device id, or InvalidInput when it is too long or holds control characters."""
     if len(device_id) > MAX_DEVICE_ID:
         raise InvalidInput(f"device id longer than {MAX_DEVICE_ID} characters")
-    return device_id
+    try:
+        return check_line(device_id)
+    except ValueError as exc:
+        raise InvalidInput(f"device id {exc}") from None
 
 
 def make_ping(fields: Mapping[str, Any]) -> PingIn:

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from service.errors import BadRequest, InvalidInput
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.protocols import (
     DeviceReport,
     Parsed,
@@ -34,10 +35,6 @@ SPEED_TO_MPS: dict[str, float] = {
     "mps": 1.0,
     "mph": 0.44704,
 }
-
-# Integer timestamps from here on are milliseconds: as seconds they would lie after 2038-01-19,
-# as milliseconds before it lies 1970-01-25. Same rule as the Traccar server.
-MILLIS_FROM = 2_147_483_647
 
 # Parameters read into PingIn fields or dropped; all others become attributes.
 _KNOWN = frozenset(
@@ -72,6 +69,7 @@ def parse_osmand(
     *,
     now: datetime,
     speed_unit: SpeedUnit = "knots",
+    times: FixTimes = DEFAULT_FIX_TIMES,
 ) -> Parsed:
     """One OsmAnd request (merged query and form parameters) as a ping or a status report."""
     values = {key: _as_list(raw) for key, raw in params.items()}
@@ -87,7 +85,7 @@ def parse_osmand(
     checked_device_id(device_id)
 
     stamp = last("timestamp")
-    ts = parse_osmand_timestamp(stamp) if stamp is not None else as_utc(now)
+    ts = parse_osmand_timestamp(stamp, now, times) if stamp is not None else as_utc(now)
 
     def num(key: str) -> float | None:
         text = last(key)
@@ -140,15 +138,17 @@ def parse_osmand(
     )
 
 
-def parse_osmand_timestamp(text: str) -> datetime:
+def parse_osmand_timestamp(
+    text: str, now: datetime, times: FixTimes = DEFAULT_FIX_TIMES
+) -> datetime:
     """UTC time of an OsmAnd `timestamp`: Unix seconds or ms, ISO 8601, `yyyy-MM-dd HH:mm:ss`."""
     try:
         value = float(text)
     except ValueError:
         # ISO 8601 with `T` or a space, with or without offset; no offset means UTC.
         return from_iso(text, "timestamp")
-    seconds = value / 1000 if value >= MILLIS_FROM else value
-    return from_epoch(seconds, "timestamp")
+    # Seconds or milliseconds, whichever lies in the valid range of fix times.
+    return from_epoch(value, "timestamp", now, times)
 
 
 def parse_traccar_json(body: Any, *, now: datetime) -> Parsed:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from service.errors import BadRequest
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.protocols import (
     MAX_DEVICE_ID,
     DeviceReport,
@@ -108,7 +109,9 @@ def owntracks_device_id(user: str, device: str) -> str:
     return f"{user}/{device}"
 
 
-def parse_owntracks(body: Any, *, device_id: str, now: datetime) -> Parsed:
+def parse_owntracks(
+    body: Any, *, device_id: str, now: datetime, times: FixTimes = DEFAULT_FIX_TIMES
+) -> Parsed:
     """One OwnTracks message: `location` as a ping, any other `_type` as a DeviceReport."""
     if not isinstance(body, Mapping):
         raise BadRequest("an OwnTracks message must be a JSON object")
@@ -116,24 +119,28 @@ def parse_owntracks(body: Any, *, device_id: str, now: datetime) -> Parsed:
     if not isinstance(kind, str) or not kind:
         raise BadRequest("OwnTracks message without _type")
     if kind == "location":
-        return _location(body, device_id, now)
+        return _location(body, device_id, now, times)
     ts = as_utc(now)
     if kind not in _TST_NOT_EVENT_TIME and body.get("tst") is not None:
-        ts = _tst(body["tst"])
+        ts = _tst(body["tst"], now, times)
     attributes = {k: v for k, v in _without_secrets(body).items() if k != "_type"}
     return DeviceReport(device_id=device_id, ts=ts, kind=kind, attributes=attributes)
 
 
-def parse_owntracks_body(body: Any, *, device_id: str, now: datetime) -> list[Parsed]:
+def parse_owntracks_body(
+    body: Any, *, device_id: str, now: datetime, times: FixTimes = DEFAULT_FIX_TIMES
+) -> list[Parsed]:
     """An OwnTracks HTTP body: one message, an array of them, or nothing (None/empty)."""
     # The apps POST a zero-length body when a friend is deleted; there is nothing to store.
     if body is None or body == "" or body == b"":
         return []
     messages = body if isinstance(body, list) else [body]
-    return [parse_owntracks(message, device_id=device_id, now=now) for message in messages]
+    return [
+        parse_owntracks(message, device_id=device_id, now=now, times=times) for message in messages
+    ]
 
 
-def _location(body: Mapping[str, Any], device_id: str, now: datetime) -> Parsed:
+def _location(body: Mapping[str, Any], device_id: str, now: datetime, times: FixTimes) -> Parsed:
     if body.get("lat") is None or body.get("lon") is None:
         raise BadRequest("OwnTracks location message without lat/lon")
 
@@ -148,7 +155,7 @@ def _location(body: Mapping[str, Any], device_id: str, now: datetime) -> Parsed:
             "device_id": device_id,
             "lat": num("lat"),
             "lon": num("lon"),
-            "ts": _tst(body["tst"]) if body.get("tst") is not None else as_utc(now),
+            "ts": _tst(body["tst"], now, times) if body.get("tst") is not None else as_utc(now),
             "speed_mps": None if vel is None else vel / 3.6,
             "heading": non_negative(num("cog")),
             "accuracy_m": non_negative(num("acc")),
@@ -161,14 +168,14 @@ def _location(body: Mapping[str, Any], device_id: str, now: datetime) -> Parsed:
     )
 
 
-def _tst(value: Any) -> datetime:
+def _tst(value: Any, now: datetime, times: FixTimes) -> datetime:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise BadRequest(f"tst must be a Unix time in seconds, got {value!r}")
     try:
         seconds = float(value)
     except ValueError:
         raise BadRequest(f"tst must be a Unix time in seconds, got {value!r}") from None
-    return from_epoch(seconds, "tst")
+    return from_epoch(seconds, "tst", now, times)
 
 
 def _clean(value: str | None) -> str | None:

@@ -9,11 +9,24 @@ from fastapi.responses import JSONResponse, Response
 
 from service import presence, reports
 from service.deps import MaxGapQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.errors import COMMON_ERRORS, error_responses
+from service.fields import Id
 
-router = APIRouter(prefix="/api/v1", tags=["analytics"])
+router = APIRouter(prefix="/api/v1", tags=["analytics"], responses=error_responses(*COMMON_ERRORS))
 
 CSV = "text/csv; charset=utf-8"
 GEOJSON = "application/geo+json"
+# A report as JSON, CSV or GeoJSON (`format=`).
+REPORT_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report in the requested format.",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/csv": {"schema": {"type": "string"}},
+            GEOJSON: {"schema": {"type": "object"}},
+        },
+    }
+}
 
 
 def _csv(text: str, filename: str) -> Response:
@@ -22,9 +35,9 @@ def _csv(text: str, filename: str) -> Response:
     )
 
 
-@router.get("/presence/geofences/{geofence_id}")
+@router.get("/presence/geofences/{geofence_id}", responses=error_responses(404))
 def read_geofence_presence(
-    geofence_id: int,
+    geofence_id: Id,
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -38,7 +51,7 @@ def read_geofence_presence(
         )
 
 
-@router.get("/reports/units", response_model=None)
+@router.get("/reports/units", response_model=None, responses=REPORT_RESPONSE)
 def read_units_report(
     window: WindowDep,
     store: StoreDep,
@@ -56,7 +69,7 @@ def read_units_report(
     return JSONResponse(report.json())
 
 
-@router.get("/reports/shifts", response_model=None)
+@router.get("/reports/shifts", response_model=None, responses=REPORT_RESPONSE)
 def read_shifts_report(
     store: StoreDep,
     settings: SettingsDep,

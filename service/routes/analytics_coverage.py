@@ -8,13 +8,19 @@ from fastapi import APIRouter, Query
 
 from service import compliance, near
 from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.errors import COMMON_ERRORS, error_responses
+from service.fields import Id
 
-router = APIRouter(prefix="/api/v1", tags=["coverage"])
+router = APIRouter(prefix="/api/v1", tags=["coverage"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.get("/coverage/patrol-routes/{route_id}/compliance", response_model_by_alias=True)
+@router.get(
+    "/coverage/patrol-routes/{route_id}/compliance",
+    response_model_by_alias=True,
+    responses=error_responses(404),
+)
 def read_route_compliance(
-    route_id: int,
+    route_id: Id,
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -25,7 +31,7 @@ def read_route_compliance(
     ] = None,
     segment_m: SegmentQuery = None,
     max_gap_s: MaxGapQuery = None,
-    unit: Annotated[int | None, Query(description="Only this unit's visits")] = None,
+    unit: Annotated[Id | None, Query(description="Only this unit's visits")] = None,
 ) -> compliance.RouteComplianceOut:
     """Whether each segment was visited at least every revisit_s in [from, to)."""
     with store.read() as session:

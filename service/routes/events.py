@@ -7,10 +7,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from service.deps import StoreDep, ViewerDep, parse_time
-from service.errors import InvalidInput
+from service.errors import COMMON_ERRORS, InvalidInput, error_responses
 from service.eventlog import EVENT_TYPES, EventFilter, query_events
+from service.fields import MAX_BIG_ID, Id
 
-router = APIRouter(prefix="/api/v1/events", tags=["events"])
+router = APIRouter(
+    prefix="/api/v1/events", tags=["events"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
 @router.get("")
@@ -20,10 +23,12 @@ def read_events(
     from_: Annotated[str | None, Query(alias="from", description="Event time ≥ (ISO 8601)")] = None,
     to: Annotated[str | None, Query(description="Event time < (ISO 8601)")] = None,
     type: Annotated[list[str] | None, Query(description="Event types (repeatable)")] = None,
-    unit: Annotated[int | None, Query(description="Unit id")] = None,
-    geofence: Annotated[int | None, Query(description="Geofence id")] = None,
-    patrol_route: Annotated[int | None, Query(description="Patrol route id")] = None,
-    after: Annotated[int | None, Query(description="Page cursor: events after this id")] = None,
+    unit: Annotated[Id | None, Query(description="Unit id")] = None,
+    geofence: Annotated[Id | None, Query(description="Geofence id")] = None,
+    patrol_route: Annotated[Id | None, Query(description="Patrol route id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_BIG_ID, description="Page cursor: events after this id")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Events, oldest first; follow `next` (an `after` cursor) for the next page."""

@@ -6,13 +6,17 @@ from fastapi import APIRouter, status
 
 from service import areas
 from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict
 
-router = APIRouter(prefix="/api/v1/geofences", tags=["geofences"])
+router = APIRouter(
+    prefix="/api/v1/geofences", tags=["geofences"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS))
 def create_geofence(
     feature: GeofenceIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> GeoJSONDict:
@@ -32,16 +36,16 @@ def read_geofences(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
         return areas.list_fences(session)
 
 
-@router.get("/{geofence_id}")
-def read_geofence(geofence_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+@router.get("/{geofence_id}", responses=error_responses(404))
+def read_geofence(geofence_id: Id, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """One geofence as a Feature."""
     with store.read() as session:
         return areas.fence_feature(areas.get_fence(session, geofence_id))
 
 
-@router.patch("/{geofence_id}")
+@router.patch("/{geofence_id}", responses=error_responses(*BODY_ERRORS, 404))
 def update_geofence(
-    geofence_id: int,
+    geofence_id: Id,
     patch: GeofencePatch,
     store: StoreDep,
     geo: GeoDep,
@@ -59,9 +63,11 @@ def update_geofence(
     return result
 
 
-@router.delete("/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{geofence_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
 def delete_geofence(
-    geofence_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    geofence_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Remove a geofence."""
     with store.write() as session:

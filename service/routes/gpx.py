@@ -9,17 +9,25 @@ from fastapi.responses import Response
 
 from service import positions
 from service.deps import StoreDep, TrackerDep, ViewerDep, WindowDep, WriterDep
-from service.errors import Forbidden, NotFound
+from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    error_responses,
+)
+from service.fields import Id
 from service.protocols.gpx import parse_gpx
 from service.schemas import PingBatchResult
 from service.store.models import Unit
 
-router = APIRouter(prefix="/api/v1/units", tags=["gpx"])
+router = APIRouter(prefix="/api/v1/units", tags=["gpx"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.post("/{unit_id}/gpx")
+@router.post("/{unit_id}/gpx", responses=error_responses(*BODY_ERRORS, 404))
 async def import_gpx(
-    unit_id: int,
+    unit_id: Id,
     file: Annotated[UploadFile, File(description="A GPX 1.0 or 1.1 file")],
     store: StoreDep,
     writer: WriterDep,
@@ -37,16 +45,32 @@ async def import_gpx(
     pings = parse_gpx(await file.read(), unit_id=unit_id)
     outcome = await writer.store(principal, list(enumerate(pings)), source="gpx")
     results = outcome.pings
+    rejected = [r for r in results if r.status == "rejected"]
+    if len(rejected) == len(results):
+        # Nothing in the file could be stored: say why, as a refused batch of pings does.
+        shown = "; ".join(f"point {r.index + 1}: {r.reason}" for r in rejected[:5])
+        more = f"; and {len(rejected) - 5} more" if len(rejected) > 5 else ""
+        raise InvalidInput(f"no track point was stored: {shown}{more}")
     return PingBatchResult(
         accepted=sum(r.status == "accepted" for r in results),
         duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
+        rejected=len(rejected),
         results=[r for r in results if r.status != "accepted"],
     )
 
 
-@router.get("/{unit_id}/track.gpx", response_class=Response)
-def export_gpx(unit_id: int, window: WindowDep, store: StoreDep, _: ViewerDep) -> Response:
+@router.get(
+    "/{unit_id}/track.gpx",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "A GPX 1.1 document.",
+            "content": {"application/gpx+xml": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404),
+    },
+)
+def export_gpx(unit_id: Id, window: WindowDep, store: StoreDep, _: ViewerDep) -> Response:
     """The unit's good fixes in [from, to) as a GPX 1.1 track."""
     with store.read() as session:
         text = positions.track_gpx(session, unit_id, window.start, window.end)

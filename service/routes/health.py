@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from service.deps import StoreDep
@@ -18,7 +21,19 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+class ReadyOut(BaseModel):
+    """Readiness: `ok` with the schema revision, or `unavailable` with the reason."""
+
+    status: Literal["ok", "unavailable"]
+    schema_: str | None = Field(None, alias="schema", description="Applied schema revision.")
+    detail: str | None = Field(None, description="Why the service is not ready.")
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    responses={503: {"model": ReadyOut, "description": "Not ready (database or schema)."}},
+)
 def readyz(store: StoreDep) -> JSONResponse:
     """The database answers and its schema is current (503 otherwise)."""
     try:

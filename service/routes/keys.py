@@ -7,13 +7,15 @@ from sqlalchemy import select
 
 from service import auth
 from service.deps import AdminDep, KeysDep, StoreDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.fields import Id
 from service.schemas import KeyCreate, KeyCreated, KeyPublic
 from service.store.models import ApiKey
 
-router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
+router = APIRouter(prefix="/api/v1/keys", tags=["keys"], responses=error_responses(*COMMON_ERRORS))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS, 404))
 def create_key(data: KeyCreate, store: StoreDep, _: AdminDep) -> KeyCreated:
     """Issue a key; the secret is in this response only."""
     with store.write() as session:
@@ -31,8 +33,8 @@ def read_keys(store: StoreDep, _: AdminDep) -> list[KeyPublic]:
         return [KeyPublic.model_validate(r, from_attributes=True) for r in rows]
 
 
-@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
-def revoke_key(key_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
+@router.delete("/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
+def revoke_key(key_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep) -> None:
     """Revoke a key."""
     with store.write() as session:
         auth.revoke_key(session, key_id)

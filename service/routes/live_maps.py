@@ -10,14 +10,15 @@ from fastapi.responses import HTMLResponse
 
 from service.config import Settings
 from service.deps import PageViewerDep, SettingsDep, StoreDep, Window, WindowDep
-from service.errors import NotFound
+from service.errors import COMMON_ERRORS, NotFound, error_responses
+from service.fields import Id
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
 from service.security import map_page
 from service.store.db import Store
 from service.store.models import Unit
 
-router = APIRouter(prefix="/maps", tags=["maps"])
+router = APIRouter(prefix="/maps", tags=["maps"], responses=error_responses(*COMMON_ERRORS))
 
 LangQuery = Annotated[Literal["id", "en"] | None, Query(description="Label language")]
 
@@ -47,13 +48,13 @@ async def live_map(
     return map_page(page, settings.tile_url)
 
 
-@router.get("/replay", response_class=HTMLResponse)
+@router.get("/replay", response_class=HTMLResponse, responses=error_responses(404))
 async def replay_map(
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
     _: PageViewerDep,
-    unit: Annotated[int | None, Query(description="Only this unit's track")] = None,
+    unit: Annotated[Id | None, Query(description="Only this unit's track")] = None,
     lang: LangQuery = None,
 ) -> HTMLResponse:
     """Replay of [from, to): unit tracks and a time slider that moves the units' markers."""

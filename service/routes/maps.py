@@ -8,11 +8,12 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
 from service.deps import PageViewerDep, SettingsDep, StoreDep, WindowDep
+from service.errors import COMMON_ERRORS, error_responses
 from service.mapdata import coverage_map_view
 from service.maps.coverage import render_coverage_map
 from service.security import map_page
 
-router = APIRouter(prefix="/maps", tags=["maps"])
+router = APIRouter(prefix="/maps", tags=["maps"], responses=error_responses(*COMMON_ERRORS))
 
 
 @router.get("/coverage", response_class=HTMLResponse)

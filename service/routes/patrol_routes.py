@@ -6,13 +6,19 @@ from fastapi import APIRouter, status
 
 from service import areas
 from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
-router = APIRouter(prefix="/api/v1/patrol-routes", tags=["patrol routes"])
+router = APIRouter(
+    prefix="/api/v1/patrol-routes",
+    tags=["patrol routes"],
+    responses=error_responses(*COMMON_ERRORS),
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS))
 def create_patrol_route(
     feature: PatrolRouteIn, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> GeoJSONDict:
@@ -32,16 +38,16 @@ def read_patrol_routes(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
         return areas.list_routes(session)
 
 
-@router.get("/{route_id}")
-def read_patrol_route(route_id: int, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+@router.get("/{route_id}", responses=error_responses(404))
+def read_patrol_route(route_id: Id, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """One patrol route as a Feature."""
     with store.read() as session:
         return areas.route_feature(areas.get_route(session, route_id))
 
 
-@router.patch("/{route_id}")
+@router.patch("/{route_id}", responses=error_responses(*BODY_ERRORS, 404))
 def update_patrol_route(
-    route_id: int,
+    route_id: Id,
     patch: PatrolRoutePatch,
     store: StoreDep,
     geo: GeoDep,
@@ -59,9 +65,11 @@ def update_patrol_route(
     return result
 
 
-@router.delete("/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{route_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
 def delete_patrol_route(
-    route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Remove a patrol route."""
     with store.write() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request, Response
@@ -9,32 +10,36 @@ from pydantic import TypeAdapter, ValidationError
 
 from service.deps import TrackerDep, get_settings, get_writer
 from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
     InvalidInput,
     PayloadTooLarge,
     describe_validation,
+    error_responses,
 )
+from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.ingest import refusal
 from service.metrics import count_pings
+from service.openapi import PING_BODY
 from service.schemas import PingBatchResult, PingIn, PingResult
 
-router = APIRouter(prefix="/api/v1/pings", tags=["pings"])
+router = APIRouter(
+    prefix="/api/v1/pings", tags=["pings"], responses=error_responses(*COMMON_ERRORS)
+)
 
 _PING = TypeAdapter(PingIn)
-_BODY_SCHEMA = {
-    "oneOf": [
-        {"$ref": "#/components/schemas/PingIn"},
-        {"type": "array", "items": {"$ref": "#/components/schemas/PingIn"}},
-    ]
-}
 
 
-def validate_pings(raw: list[Any]) -> tuple[list[tuple[int, PingIn]], dict[int, str]]:
+def validate_pings(
+    raw: list[Any], times: FixTimes = DEFAULT_FIX_TIMES
+) -> tuple[list[tuple[int, PingIn]], dict[int, str]]:
     """Valid pings by index, and a readable reason for each invalid one."""
     valid: list[tuple[int, PingIn]] = []
     invalid: dict[int, str] = {}
+    context = {"fix_times": times, "now": datetime.now(UTC)}
     for index, item in enumerate(raw):
         try:
-            valid.append((index, _PING.validate_python(item)))
+            valid.append((index, _PING.validate_python(item, context=context)))
         except ValidationError as exc:
             invalid[index] = describe_validation(exc.errors())
     return valid, invalid
@@ -60,7 +65,10 @@ def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
 @router.post(
     "",
     response_model=PingBatchResult,
-    openapi_extra={"requestBody": {"content": {"application/json": {"schema": _BODY_SCHEMA}}}},
+    responses=error_responses(*BODY_ERRORS, 404),
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"application/json": {"schema": PING_BODY}}}
+    },
 )
 async def create_pings(
     payload: Annotated[Any, Body()], request: Request, principal: TrackerDep
@@ -78,7 +86,7 @@ async def create_pings(
         )
     if not raw:
         raise InvalidInput("empty batch: send a ping object or a non-empty array")
-    valid, invalid = validate_pings(raw)
+    valid, invalid = validate_pings(raw, FixTimes.of(settings))
     stored: dict[int, PingResult] = {}
     if valid:
         outcome = await writer.store(principal, valid, source="json")

@@ -6,9 +6,11 @@ from fastapi import APIRouter
 
 from service import positions
 from service.deps import StoreDep, ViewerDep, WindowDep
+from service.errors import COMMON_ERRORS, error_responses
+from service.fields import Id
 from service.schemas import GeoJSONDict
 
-router = APIRouter(prefix="/api/v1", tags=["positions"])
+router = APIRouter(prefix="/api/v1", tags=["positions"], responses=error_responses(*COMMON_ERRORS))
 
 
 @router.get("/positions/latest")
@@ -18,8 +20,8 @@ def read_latest_positions(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
         return positions.latest_positions(session)
 
 
-@router.get("/units/{unit_id}/track")
-def read_unit_track(unit_id: int, window: WindowDep, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
+@router.get("/units/{unit_id}/track", responses=error_responses(404))
+def read_unit_track(unit_id: Id, window: WindowDep, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """A unit's track in [from, to): a LineString of good fixes, then every fix as a Point."""
     with store.read() as session:
         return positions.unit_track(session, unit_id, window.start, window.end)

@@ -15,8 +15,9 @@ from sqlalchemy.exc import OperationalError
 from service import stream as streaming
 from service.auth import KeyCache, Principal, still_valid
 from service.deps import KeysDep, MapViewerDep, SettingsDep, StoreDep
-from service.errors import InvalidInput, NotFound
+from service.errors import COMMON_ERRORS, InvalidInput, NotFound, error_responses
 from service.eventlog import EVENT_TYPES
+from service.fields import Id
 from service.store.db import Store
 from service.store.models import Unit
 from service.stream import (
@@ -34,7 +35,7 @@ from service.stream import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1", tags=["stream"])
+router = APIRouter(prefix="/api/v1", tags=["stream"], responses=error_responses(*COMMON_ERRORS))
 
 STREAM_DOC = """Server-Sent Events: `event: position` for each new analytics-eligible fix and
 `event: <type>` for each new event (data: the event as `GET /api/v1/events` shows it).
@@ -42,6 +43,18 @@ Each message id is the stream position `<event_id>-<ping_id>` after it; reconnec
 `Last-Event-ID` (EventSource does this itself) or `?last_event_id=` delivers exactly what was
 missed. Without one, only data stored after connecting is sent. Browsers may authenticate with
 `?key=` or the session cookie of a map page."""
+
+
+# One Server-Sent Event (OpenAPI 3.1 has `schema` of an event stream describe each event).
+STREAM_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "`position` or an event type."},
+        "data": {"type": "string", "description": "The position or event as JSON."},
+        "id": {"type": "string", "pattern": "^[0-9]+-[0-9]+$"},
+        "retry": {"type": "integer"},
+    },
+}
 
 
 def get_broker(request: Request) -> Broker:
@@ -174,7 +187,13 @@ async def _messages(
     "/stream",
     response_class=EventStream,
     description=STREAM_DOC,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "The event stream."}},
+    responses={
+        200: {
+            "description": "The event stream; each event as described (comments aside).",
+            "content": {"text/event-stream": {"schema": STREAM_EVENT}},
+        },
+        **error_responses(404),
+    },
 )
 async def open_stream(
     request: Request,
@@ -182,7 +201,7 @@ async def open_stream(
     settings: SettingsDep,
     keys: KeysDep,
     principal: MapViewerDep,
-    unit: Annotated[int | None, Query(description="Only this unit's positions and events")] = None,
+    unit: Annotated[Id | None, Query(description="Only this unit's positions and events")] = None,
     types: Annotated[
         list[str] | None,
         Query(alias="type", description="Only these event types (repeat or comma-separate)"),

@@ -13,7 +13,16 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.deps import SettingsDep, WriterDep, device_principal
-from service.errors import BadRequest, InvalidInput, describe_validation
+from service.errors import (
+    BODY_ERRORS,
+    COMMON_ERRORS,
+    BadRequest,
+    InvalidInput,
+    describe_validation,
+    error_responses,
+)
+from service.fixtime import FixTimes
+from service.openapi import OSMAND_GET, OSMAND_POST, OWNTRACKS_POST
 from service.protocols import Parsed
 from service.protocols.osmand import parse_osmand, parse_traccar_json_body
 from service.protocols.owntracks import (
@@ -24,7 +33,11 @@ from service.protocols.owntracks import (
 from service.trackers import store_parsed
 from service.writer import GroupCommitter
 
-router = APIRouter(prefix="/api/v1", tags=["tracker protocols"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["tracker protocols"],
+    responses=error_responses(*COMMON_ERRORS, 400, 404),
+)
 _basic = HTTPBasic(auto_error=False)
 BasicDep = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 
@@ -32,8 +45,10 @@ BasicDep = Annotated[HTTPBasicCredentials | None, Depends(_basic)]
 def _json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadRequest(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("body is not usable JSON: nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer of over 4300 digits
+        raise BadRequest(f"body is not valid JSON: {str(exc)[:200]}") from None
 
 
 def _parsed(parse: Any) -> list[Parsed]:
@@ -49,6 +64,14 @@ SECRET_IN_PATH = (
     "The unit's device secret as the last path segment, for trackers whose configured URL "
     "keeps only origin and path (Traccar Client). It is masked in the access log."
 )
+_STORED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Stored; the body is empty.", "content": {}}
+}
+_OSMAND_POST_RESPONSES = {**_STORED, **error_responses(*BODY_ERRORS)}
+_OWNTRACKS_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"schema": {"type": "array", "maxItems": 0}}}},
+    **error_responses(*BODY_ERRORS),
+}
 
 
 async def _osmand(
@@ -79,13 +102,24 @@ async def _osmand(
         parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
     else:
         parsed = _parsed(
-            lambda: parse_osmand(params, now=now, speed_unit=settings.osmand_speed_unit)
+            lambda: parse_osmand(
+                params,
+                now=now,
+                speed_unit=settings.osmand_speed_unit,
+                times=FixTimes.of(settings),
+            )
         )
     await store_parsed(writer, principal, parsed, "osmand")
     return Response(status_code=200)
 
 
-@router.api_route("/osmand", methods=["GET", "POST"], response_class=Response)
+@router.get("/osmand", response_class=Response, responses=_STORED, openapi_extra=OSMAND_GET)
+@router.post(
+    "/osmand",
+    response_class=Response,
+    responses=_OSMAND_POST_RESPONSES,
+    openapi_extra=OSMAND_POST,
+)
 async def osmand(
     request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
 ) -> Response:
@@ -98,7 +132,15 @@ async def osmand(
     return await _osmand(request, writer, settings, basic, None)
 
 
-@router.api_route("/osmand/{secret}", methods=["GET", "POST"], response_class=Response)
+@router.get(
+    "/osmand/{secret}", response_class=Response, responses=_STORED, openapi_extra=OSMAND_GET
+)
+@router.post(
+    "/osmand/{secret}",
+    response_class=Response,
+    responses=_OSMAND_POST_RESPONSES,
+    openapi_extra=OSMAND_POST,
+)
 async def osmand_with_secret(
     secret: Annotated[str, Path(description=SECRET_IN_PATH)],
     request: Request,
@@ -113,6 +155,7 @@ async def osmand_with_secret(
 async def _owntracks(
     request: Request,
     writer: GroupCommitter,
+    settings: Settings,
     basic: HTTPBasicCredentials | None,
     secret: str | None,
 ) -> JSONResponse:
@@ -127,27 +170,34 @@ async def _owntracks(
     device_id = owntracks_device_id(user, device)
     body = _json(raw)
     now = datetime.now(UTC)
-    parsed = _parsed(lambda: parse_owntracks_body(body, device_id=device_id, now=now))
+    parsed = _parsed(
+        lambda: parse_owntracks_body(
+            body, device_id=device_id, now=now, times=FixTimes.of(settings)
+        )
+    )
     if parsed:
         await store_parsed(writer, principal, parsed, "owntracks")
     return JSONResponse([])
 
 
-@router.post("/owntracks")
-async def owntracks(request: Request, writer: WriterDep, basic: BasicDep) -> JSONResponse:
+@router.post("/owntracks", responses=_OWNTRACKS_RESPONSES, openapi_extra=OWNTRACKS_POST)
+async def owntracks(
+    request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
+) -> JSONResponse:
     """OwnTracks HTTP mode: the unit's device_id is "<user>/<device>"; answers `[]`.
 
     The device secret is the HTTP Basic password (or the last path segment, or a bearer key).
     """
-    return await _owntracks(request, writer, basic, None)
+    return await _owntracks(request, writer, settings, basic, None)
 
 
-@router.post("/owntracks/{secret}")
+@router.post("/owntracks/{secret}", responses=_OWNTRACKS_RESPONSES, openapi_extra=OWNTRACKS_POST)
 async def owntracks_with_secret(
     secret: Annotated[str, Path(description=SECRET_IN_PATH)],
     request: Request,
     writer: WriterDep,
+    settings: SettingsDep,
     basic: BasicDep,
 ) -> JSONResponse:
     """OwnTracks HTTP mode with the device secret in the path: `/api/v1/owntracks/<secret>`."""
-    return await _owntracks(request, writer, basic, secret)
+    return await _owntracks(request, writer, settings, basic, secret)

@@ -6,6 +6,8 @@ from fastapi import APIRouter, status
 
 from service import units
 from service.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.fields import Id
 from service.live import reconcile_units
 from service.schemas import (
     AssignmentIn,
@@ -16,10 +18,14 @@ from service.schemas import (
     UnitUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/units", tags=["units"])
+router = APIRouter(
+    prefix="/api/v1/units", tags=["units"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS, 404, 409)
+)
 def create_unit(data: UnitCreate, store: StoreDep, geo: GeoDep, _: AdminDep) -> UnitCreated:
     """Register a unit; the response holds its device secret, shown only this once."""
     with store.write() as session:
@@ -35,16 +41,16 @@ def read_units(store: StoreDep, _: ViewerDep) -> list[UnitPublic]:
         return units.list_units(session)
 
 
-@router.get("/{unit_id}")
-def read_unit(unit_id: int, store: StoreDep, _: ViewerDep) -> UnitPublic:
+@router.get("/{unit_id}", responses=error_responses(404))
+def read_unit(unit_id: Id, store: StoreDep, _: ViewerDep) -> UnitPublic:
     """One unit."""
     with store.read() as session:
         return units.read_unit(session, unit_id)
 
 
-@router.patch("/{unit_id}")
+@router.patch("/{unit_id}", responses=error_responses(*BODY_ERRORS, 404, 409))
 def update_unit(
-    unit_id: int, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    unit_id: Id, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> UnitPublic:
     """Change a unit (name, device_id, kind, patrol-route assignment)."""
     with store.write() as session:
@@ -54,8 +60,8 @@ def update_unit(
     return result
 
 
-@router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_unit(unit_id: int, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
+@router.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
+def delete_unit(unit_id: Id, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
     with store.write() as session:
         units.delete_unit(session, unit_id)
@@ -63,8 +69,8 @@ def delete_unit(unit_id: int, store: StoreDep, geo: GeoDep, keys: KeysDep, _: Ad
     geo.invalidate()
 
 
-@router.post("/{unit_id}/secret")
-def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
+@router.post("/{unit_id}/secret", responses=error_responses(404))
+def rotate_unit_secret(unit_id: Id, store: StoreDep, keys: KeysDep, _: AdminDep) -> dict[str, str]:
     """Issue a new device secret and revoke the old one."""
     with store.write() as session:
         secret = units.rotate_secret(session, unit_id)
@@ -72,16 +78,16 @@ def rotate_unit_secret(unit_id: int, store: StoreDep, keys: KeysDep, _: AdminDep
     return {"device_secret": secret}
 
 
-@router.get("/{unit_id}/assignments")
-def read_assignments(unit_id: int, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
+@router.get("/{unit_id}/assignments", responses=error_responses(404))
+def read_assignments(unit_id: Id, store: StoreDep, _: ViewerDep) -> list[AssignmentOut]:
     """The unit's patrol-route assignments (with shift windows)."""
     with store.read() as session:
         return units.list_assignments(session, unit_id)
 
 
-@router.post("/{unit_id}/assignments")
+@router.post("/{unit_id}/assignments", responses=error_responses(*BODY_ERRORS, 404))
 def create_assignment(
-    unit_id: int,
+    unit_id: Id,
     data: AssignmentIn,
     store: StoreDep,
     geo: GeoDep,
@@ -96,9 +102,13 @@ def create_assignment(
     return result
 
 
-@router.delete("/{unit_id}/assignments/{route_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{unit_id}/assignments/{route_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404),
+)
 def delete_assignment(
-    unit_id: int, route_id: int, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
+    unit_id: Id, route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Unassign the unit from a patrol route."""
     with store.write() as session:

@@ -8,6 +8,8 @@ from fastapi import APIRouter, Query, Request, status
 
 from service import webhooks
 from service.deps import AdminDep, SettingsDep, StoreDep
+from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.fields import BigId, Id
 from service.webhook_targets import parse_allow, targets
 from service.webhooks import (
     DeliveryOut,
@@ -17,10 +19,12 @@ from service.webhooks import (
     WebhookPublic,
 )
 
-router = APIRouter(prefix="/api/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/api/v1/webhooks", tags=["webhooks"], responses=error_responses(*COMMON_ERRORS)
+)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS))
 def create_webhook(
     data: WebhookCreate, store: StoreDep, settings: SettingsDep, _: AdminDep
 ) -> WebhookCreated:
@@ -41,23 +45,25 @@ def read_webhooks(store: StoreDep, _: AdminDep) -> list[WebhookPublic]:
         return webhooks.list_webhooks(session)
 
 
-@router.get("/{webhook_id}")
-def read_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> WebhookPublic:
+@router.get("/{webhook_id}", responses=error_responses(404))
+def read_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> WebhookPublic:
     """One webhook (without its secret)."""
     with store.read() as session:
         return webhooks.read_webhook(session, webhook_id)
 
 
-@router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_webhook(webhook_id: int, store: StoreDep, _: AdminDep) -> None:
+@router.delete(
+    "/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404)
+)
+def delete_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> None:
     """Delete a webhook and its pending and past deliveries."""
     with store.write() as session:
         webhooks.delete_webhook(session, webhook_id)
 
 
-@router.get("/{webhook_id}/deliveries")
+@router.get("/{webhook_id}/deliveries", responses=error_responses(404))
 def read_deliveries(
-    webhook_id: int,
+    webhook_id: Id,
     store: StoreDep,
     _: AdminDep,
     status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
@@ -68,8 +74,8 @@ def read_deliveries(
         return webhooks.list_deliveries(session, webhook_id, status, limit)
 
 
-@router.post("/deliveries/{delivery_id}/redeliver")
-def redeliver(delivery_id: int, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
+@router.post("/deliveries/{delivery_id}/redeliver", responses=error_responses(404))
+def redeliver(delivery_id: BigId, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
     """Send a delivery again (e.g. a dead one) as soon as possible."""
     with store.write() as session:
         result = webhooks.redeliver(session, delivery_id)

@@ -65,8 +65,8 @@ def test_deviceid_and_location_pair_are_accepted() -> None:
         ("1700000000", datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)),
         ("1700000000123", datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)),
         ("1442068686579", datetime(2015, 9, 12, 14, 38, 6, 579000, tzinfo=UTC)),
-        ("2147483646", datetime(2038, 1, 19, 3, 14, 6, tzinfo=UTC)),  # still seconds
-        ("2147483647", datetime(1970, 1, 25, 20, 31, 23, 647000, tzinfo=UTC)),  # from here ms
+        ("946684800", datetime(2000, 1, 1, tzinfo=UTC)),  # the earliest fix time, in seconds
+        ("946684800000", datetime(2000, 1, 1, tzinfo=UTC)),  # and in milliseconds
         ("2024-11-27+02%3A10%3A00", datetime(2024, 11, 27, 2, 10, tzinfo=UTC)),
         ("2024-11-27T10%3A10%3A00%2B08%3A00", datetime(2024, 11, 27, 2, 10, tzinfo=UTC)),
         ("2016-01-27T18%3A55%3A47Z", datetime(2016, 1, 27, 18, 55, 47, tzinfo=UTC)),
@@ -77,6 +77,23 @@ def test_timestamp_forms(stamp: str, expected: datetime) -> None:
     p = ping(f"/?id=1&lat=-1.2683&lon=116.834&timestamp={stamp}")
     assert p.ts == expected
     assert p.ts.tzinfo is not None and p.ts.utcoffset() == UTC.utcoffset(None)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "253402300800",  # 9999-12-31 in seconds: not 1978 in milliseconds
+        "2147483647",  # 2038 in seconds, 1970-01-25 in milliseconds: neither is valid
+        "946684799",  # a second before 2000-01-01
+        "0",
+        "-1700000000",
+        "1e300",
+        "nan",
+    ],
+)
+def test_numeric_timestamps_outside_the_valid_range_are_refused(stamp: str) -> None:
+    with pytest.raises(InvalidInput, match=r"timestamp=.*neither Unix seconds"):
+        parse_osmand(params(f"/?id=1&lat=1&lon=2&timestamp={stamp}"), now=NOW)
 
 
 def test_missing_timestamp_means_now() -> None:
