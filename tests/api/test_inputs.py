@@ -17,7 +17,7 @@ def ids(client: TestClient) -> dict[str, int]:
     route = client.post("/api/v1/patrol-routes", json=route_feature()).json()["id"]
     fence = client.post("/api/v1/geofences", json=circle_feature(LON0, LAT)).json()["id"]
     unit = client.post("/api/v1/units", json={"name": "A", "device_id": "u1"}).json()["id"]
-    hook = client.post("/api/v1/webhooks", json={"url": "http://hooks.example/patroli"})
+    hook = client.post("/api/v1/webhooks", json={"url": "http://93.184.215.14/patroli"})
     return {"route": route, "fence": fence, "unit": unit, "hook": hook.json()["id"]}
 
 

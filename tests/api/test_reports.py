@@ -14,6 +14,7 @@ from pyproj import Geod
 
 from service.app import create_app
 from service.config import Settings
+from service.reports import to_csv
 from service.routes.analytics import router
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, circle_feature, ping, route_feature, window
@@ -247,7 +248,7 @@ def test_csv_is_safe_for_spreadsheets_and_tells_geofences_apart(
 
 
 # Cells a spreadsheet would run as formulas, also behind a line break, tab or blank.
-FORMULAS = ["\r=1+1", "\n=1+1", "\r\n@SUM(A1)", "\t+1", " =2+2", "-3+3", "\uff1dcmd|' /C calc'!A0"]
+FORMULAS = ["=1+1", " @SUM(A1)", "+1", " =2+2", "-3+3", "\uff1dcmd|' /C calc'!A0"]
 
 
 def _lines_are_safe(text: str) -> None:
@@ -257,21 +258,37 @@ def _lines_are_safe(text: str) -> None:
         assert not line.lstrip().startswith(("=", "+", "-", "@", "\uff1d")), repr(line)
 
 
+def test_names_with_line_breaks_are_refused_at_the_door(client: TestClient) -> None:
+    for name in ["\r=1+1", "\n=1+1", "\r\n@SUM(A1)", "\t+1"]:
+        r = client.post("/api/v1/units", json={"name": name, "device_id": "x"})
+        assert r.status_code == 422 and "control characters" in r.text, r.text
+        r = client.post("/api/v1/geofences", json=circle_feature(*SITE, name=name))
+        assert r.status_code == 422 and "control characters" in r.text, r.text
+
+
+def test_csv_cells_from_older_rows_with_line_breaks_stay_one_safe_line() -> None:
+    # Names stored before the door refused control characters still come out as one safe line.
+    text = to_csv(["time_in_\r=9+9_s"], [["\r=1+1"], ["\r\n@SUM(A1)"], ["\t+1"], [3]])
+    _lines_are_safe(text)
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows == [["time_in_ =9+9_s"], ["' =1+1"], ["'  @SUM(A1)"], ["' +1"], ["3"]]
+
+
 def test_units_csv_cannot_smuggle_a_formula(client: TestClient, scene: dict[str, int]) -> None:
     for n, name in enumerate(FORMULAS):
         r = client.post("/api/v1/units", json={"name": name, "device_id": f"f{n}"})
         assert r.status_code == 201, r.text
         post(client, [at(f"f{n}", SITE, 10.0 * n)])
-    fence = client.post("/api/v1/geofences", json=circle_feature(*along(100, 0), name="\r=9+9"))
+    fence = client.post("/api/v1/geofences", json=circle_feature(*along(100, 0), name="=9+9"))
     assert fence.status_code == 201, fence.text
     r = client.get("/api/v1/reports/units", params={**window(), "format": "csv"})
     assert r.status_code == 200, r.text
     _lines_are_safe(r.text)
     rows = list(csv.reader(io.StringIO(r.text)))
-    assert len(rows) == 1 + 2 + len(FORMULAS)  # one line per row: no name split one
-    assert "time_in_ =9+9_s" in rows[0]
+    assert len(rows) == 1 + 2 + len(FORMULAS)
+    assert "time_in_=9+9_s" in rows[0]
     names = {row[1] for row in rows[1:]}
-    assert {"' =1+1", "'  @SUM(A1)", "' +1", "' =2+2", "'-3+3"} <= names
+    assert {"'=1+1", "' @SUM(A1)", "'+1", "' =2+2", "'-3+3"} <= names
     assert "'\uff1dcmd|' /C calc'!A0" in names
     # The JSON report keeps the names as they are.
     body = client.get("/api/v1/reports/units", params=window()).json()
@@ -279,16 +296,16 @@ def test_units_csv_cannot_smuggle_a_formula(client: TestClient, scene: dict[str,
 
 
 def test_shift_csv_cannot_smuggle_a_formula(client: TestClient, scene: dict[str, int]) -> None:
-    fence = client.post("/api/v1/geofences", json=circle_feature(*SITE, name="\r=1+1"))
+    fence = client.post("/api/v1/geofences", json=circle_feature(*SITE, name="=1+1"))
     assert fence.status_code == 201, fence.text
-    client.post("/api/v1/units", json={"name": "\n@cmd", "device_id": "f1"})
+    client.post("/api/v1/units", json={"name": " @cmd", "device_id": "f1"})
     post(client, [at("f1", SITE, 0.0), at("f1", SITE, 60.0)])
     r = client.get("/api/v1/reports/shifts", params={"date": "2024-11-27", "format": "csv"})
     assert r.status_code == 200, r.text
     _lines_are_safe(r.text)
     rows = list(csv.reader(io.StringIO(r.text)))
-    assert "time_in_ =1+1_s" in rows[0]
-    assert "' =1+1" in {row[5] for row in rows[1:] if row[3] == "critical_site"}
+    assert "time_in_=1+1_s" in rows[0]
+    assert "'=1+1" in {row[5] for row in rows[1:] if row[3] == "critical_site"}
     assert "' @cmd" in {row[5] for row in rows[1:] if row[3] == "unit"}
     assert all(len(row) == len(rows[0]) for row in rows)
 
