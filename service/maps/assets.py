@@ -14,6 +14,8 @@ import xstatic.pkg.leaflet as xs_leaflet
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from service.maps.page import Verbatim, json_for_script
+
 LEAFLET_DIR: str = xs_leaflet.BASE_DIR
 JQUERY_DIR: str = xs_jquery.BASE_DIR
 PATROLI_DIR: str = str(Path(__file__).resolve().parent / "static")
@@ -58,6 +60,25 @@ def common_url(static_prefix: str = "/static") -> str:
     return f"{_clean_prefix(static_prefix)}/patroli/common.js"
 
 
+def _camel(name: str) -> str:
+    """`max_zoom` as Leaflet spells it: `maxZoom`."""
+    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), name)
+
+
+class _TileLayer(folium.TileLayer):
+    """A tile layer whose URL and attribution are data in its script, never template source."""
+
+    def render(self, **kwargs: Any) -> None:  # type: ignore[override]
+        """Add the layer's script to the page, written out verbatim."""
+        options = {_camel(k): v for k, v in self.options.items()}
+        script = (
+            f"var {self.get_name()} = L.tileLayer("
+            f"{json_for_script(self.tiles)}, {json_for_script(options)});"
+            f"{self._parent.get_name()}.addLayer({self.get_name()});"  # type: ignore[union-attr]
+        )
+        self.get_root().script.add_child(Verbatim(script), name=self.get_name())  # type: ignore[attr-defined]
+
+
 def offline_map(
     location: Sequence[float] | None,
     zoom_start: int,
@@ -75,7 +96,7 @@ def offline_map(
     # Instance attributes: the class-level lists (CDN links) are shared by every Map.
     fmap.default_js = js
     fmap.default_css = css
-    folium.TileLayer(
+    _TileLayer(
         tiles=tiles_url,
         attr=attribution,
         name=tile_name or "tiles",

@@ -62,6 +62,18 @@ class DataBlock(Element):
         )
 
 
+class Verbatim(Element):
+    """An element whose text is written out as is, never compiled as a template."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+    def render(self, **kwargs: Any) -> str:
+        """The element's text."""
+        return self.text
+
+
 def page_data(fmap: folium.Map) -> dict[str, Any]:
     """The JSON data of `fmap`'s page (its data block is added on first use)."""
     header = fmap.get_root().header  # type: ignore[attr-defined]

@@ -160,3 +160,21 @@ def test_names_show_as_text_in_the_browser(
             context.close()
         assert dialogs == []
         assert errors == []
+
+
+def test_tile_settings_are_data_too(make_settings: Any) -> None:
+    # The tile URL and attribution are operator settings; they still never become template code.
+    attribution = "\u00a9 Polda {{7*7}} {% raw %} </script><script>alert(1)</script>"
+    settings = make_settings(
+        tile_url="https://tiles.polda.example/{z}/{x}/{y}.png?v={{7*7}}",
+        tile_attribution=attribution,
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    with TestClient(create_app(settings)) as http:
+        http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        for path, params in _pages(now).items():
+            r = http.get(path, params=params)
+            assert r.status_code == 200, (path, r.text[:300])
+            assert "49" not in r.text.split("tiles.polda.example")[1][:40], path
+            assert "alert(1)</script>" not in r.text, path
+            assert '"attribution":"\u00a9 Polda {{7*7}} {% raw %} \\u003c/script\\u003e' in r.text
