@@ -27,7 +27,7 @@ BENCHES := $(sort $(wildcard bench/*.py))
 help:
 	@echo "make demo       run the demo on embedded SQLite (http://127.0.0.1:8000)"
 	@echo "make test       system deps, ruff, mypy, pytest (PYTEST_ARGS='...' to pass options)"
-	@echo "make lint       ruff check, ruff format --check, mypy"
+	@echo "make lint       ruff check, ruff format --check, mypy, import layers"
 	@echo "make format     apply ruff's fixes and formatting"
 	@echo "make lock       re-resolve requirements.lock and requirements-dev.lock"
 	@echo "make bench      run each bench/*.py"
@@ -61,6 +61,7 @@ lint: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 format: venv
 	$(BIN)/ruff check --fix $(LINT_PATHS)
@@ -73,6 +74,7 @@ test: venv
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: venv

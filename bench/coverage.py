@@ -52,23 +52,23 @@ from common import (  # type: ignore[import-not-found]  # noqa: E402
     serve,
 )
 
+from service.analytics.compliance import compute_compliance  # noqa: E402
+from service.analytics.positions import eligible_fixes  # noqa: E402
+from service.analytics.presence import geofence_presence  # noqa: E402
+from service.analytics.reports import units_report  # noqa: E402
+from service.analytics.tracks import stored_route_coverage  # noqa: E402
 from service.app import create_app  # noqa: E402
-from service.areas import get_route  # noqa: E402
-from service.compliance import compute_compliance  # noqa: E402
+from service.areas.features import get_route  # noqa: E402
+from service.areas.index import corridor_from_row  # noqa: E402
 from service.config import Settings  # noqa: E402
-from service.coverage_sql import stored_route_coverage  # noqa: E402
-from service.deps import Window  # noqa: E402
-from service.evaluate import corridor_from_row  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
-from service.mapdata import coverage_map_view  # noqa: E402
 from service.maps.coverage import render_coverage_map  # noqa: E402
-from service.positions import eligible_fixes  # noqa: E402
-from service.presence import geofence_presence  # noqa: E402
-from service.reports import units_report  # noqa: E402
+from service.maps.data import coverage_map_view  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
 from service.store.models import Geofence, PatrolRoute, Unit  # noqa: E402
+from service.window import Window  # noqa: E402
 
 PG_ADMIN_URL = os.environ.get(
     "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"

@@ -9,16 +9,19 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from service import redact, sessions
+from service import redact
+from service.areas.index import GeoCache
 from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
-from service.evaluate import GeoCache
-from service.fanout import Fanout
+from service.events.scheduler import Scheduler
+from service.ingest.writer import GroupCommitter
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
-from service.metrics import instrument
-from service.openapi import install_openapi
+from service.metrics import RequestTimer
+from service.notify.fanout import Fanout
+from service.notify.stream import Broker
+from service.notify.webhooks import WebhookDispatcher
 from service.routes import (
     analytics,
     analytics_coverage,
@@ -34,18 +37,16 @@ from service.routes import (
     patrol_routes,
     pings,
     positions,
+    sessions,
     stream,
     trackers,
     units,
 )
 from service.routes import webhooks as webhook_routes
-from service.scheduler import Scheduler
-from service.security import SecurityHeaders
+from service.routes.openapi import install_openapi
+from service.routes.security import SecurityHeaders
 from service.store.db import Store
 from service.store.migrate import upgrade
-from service.stream import Broker
-from service.webhooks import WebhookDispatcher
-from service.writer import GroupCommitter
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyCache(settings.key_cache_s)
     add_exception_handlers(app)
     sessions.install(app, settings)
-    instrument(app)
+    app.add_middleware(RequestTimer)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )

@@ -2,17 +2,70 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from service.fixtime import DEFAULT_EARLIEST, DEFAULT_MAX_FUTURE_S, READ_EARLIEST, READ_LATEST
-
 Language = Literal["id", "en"]
+
+# The time rule's bounds (service.fixtime): reads may ask any time in 1970-2199; fixes are
+# stored from PATROLI_MIN_FIX_TIME to PATROLI_MAX_FUTURE_S ahead, flagged past the tolerance.
+READ_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+READ_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+DEFAULT_TOLERANCE_S = 300.0
+DEFAULT_MAX_FUTURE_S = 86_400.0
+Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Internal webhook targets allowed by name, address or network."""
+
+    hosts: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+
+    def permits_host(self, host: str) -> bool:
+        """Whether the host name itself is allowed (whatever it resolves to)."""
+        return host.lower().rstrip(".") in self.hosts
+
+    def permits(self, address: Address) -> bool:
+        """Whether the address lies in an allowed network."""
+        return any(address.version == n.version and address in n for n in self.networks)
+
+
+def parse_allow(text: str) -> Allow:
+    """The allow-list from its setting: comma-separated host names, addresses and CIDRs."""
+    hosts: set[str] = set()
+    networks: list[Network] = []
+    for raw in text.split(","):
+        entry = raw.strip()
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
+            continue
+        except ValueError:
+            pass
+        name = entry.lower().rstrip(".")
+        labels = name.split(".")
+        if "/" in name or not all(
+            label and len(label) <= 63 and all(c.isalnum() or c == "-" for c in label)
+            for label in labels
+        ):
+            raise ValueError(
+                f"webhook allow-list entry {entry!r} is neither a host name, an address nor "
+                "a CIDR network"
+            )
+        hosts.add(name)
+    return Allow(frozenset(hosts), tuple(networks))
 
 
 class Settings(BaseSettings):
@@ -108,8 +161,6 @@ class Settings(BaseSettings):
     @field_validator("webhook_allow")
     @classmethod
     def _allow_entries(cls, value: str) -> str:
-        from service.webhook_targets import parse_allow
-
         parse_allow(value)  # a mistyped entry is refused at startup, not ignored
         return value
 

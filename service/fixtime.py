@@ -15,18 +15,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from service.config import (
+    DEFAULT_EARLIEST,
+    DEFAULT_MAX_FUTURE_S,
+    DEFAULT_TOLERANCE_S,
+    READ_EARLIEST,
+    READ_LATEST,
+)
 from service.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from service.config import Settings
-
-READ_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-READ_LATEST = datetime(2200, 1, 1, tzinfo=UTC)
-DEFAULT_EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-DEFAULT_TOLERANCE_S = 300.0
-DEFAULT_MAX_FUTURE_S = 86_400.0
 
 
 def iso(value: datetime) -> str:
@@ -89,6 +87,14 @@ def parse_read_time(value: str, name: str) -> datetime:
     return check_read_time(to_utc(parsed, name), name)
 
 
+class TimeSettings(Protocol):
+    """The settings of the time rule (service.config.Settings has them)."""
+
+    min_fix_time: datetime
+    future_tolerance_s: float
+    max_future_s: float
+
+
 @dataclass(frozen=True)
 class FixTimes:
     """The valid range of fix times: [earliest, now + max_future_s], flagged past tolerance."""
@@ -98,7 +104,7 @@ class FixTimes:
     max_future_s: float = DEFAULT_MAX_FUTURE_S
 
     @classmethod
-    def of(cls, settings: Settings) -> FixTimes:
+    def of(cls, settings: TimeSettings) -> FixTimes:
         """The rule as configured."""
         return cls(
             earliest=settings.min_fix_time,

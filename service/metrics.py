@@ -1,14 +1,12 @@
-"""Prometheus metrics: ping outcomes and request latency, exposed at /metrics."""
+"""Prometheus metrics: ping outcomes and request latency (served at /metrics)."""
 
 from __future__ import annotations
 
 import time
 
-from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.deps import ViewerDep
 
 PINGS = Counter("patroli_pings_total", "Pings received, by outcome", ["status"])
 REQUESTS = Histogram(
@@ -53,10 +51,6 @@ class RequestTimer:
             )
 
 
-def instrument(app: FastAPI) -> None:
-    """Time every request and serve the metrics at /metrics."""
-    app.add_middleware(RequestTimer)
-
-    @app.get("/metrics", include_in_schema=False)
-    def metrics(_: ViewerDep) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+def exposition() -> Response:
+    """The metrics in Prometheus' text format."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

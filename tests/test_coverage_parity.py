@@ -12,11 +12,10 @@ import pytest
 from shapely.geometry import LineString
 from sqlalchemy import text
 
-from service import coverage_sql
-from service.areas import get_route
-from service.coverage_sql import Method, stored_route_coverage, unit_tracks
-from service.deps import Window
-from service.evaluate import corridor_from_row
+from service.analytics import tracks as coverage_sql
+from service.analytics.tracks import Method, stored_route_coverage, unit_tracks
+from service.areas.features import get_route
+from service.areas.index import corridor_from_row
 from service.geo import cells
 from service.geo.coverage import VisitRuns, visit_runs
 from service.quality import Flag
@@ -24,6 +23,7 @@ from service.store.bulk import insert_pings
 from service.store.db import Store
 from service.store.migrate import upgrade
 from service.store.models import PatrolRoute, Unit
+from service.window import Window
 
 T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
 WINDOW = Window(T0 + timedelta(minutes=5), T0 + timedelta(minutes=35))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from service.reports import GEOD, MAX_STEP_GAP_S, STOP_MIN_S, STOP_RADIUS_M, count_stops
+from service.analytics.reports import GEOD, MAX_STEP_GAP_S, STOP_MIN_S, STOP_RADIUS_M, count_stops
 
 
 def reference_stops(t: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> int:

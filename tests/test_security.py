@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.security import DEFAULT_CSP, inline_hashes, page_csp, tile_source
+from service.routes.security import DEFAULT_CSP, inline_hashes, page_csp, tile_source
 from tests.conftest import ADMIN_KEY
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}

@@ -15,7 +15,7 @@ from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
 from service.app import create_app
 from service.config import Settings
-from service.sessions import COOKIE, SALT
+from service.routes.sessions import COOKIE, SALT
 from tests.conftest import ADMIN_KEY
 from tests.maps.conftest import serve_app
 

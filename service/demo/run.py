@@ -12,13 +12,14 @@ from pathlib import Path
 from shapely.geometry import mapping
 from sqlalchemy.engine import make_url
 
-from service import areas, units
+from service.areas import features as areas
+from service.areas import units
+from service.areas.index import GeoCache
 from service.auth import Principal, create_key
 from service.config import Settings
 from service.demo.scenario import Scenario, load_scenario
 from service.demo.simulate import SimPing, simulate
-from service.evaluate import GeoCache
-from service.ingest import ingest
+from service.ingest.pipeline import ingest
 from service.schemas import GeofenceIn, PatrolRouteIn, PingIn, UnitCreate
 from service.store.db import Store
 from service.store.migrate import upgrade

@@ -18,9 +18,10 @@ from shapely.geometry import LineString, Polygon
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.analytics.positions import ELIGIBLE
+from service.areas.index import corridor_from_row, fence_from_row
 from service.config import Settings
-from service.evaluate import corridor_from_row, fence_from_row
-from service.eventlog import event_dict
+from service.events.log import event_dict
 from service.events.machine import UnitMachine
 from service.maps.assets import common_url, offline_map
 from service.maps.coverage import (
@@ -41,9 +42,8 @@ from service.maps.coverage import (
 )
 from service.maps.labels import kind_label, labels, normalize_lang, zone_label
 from service.maps.page import page_data
-from service.positions import ELIGIBLE
+from service.notify.stream import Cursor, current_cursor
 from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
-from service.stream import Cursor, current_cursor
 
 ASSET_DIR = "patroli"  # served at {static_prefix}/patroli/
 TRAIL_LENGTH = 20  # fixes per unit trail, also the most a trail starts with on load

@@ -14,8 +14,8 @@ import shapely
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.analytics.positions import eligible_fixes
 from service.config import Settings
-from service.deps import Window
 from service.maps.coverage import UNIT_PALETTE, FenceLayer
 from service.maps.labels import format_window, normalize_lang, zone_label
 from service.maps.live import (
@@ -29,8 +29,8 @@ from service.maps.live import (
     page_labels,
     route_lines,
 )
-from service.positions import eligible_fixes
 from service.store.models import Unit
+from service.window import Window
 
 POINT_BUDGET = 50_000  # points of all tracks together: about 1.3 MB of JSON
 MIN_POINTS = 200

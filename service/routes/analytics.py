@@ -7,10 +7,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
-from service import presence, reports
-from service.deps import MaxGapQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.analytics import presence, reports
 from service.errors import COMMON_ERRORS, error_responses
 from service.fields import Id
+from service.routes.deps import MaxGapQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
 
 router = APIRouter(prefix="/api/v1", tags=["analytics"], responses=error_responses(*COMMON_ERRORS))
 

@@ -6,10 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import compliance, near
-from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.analytics import compliance, near
 from service.errors import COMMON_ERRORS, error_responses
 from service.fields import Id
+from service.routes.deps import (
+    MaxGapQuery,
+    SegmentQuery,
+    SettingsDep,
+    StoreDep,
+    ViewerDep,
+    WindowDep,
+)
 
 router = APIRouter(prefix="/api/v1", tags=["coverage"], responses=error_responses(*COMMON_ERRORS))
 

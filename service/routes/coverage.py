@@ -6,10 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from service import coverage
-from service.deps import MaxGapQuery, SegmentQuery, SettingsDep, StoreDep, ViewerDep, WindowDep
+from service.analytics import coverage
 from service.errors import COMMON_ERRORS, error_responses
 from service.fields import Id
+from service.routes.deps import (
+    MaxGapQuery,
+    SegmentQuery,
+    SettingsDep,
+    StoreDep,
+    ViewerDep,
+    WindowDep,
+)
 from service.schemas import RouteCoverageOut
 
 router = APIRouter(

@@ -12,9 +12,9 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from service.deps import MapViewerDep, PageViewerDep
 from service.maps.assets import DOCS_PREFIX
-from service.security import html_page
+from service.routes.deps import MapViewerDep, PageViewerDep
+from service.routes.security import html_page
 
 router = APIRouter(include_in_schema=False)
 

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from service.deps import StoreDep, ViewerDep, parse_time
 from service.errors import COMMON_ERRORS, InvalidInput, error_responses
-from service.eventlog import EVENT_TYPES, EventFilter, query_events
+from service.events.log import EVENT_TYPES, EventFilter, query_events
 from service.fields import MAX_BIG_ID, Id
+from service.fixtime import parse_read_time as parse_time
+from service.routes.deps import StoreDep, ViewerDep
 
 router = APIRouter(
     prefix="/api/v1/events", tags=["events"], responses=error_responses(*COMMON_ERRORS)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service import areas
-from service.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
+from service.areas import features as areas
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.events.runner import reconcile_units
 from service.fields import Id
-from service.live import reconcile_units
+from service.routes.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict
 
 router = APIRouter(

@@ -7,8 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, UploadFile
 from fastapi.responses import Response
 
-from service import positions
-from service.deps import StoreDep, TrackerDep, ViewerDep, WindowDep, WriterDep
+from service.analytics import positions
 from service.errors import (
     BODY_ERRORS,
     COMMON_ERRORS,
@@ -19,6 +18,7 @@ from service.errors import (
 )
 from service.fields import Id
 from service.protocols.gpx import parse_gpx
+from service.routes.deps import StoreDep, TrackerDep, ViewerDep, WindowDep, WriterDep
 from service.schemas import PingBatchResult
 from service.store.models import Unit
 

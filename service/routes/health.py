@@ -1,18 +1,25 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes, and the Prometheus metrics."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.deps import StoreDep
+from service.metrics import exposition
+from service.routes.deps import StoreDep, ViewerDep
 from service.store.migrate import current_revision, head_revision
 
 router = APIRouter(tags=["health"])
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(_: ViewerDep) -> Response:
+    """Prometheus metrics: ping outcomes and request latency (viewer key)."""
+    return exposition()
 
 
 @router.get("/healthz")

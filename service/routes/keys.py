@@ -6,9 +6,9 @@ from fastapi import APIRouter, status
 from sqlalchemy import select
 
 from service import auth
-from service.deps import AdminDep, KeysDep, StoreDep
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
 from service.fields import Id
+from service.routes.deps import AdminDep, KeysDep, StoreDep
 from service.schemas import KeyCreate, KeyCreated, KeyPublic
 from service.store.models import ApiKey
 

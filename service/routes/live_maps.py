@@ -9,14 +9,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
 from service.config import Settings
-from service.deps import PageViewerDep, SettingsDep, StoreDep, Window, WindowDep
 from service.errors import COMMON_ERRORS, NotFound, error_responses
 from service.fields import Id
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
-from service.security import map_page
+from service.routes.deps import PageViewerDep, SettingsDep, StoreDep, WindowDep
+from service.routes.security import map_page
 from service.store.db import Store
 from service.store.models import Unit
+from service.window import Window
 
 router = APIRouter(prefix="/maps", tags=["maps"], responses=error_responses(*COMMON_ERRORS))
 

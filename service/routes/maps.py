@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse
 
-from service.deps import PageViewerDep, SettingsDep, StoreDep, WindowDep
 from service.errors import COMMON_ERRORS, error_responses
-from service.mapdata import coverage_map_view
 from service.maps.coverage import render_coverage_map
-from service.security import map_page
+from service.maps.data import coverage_map_view
+from service.routes.deps import PageViewerDep, SettingsDep, StoreDep, WindowDep
+from service.routes.security import map_page
 
 router = APIRouter(prefix="/maps", tags=["maps"], responses=error_responses(*COMMON_ERRORS))
 

@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Request, Response
 from pydantic import TypeAdapter, ValidationError
 
-from service.deps import TrackerDep, get_settings, get_writer
 from service.errors import (
     BODY_ERRORS,
     COMMON_ERRORS,
@@ -18,9 +17,10 @@ from service.errors import (
     error_responses,
 )
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
-from service.ingest import refusal
+from service.ingest.pipeline import refusal
 from service.metrics import count_pings
-from service.openapi import PING_BODY
+from service.routes.deps import TrackerDep, get_settings, get_writer
+from service.routes.openapi import PING_BODY
 from service.schemas import PingBatchResult, PingIn, PingResult
 
 router = APIRouter(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from service import positions
-from service.deps import StoreDep, ViewerDep, WindowDep
+from service.analytics import positions
 from service.errors import COMMON_ERRORS, error_responses
 from service.fields import Id
+from service.routes.deps import StoreDep, ViewerDep, WindowDep
 from service.schemas import GeoJSONDict
 
 router = APIRouter(prefix="/api/v1", tags=["positions"], responses=error_responses(*COMMON_ERRORS))

@@ -12,15 +12,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy.exc import OperationalError
 
-from service import stream as streaming
 from service.auth import KeyCache, Principal, still_valid
-from service.deps import KeysDep, MapViewerDep, SettingsDep, StoreDep
 from service.errors import COMMON_ERRORS, InvalidInput, NotFound, error_responses
-from service.eventlog import EVENT_TYPES
+from service.events.log import EVENT_TYPES
 from service.fields import Id
-from service.store.db import Store
-from service.store.models import Unit
-from service.stream import (
+from service.notify import stream as streaming
+from service.notify.stream import (
     GAP_RECHECK_S,
     KEEPALIVE_S,
     MIN_POLL_S,
@@ -32,6 +29,9 @@ from service.stream import (
     Reader,
     current_cursor,
 )
+from service.routes.deps import KeysDep, MapViewerDep, SettingsDep, StoreDep
+from service.store.db import Store
+from service.store.models import Unit
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,6 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.deps import SettingsDep, WriterDep, device_principal
 from service.errors import (
     BODY_ERRORS,
     COMMON_ERRORS,
@@ -22,7 +21,8 @@ from service.errors import (
     error_responses,
 )
 from service.fixtime import FixTimes
-from service.openapi import OSMAND_GET, OSMAND_POST, OWNTRACKS_POST
+from service.ingest.trackers import store_parsed
+from service.ingest.writer import GroupCommitter
 from service.protocols import Parsed
 from service.protocols.osmand import parse_osmand, parse_traccar_json_body
 from service.protocols.owntracks import (
@@ -30,8 +30,8 @@ from service.protocols.owntracks import (
     owntracks_identity,
     parse_owntracks_body,
 )
-from service.trackers import store_parsed
-from service.writer import GroupCommitter
+from service.routes.deps import SettingsDep, WriterDep, device_principal
+from service.routes.openapi import OSMAND_GET, OSMAND_POST, OWNTRACKS_POST
 
 router = APIRouter(
     prefix="/api/v1",

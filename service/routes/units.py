@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from service import units
-from service.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
+from service.areas import units
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.events.runner import reconcile_units
 from service.fields import Id
-from service.live import reconcile_units
+from service.routes.deps import AdminDep, GeoDep, KeysDep, SettingsDep, StoreDep, ViewerDep
 from service.schemas import (
     AssignmentIn,
     AssignmentOut,

@@ -6,18 +6,18 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, status
 
-from service import webhooks
-from service.deps import AdminDep, SettingsDep, StoreDep
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
 from service.fields import BigId, Id
-from service.webhook_targets import parse_allow, targets
-from service.webhooks import (
+from service.notify import webhooks
+from service.notify.targets import parse_allow, targets
+from service.notify.webhooks import (
     DeliveryOut,
     DeliveryStatus,
     WebhookCreate,
     WebhookCreated,
     WebhookPublic,
 )
+from service.routes.deps import AdminDep, SettingsDep, StoreDep
 
 router = APIRouter(
     prefix="/api/v1/webhooks", tags=["webhooks"], responses=error_responses(*COMMON_ERRORS)

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.app import create_app
+from service.areas.index import corridor_from_row
 from service.config import Settings
-from service.evaluate import corridor_from_row
 from service.geo.corridor import Corridor
 from service.store.models import PatrolRoute
 from tests.conftest import ADMIN_KEY

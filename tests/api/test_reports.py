@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from pyproj import Geod
 
+from service.analytics.reports import to_csv
 from service.app import create_app
 from service.config import Settings
-from service.reports import to_csv
 from service.routes.analytics import router
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, circle_feature, ping, route_feature, window

@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from shapely.geometry import Point
 from sqlalchemy import select
 
-from service import stream as stream_module
 from service.app import create_app
 from service.config import Settings
+from service.notify import stream as stream_module
+from service.notify.stream import Broker, Cursor, EventStream, Reader, notify
 from service.quality import EXCLUDED
 from service.store.db import Store
 from service.store.models import Event, Ping, Unit
-from service.stream import Broker, Cursor, EventStream, Reader, notify
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, ping
 from tests.maps.conftest import serve_app

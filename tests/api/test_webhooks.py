@@ -21,16 +21,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from service.config import Settings
-from service.routes import webhooks as webhook_routes
-from service.store.db import Store
-from service.store.models import Event, Unit, WebhookAttempt, WebhookDelivery
-from service.webhooks import (
+from service.notify.webhooks import (
     RETRY_SCHEDULE,
     WebhookDispatcher,
     enqueue,
     next_delay,
     sign,
 )
+from service.routes import webhooks as webhook_routes
+from service.store.db import Store
+from service.store.models import Event, Unit, WebhookAttempt, WebhookDelivery
 from tests.maps.conftest import serve_app
 
 # Far in the future, so a dispatcher started by the app's lifespan (real clock) never finds the

@@ -37,7 +37,7 @@ from service.maps.coverage import (
     track_point_cap,
 )
 from service.maps.labels import format_time, labels, zone_label
-from service.security import map_page
+from service.routes.security import map_page
 from tests.helpers import csp_violations
 
 TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"

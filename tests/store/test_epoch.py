@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from service.positions import eligible_fixes
+from service.analytics.positions import eligible_fixes
 from service.store.bulk import insert_pings
 from service.store.db import Store
 from service.store.models import Unit

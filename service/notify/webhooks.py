@@ -31,12 +31,12 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.errors import NotFound
-from service.eventlog import EVENT_TYPES, event_dict
+from service.events.log import EVENT_TYPES, event_dict
 from service.fields import Line
+from service.notify.targets import Target, TargetRefused, parse_allow, targets
 from service.redact import safe_origin
 from service.store.db import Store
 from service.store.models import Event, Unit, Webhook, WebhookAttempt, WebhookDelivery, utcnow
-from service.webhook_targets import Target, TargetRefused, parse_allow, targets
 
 log = logging.getLogger(__name__)
 

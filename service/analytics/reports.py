@@ -39,14 +39,9 @@ from shapely.geometry import LineString, mapping
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.config import Settings
-from service.coverage import compute_coverage
-from service.deps import Window
-from service.errors import InvalidInput
-from service.evaluate import corridor_from_row, fence_from_row
-from service.geo.corridor import Corridor
-from service.positions import Fixes
-from service.presence import (
+from service.analytics.coverage import compute_coverage
+from service.analytics.positions import Fixes
+from service.analytics.presence import (
     FencePresence,
     fence_presence,
     interval_rows,
@@ -55,8 +50,13 @@ from service.presence import (
     read_fixes,
     unit_runs,
 )
+from service.areas.index import corridor_from_row, fence_from_row
+from service.config import Settings
+from service.errors import InvalidInput
+from service.geo.corridor import Corridor
 from service.schemas import GeoJSONDict
 from service.store.models import Geofence, PatrolRoute, Unit, UnitPatrolRoute
+from service.window import Window
 
 GEOD = Geod(ellps="WGS84")
 

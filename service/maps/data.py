@@ -8,10 +8,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.analytics.coverage import compute_coverage
+from service.analytics.positions import Fixes
+from service.analytics.presence import fence_presence, min_dwell, read_fixes
+from service.areas.index import corridor_from_row, fence_from_row
 from service.config import Settings
-from service.coverage import compute_coverage
-from service.deps import Window
-from service.evaluate import corridor_from_row, fence_from_row
 from service.maps.coverage import (
     CoverageMapView,
     FenceLayer,
@@ -21,9 +22,8 @@ from service.maps.coverage import (
     TrackLayer,
     heat_grid,
 )
-from service.positions import Fixes
-from service.presence import fence_presence, min_dwell, read_fixes
 from service.store.models import Geofence, PatrolRoute, Unit
+from service.window import Window
 
 
 def _utc(t: float) -> datetime:

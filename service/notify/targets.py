@@ -16,14 +16,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import TypeAlias
 
 import httpx
 
-from service.errors import InvalidInput
+from service.config import Address, Allow, parse_allow
 
-Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
-Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+__all__ = ["Allow", "Target", "TargetRefused", "parse_allow", "targets"]
+from service.errors import InvalidInput
 
 # Instance metadata services; most are link-local or private anyway, Azure's is public.
 METADATA = frozenset(
@@ -40,49 +39,6 @@ class TargetRefused(InvalidInput):
     def __init__(self, message: str, short: str) -> None:
         super().__init__(message)
         self.short = short  # what a failed delivery attempt records
-
-
-@dataclass(frozen=True)
-class Allow:
-    """Internal webhook targets allowed by name, address or network."""
-
-    hosts: frozenset[str] = frozenset()
-    networks: tuple[Network, ...] = ()
-
-    def permits_host(self, host: str) -> bool:
-        """Whether the host name itself is allowed (whatever it resolves to)."""
-        return host.lower().rstrip(".") in self.hosts
-
-    def permits(self, address: Address) -> bool:
-        """Whether the address lies in an allowed network."""
-        return any(address.version == n.version and address in n for n in self.networks)
-
-
-def parse_allow(text: str) -> Allow:
-    """The allow-list from its setting: comma-separated host names, addresses and CIDRs."""
-    hosts: set[str] = set()
-    networks: list[Network] = []
-    for raw in text.split(","):
-        entry = raw.strip()
-        if not entry:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(entry.strip("[]"), strict=False))
-            continue
-        except ValueError:
-            pass
-        name = entry.lower().rstrip(".")
-        labels = name.split(".")
-        if "/" in name or not all(
-            label and len(label) <= 63 and all(c.isalnum() or c == "-" for c in label)
-            for label in labels
-        ):
-            raise ValueError(
-                f"webhook allow-list entry {entry!r} is neither a host name, an address nor "
-                "a CIDR network"
-            )
-        hosts.add(name)
-    return Allow(frozenset(hosts), tuple(networks))
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:

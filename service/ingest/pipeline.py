@@ -15,12 +15,13 @@ import numpy as np
 from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import Session
 
+from service.areas.index import GeoCache
 from service.auth import Principal
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, NotFound, PatroliError
-from service.evaluate import GeoCache
+from service.events.machine import Fix
+from service.events.runner import run_machines
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
-from service.live import run_machines
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
 from service.schemas import PingIn, PingResult
@@ -41,6 +42,12 @@ class WorkItem:
     unit_id: int = 0
     flags: int = 0
     row: dict[str, Any] = field(default_factory=dict)
+
+
+def _fix(it: WorkItem) -> Fix:
+    """What the event machine needs of a ping."""
+    p = it.ping
+    return Fix(ts=p.ts, lon=p.lon, lat=p.lat, speed_mps=p.speed_mps, flags=it.flags)
 
 
 _HOLDS_STATE = Flag.LATE | Flag.FUTURE | Flag.ZERO
@@ -277,8 +284,9 @@ def ingest_items(
         if state.update is not None and state.update["last_ts"] == it.ping.ts:
             state.update["last_ping_id"] = ping_id
     if settings.events_enabled:
+        steps = [(it.unit_id, _fix(it), it.row.get("id")) for it in fresh]
         new_events, machines = run_machines(
-            fresh, {uid: st.machine for uid, st in states.items()}, index, settings
+            steps, {uid: st.machine for uid, st in states.items()}, index, settings
         )
         for uid, machine in machines.items():
             if states[uid].update is not None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from service import webhooks
+from service.notify import webhooks
+from service.notify.stream import Broker, notify
 from service.store.models import Event as EventRow
-from service.stream import Broker, notify
 
 
 class Fanout:

@@ -15,14 +15,14 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.areas import get_fence
+from service.analytics.positions import Fixes, eligible_fixes
+from service.areas.features import get_fence
+from service.areas.index import fence_from_row
 from service.config import Settings
-from service.deps import Window
-from service.evaluate import fence_from_row
 from service.geo import presence as geo
 from service.geo.fence import Fence
-from service.positions import Fixes, eligible_fixes
 from service.store.models import Geofence, Unit
+from service.window import Window
 
 _EPSILON = timedelta(microseconds=1)
 

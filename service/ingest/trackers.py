@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from service.auth import Principal
-from service.ingest import refusal
+from service.ingest.pipeline import refusal
+from service.ingest.writer import GroupCommitter, Outcome
 from service.metrics import count_pings
 from service.protocols import DeviceReport, Parsed
 from service.schemas import PingIn
-from service.writer import GroupCommitter, Outcome
 
 
 async def store_parsed(

@@ -16,13 +16,13 @@ import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
+from service.analytics.coverage import compute_coverage
+from service.analytics.positions import Fixes, eligible_fixes
+from service.areas.index import FenceEntry, GeoIndex, RouteEntry
 from service.config import Settings
-from service.coverage import compute_coverage
-from service.deps import Window
-from service.evaluate import FenceEntry, GeoIndex, RouteEntry
-from service.positions import Fixes, eligible_fixes
 from service.store.models import Event as EventRow
 from service.store.models import Geofence, OverdueMark, PatrolRoute
+from service.window import Window
 
 _LOCK_KEY = 0x70617472  # one worker at a time computes overdue marks (PostgreSQL advisory lock)
 

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from service.areas import get_route
-from service.coverage_sql import Method, check_segments, unit_tracks
-from service.deps import Window
+from service.analytics.tracks import Method, check_segments, unit_tracks
+from service.areas.features import get_route
+from service.areas.index import corridor_from_row
 from service.errors import InvalidInput, NotFound
-from service.evaluate import corridor_from_row
 from service.geo.compliance import Compliance, revisit_compliance
 from service.geo.coverage import visit_runs
 from service.store.models import PatrolRoute, Unit
+from service.window import Window
 
 
 class ComplianceSegmentOut(BaseModel):

@@ -10,9 +10,9 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.areas.index import corridor_from_row, fence_geometry, route_corridor
 from service.config import Settings
 from service.errors import InvalidGeometry, NotFound
-from service.evaluate import corridor_from_row, fence_geometry, route_corridor
 from service.geo.validate import (
     GeometryLimits,
     check_at_most,

@@ -6,16 +6,16 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from service.areas import get_route
-from service.coverage_sql import located_tracks, stored_route_coverage, tracks_coverage
-from service.deps import Window
+from service.analytics.positions import Fixes
+from service.analytics.tracks import located_tracks, stored_route_coverage, tracks_coverage
+from service.areas.features import get_route
+from service.areas.index import corridor_from_row
 from service.errors import NotFound
-from service.evaluate import corridor_from_row
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage
-from service.positions import Fixes
 from service.schemas import RouteCoverageOut, SegmentOut
 from service.store.models import Unit
+from service.window import Window
 
 
 def _dt(t: float | None) -> datetime | None:

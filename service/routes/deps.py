@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service import sessions
+from service.areas.index import GeoCache
 from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
-from service.errors import Forbidden, InvalidInput, Unauthenticated
-from service.evaluate import GeoCache
-from service.fixtime import parse_read_time
+from service.errors import Forbidden, Unauthenticated
+from service.ingest.writer import GroupCommitter
+from service.routes import sessions
 from service.store.db import Store
-from service.writer import GroupCommitter
+from service.window import Window, window_between
 
 
 def get_settings(request: Request) -> Settings:
@@ -218,19 +216,6 @@ WriterDep = Annotated[GroupCommitter, Depends(_writer)]
 KeysDep = Annotated[KeyCache, Depends(_keys)]
 
 
-@dataclass(frozen=True)
-class Window:
-    """A time window [start, end) in UTC."""
-
-    start: datetime
-    end: datetime
-
-
-# Query times follow the one time rule of service.fixtime: any time in 1970-2199 (which holds
-# every fix that can be stored), as ISO 8601 or a Unix time in seconds or milliseconds.
-parse_time = parse_read_time
-
-
 async def window_query(
     settings: SettingsDep,
     from_: Annotated[
@@ -245,22 +230,7 @@ async def window_query(
     ] = None,
 ) -> Window:
     """The [from, to) window of a query (the last 24 hours by default; never beyond now)."""
-    now = datetime.now(UTC)
-    end = parse_time(to, "to") if to else now
-    start = parse_time(from_, "from") if from_ else end - timedelta(hours=24)
-    if start >= now:
-        raise InvalidInput(f"from={start.isoformat()} is in the future: there are no fixes yet")
-    if start >= end:
-        raise InvalidInput("'from' must be earlier than 'to'")
-    # Time after now has no fixes yet: counted, it would show as unvisited or uncovered.
-    end = min(end, now)
-    longest = timedelta(days=settings.max_window_days)
-    if end - start > longest:
-        raise InvalidInput(
-            f"the window is {(end - start) / timedelta(days=1):.1f} days long; at most "
-            f"{settings.max_window_days:g} days may be asked at once (PATROLI_MAX_WINDOW_DAYS)"
-        )
-    return Window(start, end)
+    return window_between(from_, to, settings.max_window_days)
 
 
 WindowDep = Annotated[Window, Depends(window_query)]

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from service.analytics.positions import eligible_fixes
+from service.areas.index import GeoCache
 from service.config import Settings
-from service.evaluate import GeoCache
-from service.live import offline_events
-from service.overdue import lookback_start, overdue_events
-from service.positions import eligible_fixes
+from service.events.overdue import lookback_start, overdue_events
+from service.events.runner import offline_events
 from service.store.db import Store
 from service.store.models import Event as EventRow
 

@@ -18,12 +18,12 @@ from pyproj import Geod
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from service.deps import Window
+from service.analytics.positions import ELIGIBLE
 from service.errors import InvalidInput
-from service.positions import ELIGIBLE
 from service.quality import EXCLUDED
 from service.store.models import Ping, Unit
 from service.store.types import UTCDateTime
+from service.window import Window
 
 GEOD = Geod(ellps="WGS84")
 MAX_RADIUS_M = 100_000.0

@@ -26,15 +26,15 @@ import numpy as np
 import shapely
 from sqlalchemy.orm import Session
 
-from service.deps import Window
+from service.analytics.positions import Fixes, eligible_fixes
+from service.areas.index import route_corridor
 from service.errors import InvalidInput
-from service.evaluate import route_corridor
 from service.geo.cells import route_grid
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage, Track, route_coverage
-from service.positions import Fixes, eligible_fixes
 from service.quality import EXCLUDED
 from service.store.pgcopy import copy_columns, local_settings
+from service.window import Window
 
 Method = Literal["auto", "sql", "numpy"]
 

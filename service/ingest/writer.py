@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
+from service.areas.index import GeoCache
 from service.auth import Principal
 from service.config import Settings
 from service.errors import InvalidInput, StoreUnavailable
-from service.evaluate import GeoCache
 from service.fixtime import FixTimes
-from service.ingest import WorkItem, ingest_items, store_reports
+from service.ingest.pipeline import WorkItem, ingest_items, store_reports
 from service.limits import attributes_refusal
 from service.protocols import DeviceReport
 from service.schemas import PingIn, PingResult

@@ -33,9 +33,9 @@ from sqlalchemy.orm import Session
 from starlette.responses import StreamingResponse
 from starlette.types import Message, Send
 
+from service.analytics.positions import ELIGIBLE
 from service.errors import InvalidInput
-from service.eventlog import EventFilter, query_events
-from service.positions import ELIGIBLE
+from service.events.log import EventFilter, query_events
 from service.quality import flag_names
 from service.store.models import Event, Ping, Unit
 

@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.areas.index import GeoIndex, load_index
 from service.config import Settings
-from service.evaluate import GeoIndex, load_index
 from service.events.machine import Event, FenceRef, Fix, Params, RouteRef, UnitMachine
 from service.store.models import Event as EventRow
 from service.store.models import UnitState
-
-if TYPE_CHECKING:
-    from service.ingest import WorkItem
 
 
 def machine_params(settings: Settings) -> Params:
@@ -79,12 +76,12 @@ def event_row(unit_id: int, event: Event, ping_id: int | None) -> EventRow:
 
 
 def run_machines(
-    items: Sequence[WorkItem],
+    steps: Sequence[tuple[int, Fix, int | None]],
     machines: dict[int, dict[str, Any] | None],
     index: GeoIndex,
     settings: Settings,
 ) -> tuple[list[EventRow], dict[int, dict[str, Any]]]:
-    """Step each unit's machine with its new fixes (sorted by unit, then device time).
+    """Step each unit's machine with its new fixes: (unit id, fix, ping id), by unit and time.
 
     Returns the events to store and the new machine state of every unit that moved.
     """
@@ -92,17 +89,15 @@ def run_machines(
     rows: list[EventRow] = []
     states: dict[int, dict[str, Any]] = {}
     current: tuple[int, UnitMachine] | None = None
-    for it in items:
-        if current is None or current[0] != it.unit_id:
+    for unit_id, fix, ping_id in steps:
+        if current is None or current[0] != unit_id:
             if current is not None:
                 states[current[0]] = current[1].to_dict()
-            saved = machines.get(it.unit_id)
-            current = (it.unit_id, UnitMachine.from_dict(saved) if saved else UnitMachine())
-        ping = it.ping
-        fix = Fix(ts=ping.ts, lon=ping.lon, lat=ping.lat, speed_mps=ping.speed_mps, flags=it.flags)
-        routes = active_routes(index, it.unit_id, ping.ts, tz)
+            saved = machines.get(unit_id)
+            current = (unit_id, UnitMachine.from_dict(saved) if saved else UnitMachine())
+        routes = active_routes(index, unit_id, fix.ts, tz)
         for event in current[1].step(fix, fences, routes, params):
-            rows.append(event_row(it.unit_id, event, it.row.get("id")))
+            rows.append(event_row(unit_id, event, ping_id))
     if current is not None:
         states[current[0]] = current[1].to_dict()
     return rows, states

@@ -1,0 +1,1 @@
+"""Questions about a time window: coverage, compliance, presence, who was near, reports."""

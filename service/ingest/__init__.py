@@ -1,0 +1,1 @@
+"""Ping ingest: tracker messages in, flagged, evaluated and durably stored by group commit."""

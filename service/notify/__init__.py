@@ -1,0 +1,1 @@
+"""What follows a commit: the live stream (Server-Sent Events) and webhook deliveries."""
