@@ -22,27 +22,7 @@ from service.metrics import RequestTimer
 from service.notify.fanout import Fanout
 from service.notify.stream import Broker
 from service.notify.webhooks import WebhookDispatcher
-from service.routes import (
-    analytics,
-    analytics_coverage,
-    coverage,
-    docs,
-    events,
-    geofences,
-    gpx,
-    health,
-    keys,
-    live_maps,
-    maps,
-    patrol_routes,
-    pings,
-    positions,
-    sessions,
-    stream,
-    trackers,
-    units,
-)
-from service.routes import webhooks as webhook_routes
+from service.routes import api_router, sessions
 from service.routes.openapi import install_openapi
 from service.routes.security import SecurityHeaders
 from service.store.db import Store
@@ -117,28 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
     )
     app.add_middleware(SecurityHeaders)
-    # The ingest routes come first: routes are matched in order, and they carry the load.
-    for module in (
-        pings,
-        trackers,
-        health,
-        units,
-        patrol_routes,
-        geofences,
-        gpx,
-        positions,
-        events,
-        analytics_coverage,
-        coverage,
-        analytics,
-        keys,
-        maps,
-        live_maps,
-        stream,
-        webhook_routes,
-        docs,
-    ):
-        app.include_router(module.router)
+    app.include_router(api_router)
     mount_assets(app)
     install_openapi(app)
     return app

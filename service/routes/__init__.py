@@ -1,0 +1,44 @@
+"""The HTTP API: one router module per URL prefix, gathered in `api_router`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from service.routes import (
+    areas,
+    coverage,
+    docs,
+    events,
+    health,
+    keys,
+    maps,
+    pings,
+    positions,
+    presence,
+    reports,
+    stream,
+    trackers,
+    units,
+    webhooks,
+)
+
+api_router = APIRouter()
+# The ingest routes come first: routes are matched in order, and they carry the load.
+for _module in (
+    pings,
+    trackers,
+    health,
+    units,
+    areas,
+    positions,
+    events,
+    coverage,
+    presence,
+    reports,
+    keys,
+    maps,
+    stream,
+    webhooks,
+    docs,
+):
+    api_router.include_router(_module.router)

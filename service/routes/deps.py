@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
 
 from service.areas.index import GeoCache
 from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, Unauthenticated
+from service.events.runner import reconcile_units
 from service.ingest.writer import GroupCommitter
 from service.routes import sessions
 from service.store.db import Store
@@ -32,29 +35,24 @@ def get_store(request: Request) -> Store:
     return store
 
 
-def get_geo(request: Request) -> GeoCache:
-    """The app's cache of patrol-route and geofence geometries."""
-    geo: GeoCache = request.app.state.geo
-    return geo
+def _from_app(name: str) -> Any:
+    """A dependency on the app's `name` (set up by its lifespan).
+
+    FastAPI runs plain `def` dependencies in its thread pool; this one only reads app state,
+    so it is async and stays on the event loop (a thread hop per dependency costs latency).
+    """
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(dependency)
 
 
-# FastAPI runs plain `def` dependencies in its thread pool; these only read app state, so
-# async wrappers keep them on the event loop (a thread hop per dependency costs latency).
-async def _settings(request: Request) -> Settings:
-    return get_settings(request)
-
-
-async def _store(request: Request) -> Store:
-    return get_store(request)
-
-
-async def _geo(request: Request) -> GeoCache:
-    return get_geo(request)
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-StoreDep = Annotated[Store, Depends(_store)]
-GeoDep = Annotated[GeoCache, Depends(_geo)]
+SettingsDep = Annotated[Settings, _from_app("settings")]
+StoreDep = Annotated[Store, _from_app("store")]
+GeoDep = Annotated[GeoCache, _from_app("geo")]
+WriterDep = Annotated[GroupCommitter, _from_app("writer")]
+KeysDep = Annotated[KeyCache, _from_app("keys")]
 
 _bearer = HTTPBearer(auto_error=False, description="API key: `Authorization: Bearer <key>`")
 
@@ -204,16 +202,14 @@ def get_writer(request: Request) -> GroupCommitter:
     return writer
 
 
-async def _writer(request: Request) -> GroupCommitter:
-    return get_writer(request)
-
-
-async def _keys(request: Request) -> KeyCache:
-    return get_keys(request)
-
-
-WriterDep = Annotated[GroupCommitter, Depends(_writer)]
-KeysDep = Annotated[KeyCache, Depends(_keys)]
+@contextmanager
+def edit(store: Store, geo: GeoCache, settings: Settings) -> Iterator[Session]:
+    """A write session for an edit of areas or assignments: the units' states follow it
+    silently (edits never fire events) and the geometry cache is dropped once it is stored."""
+    with store.write() as session:
+        yield session
+        reconcile_units(session, settings)
+    geo.invalidate()
 
 
 async def window_query(

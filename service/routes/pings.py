@@ -17,8 +17,8 @@ from service.errors import (
     error_responses,
 )
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
-from service.ingest.pipeline import refusal
-from service.metrics import count_pings
+from service.ingest.results import answer
+from service.ingest.writer import Outcome
 from service.routes.deps import TrackerDep, get_settings, get_writer
 from service.routes.openapi import PING_BODY
 from service.schemas import PingBatchResult, PingIn, PingResult
@@ -43,23 +43,6 @@ def validate_pings(
         except ValidationError as exc:
             invalid[index] = describe_validation(exc.errors())
     return valid, invalid
-
-
-def batch_result(results: list[PingResult], *, single: bool) -> PingBatchResult:
-    """The response for a ping request; 422 (or 404 for one unknown device) if none was stored."""
-    count_pings([r.status for r in results])
-    if all(r.status == "rejected" for r in results):
-        if single:
-            raise refusal(results[0].reason or "rejected")
-        shown = "; ".join(f"[{r.index}] {r.reason}" for r in results[:20])
-        more = f"; and {len(results) - 20} more" if len(results) > 20 else ""
-        raise InvalidInput(f"every ping was rejected: {shown}{more}")
-    return PingBatchResult(
-        accepted=sum(r.status == "accepted" for r in results),
-        duplicates=sum(r.status == "duplicate" for r in results),
-        rejected=sum(r.status == "rejected" for r in results),
-        results=results,
-    )
 
 
 @router.post(
@@ -96,5 +79,5 @@ async def create_pings(
         for i in range(len(raw))
     ]
     # Serialised here in one pass (pydantic-core), instead of FastAPI validating it again.
-    body = batch_result(results, single=single).model_dump_json()
+    body = answer(Outcome(results, []), "json", single=single).model_dump_json()
     return Response(body, media_type="application/json")

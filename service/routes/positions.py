@@ -1,27 +1,35 @@
-"""HTTP routes for latest positions and unit tracks (GeoJSON)."""
+"""HTTP routes under /api/v1/positions: each unit's latest fix, and who was near a place."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from service.analytics import positions
+from fastapi import APIRouter, Query
+
+from service.analytics import near, positions
 from service.errors import COMMON_ERRORS, error_responses
-from service.fields import Id
 from service.routes.deps import StoreDep, ViewerDep, WindowDep
 from service.schemas import GeoJSONDict
 
-router = APIRouter(prefix="/api/v1", tags=["positions"], responses=error_responses(*COMMON_ERRORS))
+router = APIRouter(prefix="/api/v1/positions", responses=error_responses(*COMMON_ERRORS))
 
 
-@router.get("/positions/latest")
+@router.get("/latest", tags=["positions"])
 def read_latest_positions(store: StoreDep, _: ViewerDep) -> GeoJSONDict:
     """Each unit's newest fix as a FeatureCollection (one Feature per unit)."""
     with store.read() as session:
         return positions.latest_positions(session)
 
 
-@router.get("/units/{unit_id}/track", responses=error_responses(404))
-def read_unit_track(unit_id: Id, window: WindowDep, store: StoreDep, _: ViewerDep) -> GeoJSONDict:
-    """A unit's track in [from, to): a LineString of good fixes, then every fix as a Point."""
+@router.get("/near", tags=["coverage"], response_model_by_alias=True)
+def read_units_near(
+    window: WindowDep,
+    store: StoreDep,
+    _: ViewerDep,
+    lat: Annotated[float, Query(ge=-90, le=90, description="Latitude (WGS84)")],
+    lon: Annotated[float, Query(ge=-180, le=180, description="Longitude (WGS84)")],
+    radius_m: Annotated[float, Query(gt=0, le=near.MAX_RADIUS_M, description="Search radius (m)")],
+) -> near.NearOut:
+    """Units that were within radius_m of (lat, lon) in [from, to), nearest first."""
     with store.read() as session:
-        return positions.unit_track(session, unit_id, window.start, window.end)
+        return near.units_near(session, lon, lat, radius_m, window)

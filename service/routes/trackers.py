@@ -21,7 +21,7 @@ from service.errors import (
     error_responses,
 )
 from service.fixtime import FixTimes
-from service.ingest.trackers import store_parsed
+from service.ingest.results import store_parsed
 from service.ingest.writer import GroupCommitter
 from service.protocols import Parsed
 from service.protocols.osmand import parse_osmand, parse_traccar_json_body

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.geo.compliance import segment_gaps
-from service.routes import analytics_coverage
+from service.routes import coverage as analytics_coverage
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, ping, route_feature, window
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.routes import analytics_coverage
+from service.routes import positions as analytics_coverage
 from tests.conftest import ADMIN_KEY
 from tests.helpers import along, ping, window
 

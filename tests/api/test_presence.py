@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.routes.analytics import router
+from service.routes.presence import router
 from tests.conftest import ADMIN_KEY
 from tests.helpers import along, circle_feature
 

@@ -15,7 +15,7 @@ from pyproj import Geod
 from service.analytics.reports import to_csv
 from service.app import create_app
 from service.config import Settings
-from service.routes.analytics import router
+from service.routes.reports import router
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, circle_feature, ping, route_feature, window
 

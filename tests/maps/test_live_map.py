@@ -23,7 +23,7 @@ from service.app import create_app
 from service.config import Settings
 from service.maps.assets import referenced_assets
 from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, live_map_view
-from service.routes import live_maps
+from service.routes import maps as live_maps
 from service.store.db import Store
 from service.store.models import Event, Unit
 from tests.conftest import ADMIN_KEY
