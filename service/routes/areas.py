@@ -18,7 +18,7 @@ from service.areas import features
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
 from service.fields import Id
 from service.geo.validate import GeometryLimits
-from service.routes.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep, edit
+from service.routes.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep, area_edit
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
 
@@ -66,7 +66,7 @@ def _routes(area: Area) -> APIRouter:
         _: AdminDep,
     ) -> GeoJSONDict:
         row = area.new(feature, features.geometry_limits(settings))  # before the write lock
-        with edit(store, geo, settings) as session:
+        with area_edit(store, geo, settings) as session:
             return area.create(session, row)
 
     @router.get("", name=f"read_{many}", description=f"All {area.many} as a FeatureCollection.")
@@ -103,7 +103,7 @@ def _routes(area: Area) -> APIRouter:
         limits = features.geometry_limits(settings)
         with store.read() as session:
             area.changes(session, area_id, patch, limits)  # builds before the write lock
-        with edit(store, geo, settings) as session:
+        with area_edit(store, geo, settings) as session:
             return area.update(session, area_id, patch, limits)
 
     @router.delete(
@@ -120,7 +120,7 @@ def _routes(area: Area) -> APIRouter:
         settings: SettingsDep,
         _: AdminDep,
     ) -> None:
-        with edit(store, geo, settings) as session:
+        with area_edit(store, geo, settings) as session:
             area.delete(session, area_id)
 
     # FastAPI reads and documents a request body by its parameter's annotation: the area's model.

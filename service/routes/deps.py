@@ -203,12 +203,13 @@ def get_writer(request: Request) -> GroupCommitter:
 
 
 @contextmanager
-def edit(store: Store, geo: GeoCache, settings: Settings) -> Iterator[Session]:
-    """A write session for an edit of areas or assignments: the units' states follow it
-    silently (edits never fire events) and the geometry cache is dropped once it is stored."""
+def area_edit(store: Store, geo: GeoCache, settings: Settings | None = None) -> Iterator[Session]:
+    """Write an edit of units or areas; with settings, the units' states follow it silently
+    (edits never fire events); the geometry cache is dropped once it is committed."""
     with store.write() as session:
         yield session
-        reconcile_units(session, settings)
+        if settings is not None:
+            reconcile_units(session, settings)
     geo.invalidate()
 
 

@@ -25,6 +25,19 @@ def _root(request: Request) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/")
 
 
+def _page(request: Request, name: str) -> dict[str, Any]:
+    """The OpenAPI document's URL and the title of the documentation page `name`."""
+    return {
+        "openapi_url": f"{_root(request)}{OPENAPI_PATH}",
+        "title": f"{request.app.title} - {name}",
+    }
+
+
+def _asset(request: Request, name: str) -> str:
+    """The URL of an asset of the documentation pages (served from local files)."""
+    return f"{_root(request)}{DOCS_PREFIX}/{name}"
+
+
 @router.get(OPENAPI_PATH)
 def openapi(request: Request, _: MapViewerDep) -> JSONResponse:
     """The OpenAPI document of the API."""
@@ -35,13 +48,11 @@ def openapi(request: Request, _: MapViewerDep) -> JSONResponse:
 @router.get("/docs", response_class=HTMLResponse)
 def swagger_ui(request: Request, _: PageViewerDep) -> HTMLResponse:
     """Swagger UI: the API, browsable and callable with a key."""
-    root = _root(request)
     page = get_swagger_ui_html(
-        openapi_url=f"{root}{OPENAPI_PATH}",
-        title=f"{request.app.title} - Swagger UI",
-        swagger_js_url=f"{root}{DOCS_PREFIX}/swagger-ui-bundle.js",
-        swagger_css_url=f"{root}{DOCS_PREFIX}/swagger-ui.css",
-        swagger_favicon_url=f"{root}{DOCS_PREFIX}/favicon.png",
+        **_page(request, "Swagger UI"),
+        swagger_js_url=_asset(request, "swagger-ui-bundle.js"),
+        swagger_css_url=_asset(request, "swagger-ui.css"),
+        swagger_favicon_url=_asset(request, "favicon.png"),
         swagger_ui_parameters=request.app.swagger_ui_parameters,
     )
     return html_page(bytes(page.body).decode())
@@ -50,12 +61,10 @@ def swagger_ui(request: Request, _: PageViewerDep) -> HTMLResponse:
 @router.get("/redoc", response_class=HTMLResponse)
 def redoc(request: Request, _: PageViewerDep) -> HTMLResponse:
     """ReDoc: the API reference."""
-    root = _root(request)
     page = get_redoc_html(
-        openapi_url=f"{root}{OPENAPI_PATH}",
-        title=f"{request.app.title} - ReDoc",
-        redoc_js_url=f"{root}{DOCS_PREFIX}/redoc.standalone.js",
-        redoc_favicon_url=f"{root}{DOCS_PREFIX}/favicon.png",
+        **_page(request, "ReDoc"),
+        redoc_js_url=_asset(request, "redoc.standalone.js"),
+        redoc_favicon_url=_asset(request, "favicon.png"),
         with_google_fonts=False,
     )
     # ReDoc's styled components write <style> elements at run time.

@@ -23,7 +23,7 @@ from service.routes.deps import (
     ViewerDep,
     WindowDep,
     WriterDep,
-    edit,
+    area_edit,
 )
 from service.schemas import (
     AssignmentIn,
@@ -50,10 +50,8 @@ _gpx = APIRouter(tags=["gpx"])
 )
 def create_unit(data: UnitCreate, store: StoreDep, geo: GeoDep, _: AdminDep) -> UnitCreated:
     """Register a unit; the response holds its device secret, shown only this once."""
-    with store.write() as session:
-        result = units.create_unit(session, data)
-    geo.invalidate()
-    return result
+    with area_edit(store, geo) as session:
+        return units.create_unit(session, data)
 
 
 @_units.get("")
@@ -75,17 +73,16 @@ def update_unit(
     unit_id: Id, data: UnitUpdate, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> UnitPublic:
     """Change a unit (name, device_id, kind, patrol-route assignment)."""
-    with edit(store, geo, settings) as session:
+    with area_edit(store, geo, settings) as session:
         return units.update_unit(session, unit_id, data)
 
 
 @_units.delete("/{unit_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(404))
 def delete_unit(unit_id: Id, store: StoreDep, geo: GeoDep, keys: KeysDep, _: AdminDep) -> None:
     """Remove a unit with its pings and keys."""
-    with store.write() as session:
+    with area_edit(store, geo) as session:
         units.delete_unit(session, unit_id)
     keys.clear()
-    geo.invalidate()
 
 
 @_units.post("/{unit_id}/secret", responses=error_responses(404))
@@ -114,7 +111,7 @@ def create_assignment(
     _: AdminDep,
 ) -> AssignmentOut:
     """Assign the unit to a patrol route, optionally for a daily shift (e.g. 19:00 to 07:00)."""
-    with edit(store, geo, settings) as session:
+    with area_edit(store, geo, settings) as session:
         return units.assign(session, unit_id, data)
 
 
@@ -127,7 +124,7 @@ def delete_assignment(
     unit_id: Id, route_id: Id, store: StoreDep, geo: GeoDep, settings: SettingsDep, _: AdminDep
 ) -> None:
     """Unassign the unit from a patrol route."""
-    with edit(store, geo, settings) as session:
+    with area_edit(store, geo, settings) as session:
         units.unassign(session, unit_id, route_id)
 
 

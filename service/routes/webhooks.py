@@ -10,13 +10,6 @@ from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
 from service.fields import BigId, Id
 from service.notify import webhooks
 from service.notify.targets import parse_allow, targets
-from service.notify.webhooks import (
-    DeliveryOut,
-    DeliveryStatus,
-    WebhookCreate,
-    WebhookCreated,
-    WebhookPublic,
-)
 from service.routes.deps import AdminDep, SettingsDep, StoreDep
 
 router = APIRouter(
@@ -26,8 +19,8 @@ router = APIRouter(
 
 @router.post("", status_code=status.HTTP_201_CREATED, responses=error_responses(*BODY_ERRORS))
 def create_webhook(
-    data: WebhookCreate, store: StoreDep, settings: SettingsDep, _: AdminDep
-) -> WebhookCreated:
+    data: webhooks.WebhookCreate, store: StoreDep, settings: SettingsDep, _: AdminDep
+) -> webhooks.WebhookCreated:
     """Register a webhook; the response holds its signing secret, shown only this once.
 
     Loopback, private, link-local and metadata addresses (or names resolving to them) are
@@ -39,14 +32,14 @@ def create_webhook(
 
 
 @router.get("")
-def read_webhooks(store: StoreDep, _: AdminDep) -> list[WebhookPublic]:
+def read_webhooks(store: StoreDep, _: AdminDep) -> list[webhooks.WebhookPublic]:
     """List webhooks (without secrets)."""
     with store.read() as session:
         return webhooks.list_webhooks(session)
 
 
 @router.get("/{webhook_id}", responses=error_responses(404))
-def read_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> WebhookPublic:
+def read_webhook(webhook_id: Id, store: StoreDep, _: AdminDep) -> webhooks.WebhookPublic:
     """One webhook (without its secret)."""
     with store.read() as session:
         return webhooks.read_webhook(session, webhook_id)
@@ -66,16 +59,20 @@ def read_deliveries(
     webhook_id: Id,
     store: StoreDep,
     _: AdminDep,
-    status: Annotated[DeliveryStatus | None, Query(description="Only this status.")] = None,
+    status: Annotated[
+        webhooks.DeliveryStatus | None, Query(description="Only this status.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-) -> list[DeliveryOut]:
+) -> list[webhooks.DeliveryOut]:
     """A webhook's deliveries, newest first, each with its attempts."""
     with store.read() as session:
         return webhooks.list_deliveries(session, webhook_id, status, limit)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", responses=error_responses(404))
-def redeliver(delivery_id: BigId, request: Request, store: StoreDep, _: AdminDep) -> DeliveryOut:
+def redeliver(
+    delivery_id: BigId, request: Request, store: StoreDep, _: AdminDep
+) -> webhooks.DeliveryOut:
     """Send a delivery again (e.g. a dead one) as soon as possible."""
     with store.write() as session:
         result = webhooks.redeliver(session, delivery_id)
