@@ -30,12 +30,12 @@ from service.maps.coverage import (
     SegmentLayer,
     TrackLayer,
     heat_grid,
-    presence_level,
     render_coverage_map,
     segment_age,
     thin_track,
     track_point_cap,
 )
+from service.maps.kit import presence_level
 from service.maps.labels import format_time, labels, zone_label
 from service.routes.security import map_page
 from tests.helpers import csp_violations
