@@ -33,6 +33,9 @@ from service.store.models import Geofence, PatrolRoute, utcnow
 
 Area = TypeVar("Area", PatrolRoute, Geofence)
 
+# Stored properties a feature shows (after id and name).
+_ROUTE_PROPERTIES = ("corridor_m", "closed", "off_route_after_s", "revisit_s")
+_FENCE_PROPERTIES = ("kind", "radius_m", "min_dwell_s", "hysteresis_m", "revisit_s")
 # Properties a geofence patch may set back to null (the others keep their value on null).
 _NULLABLE_FENCE = ("radius_m", "min_dwell_s", "hysteresis_m", "revisit_s")
 
@@ -60,8 +63,7 @@ def _check_fence_values(values: dict[str, Any], limits: GeometryLimits) -> None:
             check_at_most(values[name], name, f"max_{name}", limits)
 
 
-def route_feature(row: PatrolRoute) -> GeoJSONDict:
-    """A stored patrol route as a GeoJSON Feature."""
+def _feature(row: PatrolRoute | Geofence, names: tuple[str, ...], **more: Any) -> GeoJSONDict:
     return {
         "type": "Feature",
         "id": row.id,
@@ -69,35 +71,23 @@ def route_feature(row: PatrolRoute) -> GeoJSONDict:
         "properties": {
             "id": row.id,
             "name": row.name,
-            "corridor_m": row.corridor_m,
-            "closed": row.closed,
-            "off_route_after_s": row.off_route_after_s,
-            "revisit_s": row.revisit_s,
-            "length_m": round(corridor_from_row(row).length_m, 2),
+            **{name: getattr(row, name) for name in names},
+            **more,
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
         },
     }
+
+
+def route_feature(row: PatrolRoute) -> GeoJSONDict:
+    """A stored patrol route as a GeoJSON Feature."""
+    length_m = round(corridor_from_row(row).length_m, 2)
+    return _feature(row, _ROUTE_PROPERTIES, length_m=length_m)
 
 
 def fence_feature(row: Geofence) -> GeoJSONDict:
     """A stored geofence as a GeoJSON Feature (a circle is its centre Point with radius_m)."""
-    return {
-        "type": "Feature",
-        "id": row.id,
-        "geometry": mapping(row.geom),
-        "properties": {
-            "id": row.id,
-            "name": row.name,
-            "kind": row.kind,
-            "radius_m": row.radius_m,
-            "min_dwell_s": row.min_dwell_s,
-            "hysteresis_m": row.hysteresis_m,
-            "revisit_s": row.revisit_s,
-            "created_at": row.created_at.isoformat(),
-            "updated_at": row.updated_at.isoformat(),
-        },
-    }
+    return _feature(row, _FENCE_PROPERTIES)
 
 
 def collection(features: list[GeoJSONDict]) -> GeoJSONDict:
