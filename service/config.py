@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 Language = Literal["id", "en"]
 
@@ -23,6 +26,7 @@ DEFAULT_TOLERANCE_S = 300.0
 DEFAULT_MAX_FUTURE_S = 86_400.0
 Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+D = TypeVar("D", bound="DataclassInstance")
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,11 @@ class Settings(BaseSettings):
     def migrate_on_start(self) -> bool:
         """Whether to apply migrations when the service starts."""
         return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    def pick(self, cls: type[D], **values: Any) -> D:
+        """A dataclass whose fields not in `values` are the settings of the same name, if any."""
+        names = (f.name for f in fields(cls) if f.name not in values)
+        return cls(**values, **{n: getattr(self, n) for n in names if n in type(self).model_fields})
 
 
 @lru_cache

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from geojson_pydantic import Feature, LineString, Point, Polygon
 from pydantic import (
@@ -20,6 +20,8 @@ from service.fields import Id, Line, check_json_text
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes, to_utc
 
 Role = Literal["admin", "viewer", "tracker"]
+G = TypeVar("G")
+P = TypeVar("P", bound=BaseModel)
 
 
 def _aware(value: datetime) -> datetime:
@@ -129,12 +131,16 @@ class PatrolRouteIn(Feature[LineString, PatrolRouteProperties]):
     properties: PatrolRouteProperties
 
 
-class PatrolRoutePatch(BaseModel):
-    """A partial patrol route feature: new geometry and/or properties."""
+class FeaturePatch(BaseModel, Generic[G, P]):
+    """A partial feature: new geometry and/or properties."""
 
     type: Literal["Feature"] = "Feature"
-    geometry: LineString | None = None
-    properties: PatrolRoutePropertiesPatch | None = None
+    geometry: G | None = None
+    properties: P | None = None
+
+
+class PatrolRoutePatch(FeaturePatch[LineString, PatrolRoutePropertiesPatch]):
+    """A partial patrol route feature: new geometry and/or properties."""
 
 
 # ---- geofences -----------------------------------------------------------------------------
@@ -183,12 +189,8 @@ class GeofenceIn(Feature[FenceGeometry, GeofenceProperties]):
     properties: GeofenceProperties
 
 
-class GeofencePatch(BaseModel):
+class GeofencePatch(FeaturePatch[FenceGeometry, GeofencePropertiesPatch]):
     """A partial geofence feature: new geometry and/or properties."""
-
-    type: Literal["Feature"] = "Feature"
-    geometry: FenceGeometry | None = None
-    properties: GeofencePropertiesPatch | None = None
 
 
 # ---- pings ---------------------------------------------------------------------------------
@@ -337,14 +339,20 @@ class SegmentOut(BaseModel):
     last_visit: datetime | None
 
 
-class RouteCoverageOut(BaseModel):
-    """Coverage of a patrol route over a window [from, to)."""
+class RouteWindowOut(BaseModel):
+    """What an answer about a patrol route over a window [from, to) starts with."""
 
     patrol_route_id: int
     name: str
-    unit_id: int | None = Field(default=None, description="Only this unit's visits, when set")
+    unit_id: int | None
     window_from: datetime = Field(serialization_alias="from")
     window_to: datetime = Field(serialization_alias="to")
+
+
+class RouteCoverageOut(RouteWindowOut):
+    """Coverage of a patrol route over a window [from, to)."""
+
+    unit_id: int | None = Field(default=None, description="Only this unit's visits, when set")
     segment_m: float
     max_gap_s: float
     length_m: float

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from service.analytics.tracks import Method, check_segments, unit_tracks
-from service.areas.features import get_route
+from service.analytics.coverage import checked_route
+from service.analytics.tracks import check_segments, unit_tracks
 from service.areas.index import corridor_from_row
-from service.errors import InvalidInput, NotFound
-from service.geo.compliance import Compliance, revisit_compliance
+from service.errors import InvalidInput
+from service.geo.compliance import revisit_compliance
 from service.geo.coverage import visit_runs
-from service.store.models import PatrolRoute, Unit
+from service.schemas import RouteWindowOut
 from service.window import Window
 
 
@@ -50,14 +50,9 @@ class GapOut(BaseModel):
     gap_s: float
 
 
-class RouteComplianceOut(BaseModel):
+class RouteComplianceOut(RouteWindowOut):
     """Revisit compliance of a patrol route over a window [from, to)."""
 
-    patrol_route_id: int
-    name: str
-    unit_id: int | None
-    window_from: datetime = Field(serialization_alias="from")
-    window_to: datetime = Field(serialization_alias="to")
     revisit_s: float
     segment_m: float
     max_gap_s: float
@@ -79,39 +74,6 @@ def _opt_dt(t: float | None) -> datetime | None:
     return None if t is None else _dt(t)
 
 
-def compute_compliance(
-    session: Session,
-    route_id: int,
-    window: Window,
-    revisit_s: float | None,
-    segment_m: float,
-    max_gap_s: float,
-    unit_id: int | None = None,
-    method: Method = "auto",
-) -> tuple[PatrolRoute, Compliance, float]:
-    """The route, its revisit compliance and the revisit_s used, for one unit or all."""
-    row = get_route(session, route_id)
-    if unit_id is not None and session.get(Unit, unit_id) is None:
-        raise NotFound(f"unit {unit_id} not found")
-    revisit = revisit_s if revisit_s is not None else row.revisit_s
-    if revisit is None:
-        raise InvalidInput("revisit_s is required: this patrol route has no revisit_s set")
-    corridor = corridor_from_row(row)
-    check_segments(corridor, segment_m)
-    start, end = window.start.timestamp(), window.end.timestamp()
-    tracks = [t for _, t in unit_tracks(session, corridor, window, unit_id, method)]
-    runs = visit_runs(
-        corridor.length_m,
-        tracks,
-        start,
-        end,
-        closed=corridor.closed,
-        segment_m=segment_m,
-        max_gap_s=max_gap_s,
-    )
-    return row, revisit_compliance(runs, corridor.length_m, start, end, revisit), revisit
-
-
 def patrol_route_compliance(
     session: Session,
     route_id: int,
@@ -122,9 +84,24 @@ def patrol_route_compliance(
     unit_id: int | None = None,
 ) -> RouteComplianceOut:
     """Which segments of a patrol route were revisited often enough in the window."""
-    row, result, revisit = compute_compliance(
-        session, route_id, window, revisit_s, segment_m, max_gap_s, unit_id
+    row = checked_route(session, route_id, unit_id)
+    revisit = revisit_s if revisit_s is not None else row.revisit_s
+    if revisit is None:
+        raise InvalidInput("revisit_s is required: this patrol route has no revisit_s set")
+    corridor = corridor_from_row(row)
+    check_segments(corridor, segment_m)
+    start, end = window.start.timestamp(), window.end.timestamp()
+    tracks = [t for _, t in unit_tracks(session, corridor, window, unit_id)]
+    runs = visit_runs(
+        corridor.length_m,
+        tracks,
+        start,
+        end,
+        closed=corridor.closed,
+        segment_m=segment_m,
+        max_gap_s=max_gap_s,
     )
+    result = revisit_compliance(runs, corridor.length_m, start, end, revisit)
     return RouteComplianceOut(
         patrol_route_id=row.id,
         name=row.name,

@@ -14,12 +14,20 @@ from service.errors import NotFound
 from service.geo.corridor import Corridor
 from service.geo.coverage import Coverage
 from service.schemas import RouteCoverageOut, SegmentOut
-from service.store.models import Unit
+from service.store.models import PatrolRoute, Unit
 from service.window import Window
 
 
 def _dt(t: float | None) -> datetime | None:
     return None if t is None else datetime.fromtimestamp(t, UTC)
+
+
+def checked_route(session: Session, route_id: int, unit_id: int | None) -> PatrolRoute:
+    """A stored patrol route, or NotFound; NotFound too for a unit given but not stored."""
+    row = get_route(session, route_id)
+    if unit_id is not None and session.get(Unit, unit_id) is None:
+        raise NotFound(f"unit {unit_id} not found")
+    return row
 
 
 def compute_coverage(
@@ -39,9 +47,7 @@ def patrol_route_coverage(
     unit_id: int | None = None,
 ) -> RouteCoverageOut:
     """Which segments of a patrol route were visited in the window, and when (one unit or all)."""
-    row = get_route(session, route_id)
-    if unit_id is not None and session.get(Unit, unit_id) is None:
-        raise NotFound(f"unit {unit_id} not found")
+    row = checked_route(session, route_id, unit_id)
     corridor = corridor_from_row(row)
     result = stored_route_coverage(session, corridor, window, segment_m, max_gap_s, unit_id=unit_id)
     return RouteCoverageOut(

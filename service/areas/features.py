@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import shapely
 from shapely.geometry import Point, mapping
@@ -30,20 +31,19 @@ from service.schemas import (
 )
 from service.store.models import Geofence, PatrolRoute, utcnow
 
+Area = TypeVar("Area", PatrolRoute, Geofence)
+
+# Stored properties a feature shows (after id and name).
+_ROUTE_PROPERTIES = ("corridor_m", "closed", "off_route_after_s", "revisit_s")
+_FENCE_PROPERTIES = ("kind", "radius_m", "min_dwell_s", "hysteresis_m", "revisit_s")
 # Properties a geofence patch may set back to null (the others keep their value on null).
 _NULLABLE_FENCE = ("radius_m", "min_dwell_s", "hysteresis_m", "revisit_s")
 
 
 def geometry_limits(settings: Settings) -> GeometryLimits:
     """The limits on one patrol route or geofence, from the settings."""
-    return GeometryLimits(
-        max_geometry_vertices=settings.max_geometry_vertices,
-        max_route_length_km=settings.max_route_length_km,
-        max_extent_km=settings.max_extent_km,
-        max_corridor_m=settings.max_corridor_m,
-        max_radius_m=settings.max_radius_m,
-        max_hysteresis_m=settings.max_hysteresis_m,
-        env_prefix=str(settings.model_config.get("env_prefix", "")),
+    return settings.pick(
+        GeometryLimits, env_prefix=str(settings.model_config.get("env_prefix", ""))
     )
 
 
@@ -63,8 +63,7 @@ def _check_fence_values(values: dict[str, Any], limits: GeometryLimits) -> None:
             check_at_most(values[name], name, f"max_{name}", limits)
 
 
-def route_feature(row: PatrolRoute) -> GeoJSONDict:
-    """A stored patrol route as a GeoJSON Feature."""
+def _feature(row: PatrolRoute | Geofence, names: tuple[str, ...], **more: Any) -> GeoJSONDict:
     return {
         "type": "Feature",
         "id": row.id,
@@ -72,35 +71,23 @@ def route_feature(row: PatrolRoute) -> GeoJSONDict:
         "properties": {
             "id": row.id,
             "name": row.name,
-            "corridor_m": row.corridor_m,
-            "closed": row.closed,
-            "off_route_after_s": row.off_route_after_s,
-            "revisit_s": row.revisit_s,
-            "length_m": round(corridor_from_row(row).length_m, 2),
+            **{name: getattr(row, name) for name in names},
+            **more,
             "created_at": row.created_at.isoformat(),
             "updated_at": row.updated_at.isoformat(),
         },
     }
+
+
+def route_feature(row: PatrolRoute) -> GeoJSONDict:
+    """A stored patrol route as a GeoJSON Feature."""
+    length_m = round(corridor_from_row(row).length_m, 2)
+    return _feature(row, _ROUTE_PROPERTIES, length_m=length_m)
 
 
 def fence_feature(row: Geofence) -> GeoJSONDict:
     """A stored geofence as a GeoJSON Feature (a circle is its centre Point with radius_m)."""
-    return {
-        "type": "Feature",
-        "id": row.id,
-        "geometry": mapping(row.geom),
-        "properties": {
-            "id": row.id,
-            "name": row.name,
-            "kind": row.kind,
-            "radius_m": row.radius_m,
-            "min_dwell_s": row.min_dwell_s,
-            "hysteresis_m": row.hysteresis_m,
-            "revisit_s": row.revisit_s,
-            "created_at": row.created_at.isoformat(),
-            "updated_at": row.updated_at.isoformat(),
-        },
-    }
+    return _feature(row, _FENCE_PROPERTIES)
 
 
 def collection(features: list[GeoJSONDict]) -> GeoJSONDict:
@@ -108,20 +95,44 @@ def collection(features: list[GeoJSONDict]) -> GeoJSONDict:
     return {"type": "FeatureCollection", "features": features}
 
 
+def _get(session: Session, model: type[Area], row_id: int, what: str) -> Area:
+    row = session.get(model, row_id)
+    if row is None:
+        raise NotFound(f"{what} {row_id} not found")
+    return row
+
+
+def _add(session: Session, row: Area, feature: Callable[[Area], GeoJSONDict]) -> GeoJSONDict:
+    session.add(row)
+    session.flush()
+    return feature(row)
+
+
+def _list(
+    session: Session, model: type[Area], feature: Callable[[Area], GeoJSONDict]
+) -> GeoJSONDict:
+    rows = session.scalars(select(model).order_by(model.id))
+    return collection([feature(r) for r in rows])
+
+
+def _change(
+    session: Session, row: Area, changes: dict[str, Any], feature: Callable[[Area], GeoJSONDict]
+) -> GeoJSONDict:
+    for name, value in changes.items():
+        setattr(row, name, value)
+    row.updated_at = utcnow()
+    session.flush()
+    return feature(row)
+
+
 def get_route(session: Session, route_id: int) -> PatrolRoute:
     """A stored patrol route, or NotFound."""
-    row = session.get(PatrolRoute, route_id)
-    if row is None:
-        raise NotFound(f"patrol route {route_id} not found")
-    return row
+    return _get(session, PatrolRoute, route_id, "patrol route")
 
 
 def get_fence(session: Session, fence_id: int) -> Geofence:
     """A stored geofence, or NotFound."""
-    row = session.get(Geofence, fence_id)
-    if row is None:
-        raise NotFound(f"geofence {fence_id} not found")
-    return row
+    return _get(session, Geofence, fence_id, "geofence")
 
 
 def new_route(feature: PatrolRouteIn, limits: GeometryLimits) -> PatrolRoute:
@@ -136,19 +147,6 @@ def new_route(feature: PatrolRouteIn, limits: GeometryLimits) -> PatrolRoute:
     row = PatrolRoute(**props.model_dump(), geom=line)
     route_corridor(line, props.corridor_m, props.closed)
     return row
-
-
-def create_route(session: Session, row: PatrolRoute) -> GeoJSONDict:
-    """Store a patrol route made by `new_route`."""
-    session.add(row)
-    session.flush()
-    return route_feature(row)
-
-
-def list_routes(session: Session) -> GeoJSONDict:
-    """All patrol routes as a FeatureCollection."""
-    rows = session.scalars(select(PatrolRoute).order_by(PatrolRoute.id))
-    return collection([route_feature(r) for r in rows])
 
 
 def route_changes(
@@ -179,24 +177,6 @@ def route_changes(
     return changes
 
 
-def update_route(
-    session: Session, route_id: int, patch: PatrolRoutePatch, limits: GeometryLimits
-) -> GeoJSONDict:
-    """Change a patrol route's geometry and/or properties."""
-    changes = route_changes(session, route_id, patch, limits)
-    row = get_route(session, route_id)
-    for name, value in changes.items():
-        setattr(row, name, value)
-    row.updated_at = utcnow()
-    session.flush()
-    return route_feature(row)
-
-
-def delete_route(session: Session, route_id: int) -> None:
-    """Remove a patrol route (its assignments go with it)."""
-    session.delete(get_route(session, route_id))
-
-
 def new_fence(feature: GeofenceIn, limits: GeometryLimits) -> Geofence:
     """A checked, unsaved geofence; its fence is built (and shared) here (see `new_route`)."""
     props = feature.properties
@@ -206,19 +186,6 @@ def new_fence(feature: GeofenceIn, limits: GeometryLimits) -> Geofence:
     row = Geofence(**values, geom=geom)
     fence_geometry(geom, props.radius_m)
     return row
-
-
-def create_fence(session: Session, row: Geofence) -> GeoJSONDict:
-    """Store a geofence made by `new_fence`."""
-    session.add(row)
-    session.flush()
-    return fence_feature(row)
-
-
-def list_fences(session: Session) -> GeoJSONDict:
-    """All geofences as a FeatureCollection."""
-    rows = session.scalars(select(Geofence).order_by(Geofence.id))
-    return collection([fence_feature(r) for r in rows])
 
 
 def fence_changes(
@@ -250,17 +217,45 @@ def fence_changes(
     return changes
 
 
+def create_route(session: Session, row: PatrolRoute) -> GeoJSONDict:
+    """Store a patrol route made by `new_route`."""
+    return _add(session, row, route_feature)
+
+
+def create_fence(session: Session, row: Geofence) -> GeoJSONDict:
+    """Store a geofence made by `new_fence`."""
+    return _add(session, row, fence_feature)
+
+
+def list_routes(session: Session) -> GeoJSONDict:
+    """All patrol routes as a FeatureCollection."""
+    return _list(session, PatrolRoute, route_feature)
+
+
+def list_fences(session: Session) -> GeoJSONDict:
+    """All geofences as a FeatureCollection."""
+    return _list(session, Geofence, fence_feature)
+
+
+def update_route(
+    session: Session, route_id: int, patch: PatrolRoutePatch, limits: GeometryLimits
+) -> GeoJSONDict:
+    """Change a patrol route's geometry and/or properties."""
+    changes = route_changes(session, route_id, patch, limits)
+    return _change(session, get_route(session, route_id), changes, route_feature)
+
+
 def update_fence(
     session: Session, fence_id: int, patch: GeofencePatch, limits: GeometryLimits
 ) -> GeoJSONDict:
     """Change a geofence's geometry and/or properties."""
     changes = fence_changes(session, fence_id, patch, limits)
-    row = get_fence(session, fence_id)
-    for name, value in changes.items():
-        setattr(row, name, value)
-    row.updated_at = utcnow()
-    session.flush()
-    return fence_feature(row)
+    return _change(session, get_fence(session, fence_id), changes, fence_feature)
+
+
+def delete_route(session: Session, route_id: int) -> None:
+    """Remove a patrol route (its assignments go with it)."""
+    session.delete(get_route(session, route_id))
 
 
 def delete_fence(session: Session, fence_id: int) -> None:

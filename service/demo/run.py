@@ -6,6 +6,7 @@ import argparse
 import threading
 import time
 from collections.abc import Iterable
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,22 +74,9 @@ def seed(store: Store, scenario: Scenario, settings: Settings) -> dict[str, str]
     return keys
 
 
-def _as_ping(p: SimPing) -> PingIn:
-    return PingIn(
-        device_id=p.device_id,
-        lat=p.lat,
-        lon=p.lon,
-        ts=p.ts,
-        speed_mps=p.speed_mps,
-        heading=p.heading,
-        accuracy_m=p.accuracy_m,
-        battery=p.battery,
-    )
-
-
 def post(store: Store, geo: GeoCache, settings: Settings, pings: Iterable[SimPing]) -> int:
     """Ingest simulated pings through the regular ingest path; returns how many were stored."""
-    items = [_as_ping(p) for p in pings]
+    items = [PingIn(**asdict(p)) for p in pings]
     stored = 0
     for i in range(0, len(items), BATCH):
         chunk = list(enumerate(items[i : i + BATCH]))

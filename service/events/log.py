@@ -9,21 +9,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.events.types import EVENT_TYPES as EVENT_TYPES  # callers import it from here too
 from service.store.models import Event, Unit
-
-EVENT_TYPES = (
-    "geofence_enter",
-    "geofence_exit",
-    "off_route",
-    "on_route",
-    "stopped",
-    "moving",
-    "overspeed",
-    "offline",
-    "online",
-    "revisit_overdue",
-    "revisited",
-)
 
 
 def event_dict(event: Event, unit_name: str | None = None) -> dict[str, Any]:

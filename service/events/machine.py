@@ -4,11 +4,11 @@ Fixes must be fed per unit in device-time order. Every event fires exactly once 
 transition, and the whole state is a plain JSON-able dict, so it can be stored with the unit
 and resumed after a restart without duplicating or losing an event.
 
-Event types: geofence_enter, geofence_exit, off_route, on_route, stopped, moving, overspeed,
-offline, online. There is deliberately no overspeed_end: an episode is reported once, when it
-has lasted long enough to matter, and its end is visible in the track itself. Offline is
-detected by check_offline() on a timer, or by the next fix if the timer missed the gap; an
-outage restarts pending stop and overspeed timers, since nothing is known about the silence.
+It fires every event type (events/types.py) but the revisit ones (overdue.py). There is
+deliberately no overspeed_end: an episode is reported once, when it has lasted long enough
+to matter, and its end is visible in the track itself. Offline is detected by
+check_offline() on a timer, or by the next fix if the timer missed the gap; an outage
+restarts pending stop and overspeed timers, since nothing is known about the silence.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from service.events.types import EventType
 from service.geo.corridor import Corridor
 from service.geo.fence import Fence
 from service.quality import Flag, distance_m, eligible
@@ -41,7 +42,7 @@ class Fix:
 class Event:
     """A live event of one unit; details hold only JSON-able values."""
 
-    type: str
+    type: EventType
     ts: datetime
     lon: float | None
     lat: float | None

@@ -23,13 +23,7 @@ from service.store.models import UnitState
 
 def machine_params(settings: Settings) -> Params:
     """The event thresholds from the settings."""
-    return Params(
-        hysteresis_m=settings.hysteresis_m,
-        off_route_after_s=settings.off_route_after_s,
-        stop_after_s=settings.stop_after_s,
-        offline_after_s=settings.offline_after_s,
-        speed_limit_mps=settings.speed_limit_mps,
-    )
+    return settings.pick(Params)
 
 
 def fence_refs(index: GeoIndex) -> list[FenceRef]:

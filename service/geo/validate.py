@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import shapely
@@ -19,6 +20,8 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from service.errors import InvalidGeometry, InvalidInput, PayloadTooLarge
+
+G = TypeVar("G", LineString, Polygon)
 
 MAX_RADIUS_M = 50_000.0
 GEOD = Geod(ellps="WGS84")
@@ -73,14 +76,19 @@ def check_lonlat(coords: NDArray[np.float64]) -> None:
         raise InvalidGeometry(f"latitude {_fmt(lats[bad_lat[0]])} out of range [-90, 90]")
 
 
+def _flat(geom: BaseGeometry, kind: type[G], name: str) -> G:
+    # The geometry as `kind`, non-empty, in range and 2D.
+    if not isinstance(geom, kind):
+        raise InvalidGeometry(f"expected a {kind.__name__}, got {geom.geom_type}")
+    if geom.is_empty:
+        raise InvalidGeometry(f"{name} is empty")
+    check_coordinates(geom)
+    return shapely.force_2d(geom)
+
+
 def validate_line(geom: BaseGeometry) -> LineString:
     """A 2D LineString with at least two distinct points, or InvalidGeometry."""
-    if not isinstance(geom, LineString):
-        raise InvalidGeometry(f"expected a LineString, got {geom.geom_type}")
-    if geom.is_empty:
-        raise InvalidGeometry("line is empty")
-    check_coordinates(geom)
-    line = shapely.force_2d(geom)
+    line = _flat(geom, LineString, "line")
     # Self-crossing is deliberately allowed: patrol routes legitimately cross themselves.
     distinct = np.unique(shapely.get_coordinates(line), axis=0)
     if len(distinct) < 2 or line.length == 0.0:
@@ -102,12 +110,7 @@ def check_ring_closed(coords: Sequence[Sequence[float]], name: str = "polygon ri
 
 def validate_polygon(geom: BaseGeometry) -> Polygon:
     """A simple, non-degenerate 2D Polygon (holes allowed), or InvalidGeometry."""
-    if not isinstance(geom, Polygon):
-        raise InvalidGeometry(f"expected a Polygon, got {geom.geom_type}")
-    if geom.is_empty:
-        raise InvalidGeometry("polygon is empty")
-    check_coordinates(geom)
-    poly = shapely.force_2d(geom)
+    poly = _flat(geom, Polygon, "polygon")
     if poly.is_valid:
         if poly.area == 0.0:
             raise InvalidGeometry("polygon has zero area")

@@ -31,7 +31,7 @@ def _clean_prefix(prefix: str) -> str:
 
 
 def mount_assets(app: FastAPI, prefix: str = "/static") -> None:
-    """Serve Leaflet, jQuery, the map pages' scripts and the API docs' assets under `prefix`.
+    """Serve Leaflet, jQuery, the map pages' scripts and styles and the API docs' assets.
 
     At `{prefix}/leaflet/`, `{prefix}/jquery/`, `{prefix}/patroli/` and `{prefix}/docs/`.
     """
@@ -55,9 +55,14 @@ def asset_urls(
     return js, css
 
 
+def patroli_url(static_prefix: str, filename: str) -> str:
+    """URL of one of the map pages' own static files (scripts, stylesheet)."""
+    return f"{_clean_prefix(static_prefix)}/patroli/{filename}"
+
+
 def common_url(static_prefix: str = "/static") -> str:
     """URL of the map pages' shared script (PatroliCommon: page data, feature binding)."""
-    return f"{_clean_prefix(static_prefix)}/patroli/common.js"
+    return patroli_url(static_prefix, "common.js")
 
 
 def _camel(name: str) -> str:

@@ -11,18 +11,17 @@ from sqlalchemy.orm import Session
 from service.analytics.coverage import compute_coverage
 from service.analytics.positions import Fixes
 from service.analytics.presence import fence_presence, min_dwell, read_fixes
-from service.areas.index import corridor_from_row, fence_from_row
 from service.config import Settings
 from service.maps.coverage import (
     CoverageMapView,
-    FenceLayer,
     PositionLayer,
     RouteLayer,
     SegmentLayer,
     TrackLayer,
     heat_grid,
 )
-from service.store.models import Geofence, PatrolRoute, Unit
+from service.maps.kit import page_fields, stored_fences, stored_routes
+from service.store.models import Unit
 from service.window import Window
 
 
@@ -48,50 +47,36 @@ def coverage_map_view(
     fixes = _within(around, start, end)
 
     routes = []
-    for row in session.scalars(select(PatrolRoute).order_by(PatrolRoute.id)):
-        corridor = corridor_from_row(row)
+    for row, corridor, base in stored_routes(session):
         cov = compute_coverage(corridor, fixes, window, segment_m, max_gap_s)
         lines = corridor.segment_lines(segment_m)
+        segments = [
+            SegmentLayer(
+                line=line,
+                start_m=s.start_m,
+                end_m=s.end_m,
+                visited=s.visited,
+                last_visit=None if s.last_visit is None else _utc(s.last_visit),
+            )
+            for s, line in zip(cov.segments, lines, strict=True)
+        ]
         routes.append(
             RouteLayer(
-                id=row.id,
-                name=row.name,
-                corridor_m=row.corridor_m,
-                corridor=corridor.area,
-                centerline=corridor.line,
+                **base,
+                segments=segments,
                 coverage_ratio=cov.coverage_ratio,
                 revisit_s=row.revisit_s,
-                segments=[
-                    SegmentLayer(
-                        line=line,
-                        start_m=s.start_m,
-                        end_m=s.end_m,
-                        visited=s.visited,
-                        last_visit=None if s.last_visit is None else _utc(s.last_visit),
-                    )
-                    for s, line in zip(cov.segments, lines, strict=True)
-                ],
             )
         )
 
     fences = []
-    for f in session.scalars(select(Geofence).order_by(Geofence.id)):
-        fence = fence_from_row(f)
+    for f, fence, layer in stored_fences(session):
         presence = fence_presence(fence, around, start, end, max_gap_s, min_dwell(f, settings))
-        gap: tuple[datetime, datetime] | None = None
+        layer.covered_ratio = presence.coverage_ratio
         if presence.uncovered.shape[0]:
             lo, hi = presence.uncovered[int(np.argmax(np.diff(presence.uncovered, axis=1)))]
-            gap = (_utc(float(lo)), _utc(float(hi)))
-        fences.append(
-            FenceLayer(
-                id=f.id,
-                name=f.name,
-                kind=f.kind,
-                outline=fence.outline,
-                covered_ratio=presence.coverage_ratio,
-                longest_gap=gap,
-            )
-        )
+            layer.longest_gap = (_utc(float(lo)), _utc(float(hi)))
+        fences.append(layer)
 
     names: dict[int, str] = {uid: name for uid, name in session.execute(select(Unit.id, Unit.name))}
     tracks, positions = [], []
@@ -118,11 +103,6 @@ def coverage_map_view(
         fences=fences,
         tracks=tracks,
         positions=positions,
-        start=window.start,
-        end=window.end,
-        tz=settings.tz,
-        lang=lang or settings.language,
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
         heat=heat_grid(fixes.lon, fixes.lat),
+        **page_fields(settings, lang, window),
     )

@@ -171,3 +171,89 @@ def format_ago(seconds: float, lang: str) -> str:
         return f"{minutes} {unit_min} {suffix}"
     hours, rest = divmod(minutes, 60)
     return f"{format_int(hours, lang)} {unit_h} {rest} {unit_min} {suffix}"
+
+
+# Labels of the live and replay pages, and the display names of event types.
+_LIVE_ID: dict[str, str] = {
+    "live_title": "Peta Patroli Langsung",
+    "replay_title": "Putar Ulang Patroli",
+    "alerts": "Peringatan",
+    "no_alerts": "Belum ada peringatan",
+    "connected": "Terhubung",
+    "connecting": "Menghubungkan…",
+    "disconnected": "Terputus",
+    "reconnecting": "Terputus, menyambung ulang…",
+    "off_route_now": "Keluar rute",
+    "offline_now": "Tidak terhubung",
+    "overdue": "Segmen terlambat dikunjungi",
+    "play": "Putar",
+    "pause": "Jeda",
+    "speed": "Kecepatan",
+    "time": "Waktu",
+    "no_data": "Tidak ada data pada periode ini",
+    "window": "Periode",
+    "route": "Rute",
+    "geofence": "Area",
+    "segment": "Segmen",
+}
+_LIVE_EN: dict[str, str] = {
+    "live_title": "Live patrol map",
+    "replay_title": "Patrol replay",
+    "alerts": "Alerts",
+    "no_alerts": "No alerts yet",
+    "connected": "Connected",
+    "connecting": "Connecting…",
+    "disconnected": "Disconnected",
+    "reconnecting": "Disconnected, reconnecting…",
+    "off_route_now": "Off route",
+    "offline_now": "Offline",
+    "overdue": "Segment overdue for a visit",
+    "play": "Play",
+    "pause": "Pause",
+    "speed": "Speed",
+    "time": "Time",
+    "no_data": "No data in this window",
+    "window": "Window",
+    "route": "Route",
+    "geofence": "Area",
+    "segment": "Segment",
+}
+_EVENT_ID: dict[str, str] = {
+    "geofence_enter": "Masuk area",
+    "geofence_exit": "Keluar area",
+    "off_route": "Keluar rute",
+    "on_route": "Kembali ke rute",
+    "stopped": "Berhenti",
+    "moving": "Bergerak",
+    "overspeed": "Melebihi batas kecepatan",
+    "offline": "Tidak terhubung",
+    "online": "Terhubung kembali",
+    "revisit_overdue": "Terlambat dikunjungi",
+    "revisited": "Dikunjungi kembali",
+}
+_EVENT_EN: dict[str, str] = {
+    "geofence_enter": "Entered area",
+    "geofence_exit": "Left area",
+    "off_route": "Off route",
+    "on_route": "Back on route",
+    "stopped": "Stopped",
+    "moving": "Moving",
+    "overspeed": "Overspeed",
+    "offline": "Offline",
+    "online": "Back online",
+    "revisit_overdue": "Overdue for a visit",
+    "revisited": "Visited again",
+}
+
+
+def page_labels(lang: str) -> dict[str, str]:
+    """Labels of the live and replay pages (coverage labels plus page-specific ones)."""
+    code = normalize_lang(lang)
+    out = dict(labels(code))
+    out.update(_LIVE_ID if code == "id" else _LIVE_EN)
+    return out
+
+
+def event_labels(lang: str) -> dict[str, str]:
+    """Display names of event types in `lang`."""
+    return dict(_EVENT_ID if normalize_lang(lang) == "id" else _EVENT_EN)

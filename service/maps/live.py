@@ -7,146 +7,46 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import folium
 import numpy as np
 import shapely
-from branca.element import MacroElement
-from folium.template import Template
-from shapely.geometry import LineString, Polygon
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from service.analytics.positions import ELIGIBLE
-from service.areas.index import corridor_from_row, fence_from_row
 from service.config import Settings
 from service.events.log import event_dict
 from service.events.machine import UnitMachine
-from service.maps.assets import common_url, offline_map
-from service.maps.coverage import (
-    CRITICAL_COLOR,
-    CRITICAL_KIND,
-    DEFAULT_CENTER,
-    DEFAULT_ZOOM,
-    FENCE_COLOR,
-    UNIT_PALETTE,
+from service.maps.kit import (
+    OVERDUE_COLOR,
+    Bounds,
     FenceLayer,
-    _add_layer,
-    _Bounds,
-    _esc,
-    _feature,
-    _rounded_geometry,
-    _style,
+    PageView,
+    RouteBase,
+    add_fence_layer,
+    add_page_script,
     add_route_base,
+    base_map,
+    page_config,
+    page_fields,
+    stored_fences,
+    stored_routes,
 )
-from service.maps.labels import kind_label, labels, normalize_lang, zone_label
-from service.maps.page import page_data
+from service.maps.labels import event_labels, page_labels
 from service.notify.stream import Cursor, current_cursor
-from service.store.models import Event, Geofence, OverdueMark, PatrolRoute, Ping, Unit, UnitState
+from service.store.models import Event, OverdueMark, Ping, Unit, UnitState
 
-ASSET_DIR = "patroli"  # served at {static_prefix}/patroli/
 TRAIL_LENGTH = 20  # fixes per unit trail, also the most a trail starts with on load
 TRAIL_SEED_S = 600.0  # trails start with the good fixes of this many seconds before load
 ALERTS_MAX = 50
 RECENT_EVENTS_H = 24.0  # events shown in the alerts panel on load
-OVERDUE_COLOR = "#d7191c"
-FIT_MAX_ZOOM = 17
-
-_LIVE_ID: dict[str, str] = {
-    "live_title": "Peta Patroli Langsung",
-    "replay_title": "Putar Ulang Patroli",
-    "alerts": "Peringatan",
-    "no_alerts": "Belum ada peringatan",
-    "connected": "Terhubung",
-    "connecting": "Menghubungkan…",
-    "disconnected": "Terputus",
-    "reconnecting": "Terputus, menyambung ulang…",
-    "off_route_now": "Keluar rute",
-    "offline_now": "Tidak terhubung",
-    "overdue": "Segmen terlambat dikunjungi",
-    "play": "Putar",
-    "pause": "Jeda",
-    "speed": "Kecepatan",
-    "time": "Waktu",
-    "no_data": "Tidak ada data pada periode ini",
-    "window": "Periode",
-    "route": "Rute",
-    "geofence": "Area",
-    "segment": "Segmen",
-}
-_LIVE_EN: dict[str, str] = {
-    "live_title": "Live patrol map",
-    "replay_title": "Patrol replay",
-    "alerts": "Alerts",
-    "no_alerts": "No alerts yet",
-    "connected": "Connected",
-    "connecting": "Connecting…",
-    "disconnected": "Disconnected",
-    "reconnecting": "Disconnected, reconnecting…",
-    "off_route_now": "Off route",
-    "offline_now": "Offline",
-    "overdue": "Segment overdue for a visit",
-    "play": "Play",
-    "pause": "Pause",
-    "speed": "Speed",
-    "time": "Time",
-    "no_data": "No data in this window",
-    "window": "Window",
-    "route": "Route",
-    "geofence": "Area",
-    "segment": "Segment",
-}
-_EVENT_ID: dict[str, str] = {
-    "geofence_enter": "Masuk area",
-    "geofence_exit": "Keluar area",
-    "off_route": "Keluar rute",
-    "on_route": "Kembali ke rute",
-    "stopped": "Berhenti",
-    "moving": "Bergerak",
-    "overspeed": "Melebihi batas kecepatan",
-    "offline": "Tidak terhubung",
-    "online": "Terhubung kembali",
-    "revisit_overdue": "Terlambat dikunjungi",
-    "revisited": "Dikunjungi kembali",
-}
-_EVENT_EN: dict[str, str] = {
-    "geofence_enter": "Entered area",
-    "geofence_exit": "Left area",
-    "off_route": "Off route",
-    "on_route": "Back on route",
-    "stopped": "Stopped",
-    "moving": "Moving",
-    "overspeed": "Overspeed",
-    "offline": "Offline",
-    "online": "Back online",
-    "revisit_overdue": "Overdue for a visit",
-    "revisited": "Visited again",
-}
-
-
-def page_labels(lang: str) -> dict[str, str]:
-    """Labels of the live and replay pages (coverage labels plus page-specific ones)."""
-    code = normalize_lang(lang)
-    out = dict(labels(code))
-    out.update(_LIVE_ID if code == "id" else _LIVE_EN)
-    return out
-
-
-def event_labels(lang: str) -> dict[str, str]:
-    """Display names of event types in `lang`."""
-    return dict(_EVENT_ID if normalize_lang(lang) == "id" else _EVENT_EN)
 
 
 @dataclass
-class RouteLine:
-    """A patrol route: corridor, centerline and the chainage (m) at each centerline vertex."""
+class RouteLine(RouteBase):
+    """A patrol route with the chainage (m) at each centerline vertex."""
 
-    id: int
-    name: str
-    corridor_m: float
-    corridor: Polygon
-    centerline: LineString
     chainage: list[float]
 
 
@@ -174,7 +74,7 @@ class OverdueSegment:
 
 
 @dataclass
-class LiveMapView:
+class LiveMapView(PageView):
     """Everything the live map shows on load, and where its stream is."""
 
     routes: list[RouteLine]
@@ -184,13 +84,8 @@ class LiveMapView:
     off_route: dict[int, list[int]]
     overdue: list[OverdueSegment]
     cursor: str
-    tz: ZoneInfo
-    lang: str
-    tile_url: str
-    tile_attribution: str
     offline: list[int] = field(default_factory=list)
     trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
-    static_prefix: str = "/static"
     stream_path: str = "/api/v1/stream"
     trail_length: int = TRAIL_LENGTH
     alerts_max: int = ALERTS_MAX
@@ -200,30 +95,17 @@ class LiveMapView:
 def route_lines(session: Session) -> list[RouteLine]:
     """Every stored patrol route with corridor, centerline and vertex chainage."""
     out = []
-    for row in session.scalars(select(PatrolRoute).order_by(PatrolRoute.id)):
-        corridor = corridor_from_row(row)
+    for _, corridor, base in stored_routes(session):
         metric = shapely.get_coordinates(corridor.metric_line)
         steps = np.hypot(np.diff(metric[:, 0]), np.diff(metric[:, 1]))
         chainage = np.concatenate(([0.0], np.cumsum(steps)))
-        out.append(
-            RouteLine(
-                id=row.id,
-                name=row.name,
-                corridor_m=row.corridor_m,
-                corridor=corridor.area,
-                centerline=corridor.line,
-                chainage=[round(float(c), 1) for c in chainage],
-            )
-        )
+        out.append(RouteLine(**base, chainage=[round(float(c), 1) for c in chainage]))
     return out
 
 
 def fence_layers(session: Session) -> list[FenceLayer]:
     """Every stored geofence outline."""
-    return [
-        FenceLayer(id=f.id, name=f.name, kind=f.kind, outline=fence_from_row(f).outline)
-        for f in session.scalars(select(Geofence).order_by(Geofence.id))
-    ]
+    return [layer for _, _, layer in stored_fences(session)]
 
 
 def _latest_units(session: Session) -> list[LiveUnit]:
@@ -363,135 +245,30 @@ def live_map_view(
         trails=_recent_trails(session, trail_since, cursor, TRAIL_LENGTH),
         overdue=_overdue_segments(session, routes, settings.segment_m),
         cursor=str(cursor),
-        tz=settings.tz,
-        lang=lang or settings.language,
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
+        **page_fields(settings, lang),
     )
-
-
-class PageScript(MacroElement):
-    """Loads a page script and stylesheet and starts it with the map and the page's config.
-
-    The config (with every name in it) is in the page data, not in this element's script.
-    """
-
-    _template = Template(
-        """
-{% macro header(this, kwargs) %}
-<link rel="stylesheet" href="{{ this.css_url }}"/>
-{%- for url in this.js_urls %}
-<script src="{{ url }}"></script>
-{%- endfor %}
-{% endmacro %}
-{% macro script(this, kwargs) %}
-{{ this.starter }}({{ this._parent.get_name() }}, PatroliCommon.data().config);
-{% endmacro %}
-"""
-    )
-
-    def __init__(self, static_prefix: str, name: str, starter: str) -> None:
-        super().__init__()
-        self._name = "PatroliPageScript"
-        base = "/" + static_prefix.strip("/") if static_prefix.strip("/") else ""
-        self.js_urls = [common_url(static_prefix), f"{base}/{ASSET_DIR}/{name}.js"]
-        self.css_url = f"{base}/{ASSET_DIR}/patroli.css"
-        self.starter = starter
-
-
-def add_page_script(
-    fmap: folium.Map, static_prefix: str, name: str, starter: str, config: dict[str, Any]
-) -> None:
-    """Start page script `name` on `fmap` with `config` (kept in the page data)."""
-    page_data(fmap)["config"] = config
-    PageScript(static_prefix, name, starter).add_to(fmap)
 
 
 def add_base_layers(
-    fmap: folium.Map, routes: list[RouteLine], fences: list[FenceLayer], lang: str
-) -> _Bounds:
+    fmap: folium.Map,
+    view: PageView,
+    routes: list[RouteLine],
+    fences: list[FenceLayer],
+    t: Mapping[str, str],
+) -> Bounds:
     """Corridors, centerlines and geofences (critical sites distinct); returns their bounds."""
-    t = page_labels(lang)
-    bounds = _Bounds()
-    corridors: list[dict[str, Any]] = []
-    centerlines: list[dict[str, Any]] = []
-    for route in routes:
-        name = _esc(route.name)
-        if route.corridor is not None and not route.corridor.is_empty:
-            bounds.add_geometry(route.corridor)
-            corridors.append(
-                _feature(
-                    _rounded_geometry(route.corridor, 6),
-                    f"c{len(corridors)}",
-                    tip=f"<b>{name}</b><br>{_esc(t['corridor'])} ±{round(route.corridor_m)} m",
-                    data={"route-id": route.id},
-                )
-            )
-        if route.centerline is not None and not route.centerline.is_empty:
-            bounds.add_geometry(route.centerline)
-            centerlines.append(
-                _feature(
-                    _rounded_geometry(route.centerline, 6),
-                    f"r{len(centerlines)}",
-                    tip=f"<b>{_esc(t['route'])}: {name}</b>",
-                    data={"route-id": route.id},
-                )
-            )
-    add_route_base(fmap, corridors, centerlines, t, route_weight=6, route_opacity=0.5)
-    features: list[dict[str, Any]] = []
-    styles: dict[str, dict[str, Any]] = {}
-    for fence in fences:
-        if fence.outline is None or fence.outline.is_empty:
-            continue
-        bounds.add_geometry(fence.outline)
-        fid = f"f{len(features)}"
-        critical = fence.kind == CRITICAL_KIND
-        color = CRITICAL_COLOR if critical else FENCE_COLOR
-        styles[fid] = _style(
-            color,
-            "patroli-geofence patroli-critical" if critical else "patroli-geofence",
-            weight=3 if critical else 2,
-            dashArray=None if critical else "6 4",
-            fill=True,
-            fillColor=color,
-            fillOpacity=0.12 if critical else 0.06,
-        )
-        features.append(
-            _feature(
-                _rounded_geometry(fence.outline, 6),
-                fid,
-                tip=f"<b>{_esc(fence.name)}</b><br>{_esc(kind_label(fence.kind, lang))}",
-                data={"fence-id": fence.id, "kind": fence.kind},
-            )
-        )
-    _add_layer(fmap, features, t["geofence"], style_by_id=styles)
-    return bounds
-
-
-def base_map(
-    tile_url: str, tile_attribution: str, static_prefix: str, lang: str, title: str
-) -> folium.Map:
-    """An offline folium Map with the page title set."""
-    fmap = offline_map(
-        DEFAULT_CENTER,
-        DEFAULT_ZOOM,
-        tile_url,
-        tile_attribution,
-        static_prefix,
-        tile_name=page_labels(lang)["base_map"],
-        zoom_control="bottomleft",
-        prefer_canvas=False,
+    bounds = Bounds()
+    add_route_base(
+        fmap,
+        routes,
+        t,
+        bounds,
+        width=lambda m: str(round(m)),
+        route_weight=6,
+        route_opacity=0.5,
     )
-    fmap.get_root().title = _esc(title)  # type: ignore[attr-defined]
-    return fmap
-
-
-def fit_bounds(bounds: _Bounds) -> list[list[float]] | None:
-    """Leaflet [[south, west], [north, east]] of `bounds`, or None when empty."""
-    if bounds.box is None:
-        return None
-    minx, miny, maxx, maxy = bounds.box
-    return [[miny, minx], [maxy, maxx]]
+    add_fence_layer(fmap, fences, view, t, bounds, fill_opacity=(0.12, 0.06))
+    return bounds
 
 
 def _route_chainage(routes: list[RouteLine]) -> dict[str, Any]:
@@ -506,9 +283,8 @@ def _route_chainage(routes: list[RouteLine]) -> dict[str, Any]:
     }
 
 
-def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
+def live_config(view: LiveMapView, bounds: Bounds) -> dict[str, Any]:
     """The JSON the live page script starts from."""
-    lang = normalize_lang(view.lang)
     positions = {
         str(u.unit_id): {
             "unit_id": u.unit_id,
@@ -523,11 +299,8 @@ def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
     for u in view.units:
         bounds.add(u.lon, u.lat, u.lon, u.lat)
     return {
-        "lang": lang,
-        "tz": view.tz.key,
-        "zone": zone_label(view.tz),
-        "labels": page_labels(lang),
-        "eventLabels": event_labels(lang),
+        **page_config(view, page_labels(view.lang), bounds),
+        "eventLabels": event_labels(view.lang),
         "streamPath": view.stream_path,
         "cursor": view.cursor,
         "positions": positions,
@@ -546,25 +319,21 @@ def live_config(view: LiveMapView, bounds: _Bounds) -> dict[str, Any]:
         ],
         "routes": _route_chainage(view.routes),
         "fences": {str(f.id): f.name for f in view.fences},
-        "palette": list(UNIT_PALETTE),
         "overdueColor": OVERDUE_COLOR,
         "trailLength": view.trail_length,
         "alertsMax": view.alerts_max,
-        "bounds": fit_bounds(bounds),
-        "maxZoom": FIT_MAX_ZOOM,
         **view.extra,
     }
 
 
 def build_live_map(view: LiveMapView) -> folium.Map:
     """The folium Map of the live page."""
-    t: Mapping[str, str] = page_labels(view.lang)
-    fmap = base_map(
-        view.tile_url, view.tile_attribution, view.static_prefix, view.lang, t["live_title"]
+    t = page_labels(view.lang)
+    fmap = base_map(view, t["live_title"])
+    bounds = add_base_layers(fmap, view, view.routes, view.fences, t)
+    add_page_script(
+        fmap, view.static_prefix, "live", "PatroliLive.start", live_config(view, bounds)
     )
-    bounds = add_base_layers(fmap, view.routes, view.fences, view.lang)
-    config = live_config(view, bounds)
-    add_page_script(fmap, view.static_prefix, "live", "PatroliLive.start", config)
     folium.LayerControl(collapsed=True, position="bottomleft").add_to(fmap)
     return fmap
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import folium
 import numpy as np
@@ -16,19 +14,17 @@ from sqlalchemy.orm import Session
 
 from service.analytics.positions import eligible_fixes
 from service.config import Settings
-from service.maps.coverage import UNIT_PALETTE, FenceLayer
-from service.maps.labels import format_window, normalize_lang, zone_label
-from service.maps.live import (
-    FIT_MAX_ZOOM,
-    RouteLine,
-    add_base_layers,
+from service.maps.kit import (
+    M_PER_DEG,
+    FenceLayer,
+    WindowView,
     add_page_script,
     base_map,
-    fence_layers,
-    fit_bounds,
-    page_labels,
-    route_lines,
+    page_config,
+    page_fields,
 )
+from service.maps.labels import format_window, page_labels
+from service.maps.live import RouteLine, add_base_layers, fence_layers, route_lines
 from service.store.models import Unit
 from service.window import Window
 
@@ -38,7 +34,6 @@ MAX_POINTS = 5_000
 TOLERANCE_M = 5.0
 STOP_M = 3.0  # moves shorter than this between fixes count as standing still
 GAP_S = 300.0  # fixes further apart than this: both ends are kept (no smoothing across a gap)
-_M_PER_DEG = 111_320.0
 SPEEDS = (1, 10, 30, 60, 120, 300, 600)
 DEFAULT_SPEED = 60
 
@@ -55,19 +50,12 @@ class ReplayTrack:
 
 
 @dataclass
-class ReplayMapView:
+class ReplayMapView(WindowView):
     """Everything the replay map shows: geometry and the tracks of [start, end)."""
 
     routes: list[RouteLine]
     fences: list[FenceLayer]
     tracks: list[ReplayTrack]
-    start: datetime
-    end: datetime
-    tz: ZoneInfo
-    lang: str
-    tile_url: str
-    tile_attribution: str
-    static_prefix: str = "/static"
     point_budget: int = POINT_BUDGET
 
 
@@ -100,12 +88,7 @@ def replay_map_view(
         routes=route_lines(session),
         fences=fence_layers(session),
         tracks=tracks,
-        start=window.start,
-        end=window.end,
-        tz=settings.tz,
-        lang=lang or settings.language,
-        tile_url=settings.tile_url,
-        tile_attribution=settings.tile_attribution,
+        **page_fields(settings, lang, window),
     )
 
 
@@ -127,7 +110,7 @@ def _time_keep(t: np.ndarray, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     if n <= 2:
         return np.arange(n)
     coslat = math.cos(math.radians(float(np.nanmean(lat))))
-    step = np.hypot(np.diff(lon) * coslat, np.diff(lat)) * _M_PER_DEG
+    step = np.hypot(np.diff(lon) * coslat, np.diff(lat)) * M_PER_DEG
     still = step < STOP_M
     change = np.flatnonzero(np.diff(still.astype(np.int8)) != 0) + 1
     gap = np.flatnonzero(np.diff(t) > GAP_S)
@@ -148,7 +131,7 @@ def simplify_track(
         return idx
     t, lon, lat = t[idx], lon[idx], lat[idx]
     timing = _time_keep(t, lon, lat)
-    tol = max(tolerance_m, 0.1) / _M_PER_DEG
+    tol = max(tolerance_m, 0.1) / M_PER_DEG
     for _ in range(40):
         keep = np.union1d(_shape_keep(lon, lat, tol), timing)
         if len(keep) <= max_points:
@@ -203,32 +186,19 @@ def _track_bounds(data: dict[str, Any]) -> tuple[float, float, float, float] | N
 
 def build_replay_map(view: ReplayMapView) -> folium.Map:
     """The folium Map of the replay page."""
-    lang = normalize_lang(view.lang)
-    t = page_labels(lang)
+    t = page_labels(view.lang)
     window = format_window(view.start, view.end, view.tz)
-    fmap = base_map(
-        view.tile_url,
-        view.tile_attribution,
-        view.static_prefix,
-        lang,
-        f"{t['replay_title']} · {window}",
-    )
-    bounds = add_base_layers(fmap, view.routes, view.fences, lang)
+    fmap = base_map(view, f"{t['replay_title']} · {window}")
+    bounds = add_base_layers(fmap, view, view.routes, view.fences, t)
     data = replay_data(view)
     extent = _track_bounds(data)
     if extent is not None:
         bounds.add(*extent)
     config = {
-        "lang": lang,
-        "tz": view.tz.key,
-        "zone": zone_label(view.tz),
-        "labels": t,
+        **page_config(view, t, bounds),
         "window": window,
-        "palette": list(UNIT_PALETTE),
         "speeds": list(SPEEDS),
         "speed": DEFAULT_SPEED,
-        "bounds": fit_bounds(bounds),
-        "maxZoom": FIT_MAX_ZOOM,
         **data,
     }
     add_page_script(fmap, view.static_prefix, "replay", "PatroliReplay.start", config)

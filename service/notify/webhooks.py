@@ -31,7 +31,8 @@ from sqlalchemy.orm import Session
 
 from service.config import Settings
 from service.errors import NotFound
-from service.events.log import EVENT_TYPES, event_dict
+from service.events.log import event_dict
+from service.events.types import EVENT_TYPES, unknown_event_types
 from service.fields import Line
 from service.notify.targets import Target, TargetRefused, parse_allow, targets
 from service.redact import safe_origin
@@ -102,7 +103,7 @@ class WebhookCreate(BaseModel):
     @field_validator("event_types")
     @classmethod
     def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - set(EVENT_TYPES))
+        unknown = unknown_event_types(value)
         if unknown:
             raise ValueError(
                 f"unknown event type(s) {', '.join(unknown)}; known: {', '.join(EVENT_TYPES)}"

@@ -31,18 +31,14 @@ class _AsWKB(FunctionElement[Any]):
 
 
 @compiles(_FromWKB)
-def _from_wkb_default(element: _FromWKB, compiler: Any, **kw: Any) -> str:
+@compiles(_AsWKB)
+def _wkb_default(element: _FromWKB | _AsWKB, compiler: Any, **kw: Any) -> str:
     return str(compiler.process(element.clauses, **kw))
 
 
 @compiles(_FromWKB, "postgresql")
 def _from_wkb_pg(element: _FromWKB, compiler: Any, **kw: Any) -> str:
     return f"ST_GeomFromWKB({compiler.process(element.clauses, **kw)}, {SRID})"
-
-
-@compiles(_AsWKB)
-def _as_wkb_default(element: _AsWKB, compiler: Any, **kw: Any) -> str:
-    return str(compiler.process(element.clauses, **kw))
 
 
 @compiles(_AsWKB, "postgresql")

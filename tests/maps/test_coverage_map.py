@@ -30,12 +30,12 @@ from service.maps.coverage import (
     SegmentLayer,
     TrackLayer,
     heat_grid,
-    presence_level,
     render_coverage_map,
     segment_age,
     thin_track,
     track_point_cap,
 )
+from service.maps.kit import presence_level
 from service.maps.labels import format_time, labels, zone_label
 from service.routes.security import map_page
 from tests.helpers import csp_violations
@@ -232,6 +232,7 @@ def test_no_cdn_links() -> None:
     assets = list(referenced_assets(page))
     assert assets, "page loads no scripts at all"
     assert all(url.startswith("/static/") for url in assets), assets
+    assert "/static/patroli/patroli.css" in assets and "patroli-box" not in page  # styles: static
     assert set(re.findall(r"https?://[^\s\"'<>\\]+", page)) == {TILE_URL}
     assert folium.Map.default_js == class_js  # the class-level CDN list is untouched
     assert "bootstrap" not in page and "font-awesome" not in page.lower()
@@ -287,6 +288,8 @@ def test_mount_assets_serves_leaflet_and_jquery() -> None:
         "/static/leaflet/images/marker-icon.png",
         "/static/leaflet/images/layers.png",
         "/static/jquery/jquery.min.js",
+        "/static/patroli/patroli.css",
+        "/static/patroli/coverage.js",
     ):
         assert client.get(path).status_code == 200, path
 

@@ -1,4 +1,4 @@
-/* Shared helpers of the Patroli live and replay maps (plain JavaScript, no dependencies). */
+/* Shared helpers of the Patroli map pages (plain JavaScript, no dependencies). */
 (function () {
   "use strict";
 
@@ -141,6 +141,27 @@
     if (cfg.bounds) {
       map.fitBounds(cfg.bounds, { padding: [30, 30], maxZoom: cfg.maxZoom || 17, animate: false });
     }
+  };
+
+  /* A unit's circle marker on `layer`, tagged with its id and labelled with its name. */
+  P.unitMarker = function (layer, latlng, color, unitId, name) {
+    var marker = L.circleMarker(latlng, {
+      radius: 7,
+      color: "#ffffff",
+      weight: 2,
+      fill: true,
+      fillColor: color,
+      fillOpacity: 0.95,
+      className: "patroli-unit",
+    }).addTo(layer);
+    P.tag(marker, { "unit-id": unitId });
+    marker.bindTooltip(P.esc(name), {
+      permanent: true,
+      direction: "right",
+      offset: [8, 0],
+      className: "patroli-label",
+    });
+    return marker;
   };
 
   /* Set data-* attributes and extra classes on a path layer's element once it is on the map. */

@@ -136,22 +136,7 @@
       trail.setLatLngs(pts);
       var marker = markers[id];
       if (!marker) {
-        marker = markers[id] = L.circleMarker(latlng, {
-          radius: 7,
-          color: "#ffffff",
-          weight: 2,
-          fill: true,
-          fillColor: color,
-          fillOpacity: 0.95,
-          className: "patroli-unit",
-        }).addTo(unitLayer);
-        C.tag(marker, { "unit-id": p.unit_id });
-        marker.bindTooltip(C.esc(p.unit_name), {
-          permanent: true,
-          direction: "right",
-          offset: [8, 0],
-          className: "patroli-label",
-        });
+        marker = markers[id] = C.unitMarker(unitLayer, latlng, color, p.unit_id, p.unit_name);
         marker.bindPopup("");
         marker.on("popupopen", function () {
           marker.setPopupContent(popupHtml(state.positions[id]));

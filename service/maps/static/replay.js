@@ -64,23 +64,7 @@
       }
       var p0 = u.track[0];
       first = Math.min(first, p0[0]);
-      var marker = L.circleMarker([p0[2], p0[1]], {
-        radius: 7,
-        color: "#ffffff",
-        weight: 2,
-        fill: true,
-        fillColor: color,
-        fillOpacity: 0.95,
-        className: "patroli-unit",
-      }).addTo(unitLayer);
-      C.tag(marker, { "unit-id": u.id });
-      marker.bindTooltip(C.esc(u.name), {
-        permanent: true,
-        direction: "right",
-        offset: [8, 0],
-        className: "patroli-label",
-      });
-      markers[u.id] = marker;
+      markers[u.id] = C.unitMarker(unitLayer, [p0[2], p0[1]], color, u.id, u.name);
     });
 
     // ---- the player -------------------------------------------------------------------
