@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from service.areas import features
 from service.errors import BODY_ERRORS, COMMON_ERRORS, error_responses
+from service.events.edits import area_edit
 from service.fields import Id
 from service.geo.validate import GeometryLimits
-from service.routes.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep, area_edit
+from service.routes.deps import AdminDep, GeoDep, SettingsDep, StoreDep, ViewerDep
 from service.schemas import GeofenceIn, GeofencePatch, GeoJSONDict, PatrolRouteIn, PatrolRoutePatch
 
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import hmac
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
 from service.areas.index import GeoCache
 from service.auth import KeyCache, Principal, resolve_key
 from service.config import Settings
 from service.errors import Forbidden, Unauthenticated
-from service.events.runner import reconcile_units
 from service.ingest.writer import GroupCommitter
 from service.routes import sessions
 from service.store.db import Store
@@ -200,17 +197,6 @@ def get_writer(request: Request) -> GroupCommitter:
     """The app's group committer for pings."""
     writer: GroupCommitter = request.app.state.writer
     return writer
-
-
-@contextmanager
-def area_edit(store: Store, geo: GeoCache, settings: Settings | None = None) -> Iterator[Session]:
-    """Write an edit of units or areas; with settings, the units' states follow it silently
-    (edits never fire events); the geometry cache is dropped once it is committed."""
-    with store.write() as session:
-        yield session
-        if settings is not None:
-            reconcile_units(session, settings)
-    geo.invalidate()
 
 
 async def window_query(

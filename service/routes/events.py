@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 
 from service.errors import COMMON_ERRORS, InvalidInput, error_responses
-from service.events.log import EVENT_TYPES, EventFilter, query_events
+from service.events.log import EventFilter, query_events
+from service.events.types import unknown_event_types
 from service.fields import MAX_BIG_ID, Id
 from service.fixtime import parse_read_time as parse_time
 from service.routes.deps import StoreDep, ViewerDep
@@ -33,7 +34,7 @@ def read_events(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Events, oldest first; follow `next` (an `after` cursor) for the next page."""
-    unknown = sorted(set(type or ()) - set(EVENT_TYPES))
+    unknown = unknown_event_types(type or ())
     if unknown:
         raise InvalidInput(f"unknown event type(s): {', '.join(unknown)}")
     f = EventFilter(

@@ -14,7 +14,7 @@ from sqlalchemy.exc import OperationalError
 
 from service.auth import KeyCache, Principal, still_valid
 from service.errors import COMMON_ERRORS, InvalidInput, NotFound, error_responses
-from service.events.log import EVENT_TYPES
+from service.events.types import EVENT_TYPES, unknown_event_types
 from service.fields import Id
 from service.notify import stream as streaming
 from service.notify.stream import (
@@ -217,7 +217,7 @@ async def open_stream(
 ) -> EventStream:
     """Live positions and events as Server-Sent Events."""
     wanted = tuple(t.strip() for value in types or () for t in value.split(",") if t.strip())
-    unknown = sorted(set(wanted) - set(EVENT_TYPES))
+    unknown = unknown_event_types(wanted)
     if unknown:
         raise InvalidInput(f"unknown event type(s) {unknown}; known: {list(EVENT_TYPES)}")
     resume = last_event_id_header or last_event_id

@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from service.analytics import positions
 from service.areas import units
 from service.errors import BODY_ERRORS, COMMON_ERRORS, Forbidden, NotFound, error_responses
+from service.events.edits import area_edit
 from service.fields import Id
 from service.ingest.results import answer
 from service.protocols.gpx import parse_gpx
@@ -23,7 +24,6 @@ from service.routes.deps import (
     ViewerDep,
     WindowDep,
     WriterDep,
-    area_edit,
 )
 from service.schemas import (
     AssignmentIn,
