@@ -24,6 +24,7 @@ import pytest
 import uvicorn
 from pyproj import Geod
 
+from service.store.models import Unit
 from tests.conftest import ADMIN_KEY
 
 GEOD = Geod(ellps="WGS84")
@@ -75,6 +76,14 @@ def ping(
 def window(hours: float = 1.0) -> dict[str, str]:
     """Query parameters for [T0, T0 + hours)."""
     return {"from": T0.isoformat(), "to": (T0 + timedelta(hours=hours)).isoformat()}
+
+
+def add_unit(session: Any, name: str, device_id: str) -> Unit:
+    """A unit added to a store session and flushed (its id set)."""
+    unit = Unit(name=name, device_id=device_id)
+    session.add(unit)
+    session.flush()
+    return unit
 
 
 _DATA_BLOCK = re.compile(
@@ -134,18 +143,21 @@ def block_remote(page: Any, blocked: list[str] | None = None) -> list[str]:
 
 
 @contextmanager
-def browser_page(browser: Any, **context_options: Any) -> Iterator[tuple[Any, list[str]]]:
+def browser_page(
+    browser: Any, blocked: list[str] | None = None, **context_options: Any
+) -> Iterator[tuple[Any, list[str]]]:
     """A page in a fresh browser context, offline but for local servers, with its errors.
 
     Script errors and Content-Security-Policy violations both count as errors: a page must
-    work under its policy. Options go to `browser.new_context` (viewport 1200x800 by default).
+    work under its policy. Requests it may not make are appended to `blocked`. Options go to
+    `browser.new_context` (viewport 1200x800 by default).
     """
     context = browser.new_context(**{"viewport": {"width": 1200, "height": 800}, **context_options})
     try:
         page = context.new_page()
         errors = csp_violations(page)
         page.on("pageerror", lambda exc: errors.append(str(exc)))
-        block_remote(page)
+        block_remote(page, blocked)
         yield page, errors
     finally:
         context.close()
