@@ -27,7 +27,7 @@ from service.routes import live_maps
 from service.store.db import Store
 from service.store.models import Event
 from tests.conftest import ADMIN_KEY
-from tests.helpers import add_unit, along, browser_page, circle_feature, route_feature
+from tests.helpers import add_unit, along, browser_page, circle_feature, live_app, route_feature
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -60,7 +60,8 @@ def alert_text(page: Any, event_type: str) -> str:
 @contextmanager
 def live_map(settings: Settings) -> Iterator[tuple[FastAPI, str, httpx.Client, str]]:
     """The app with the live map served: the app, its base URL, an admin client, a viewer key."""
-    with live_map(settings) as (app, base, http, viewer):
+    app = build_app(settings)
+    with live_app(app) as (base, http):
         viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         yield app, base, http, viewer
 
