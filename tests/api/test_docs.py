@@ -72,14 +72,14 @@ def test_docs_load_offline_in_chromium(settings: Settings, browser: Any, live_se
             viewer_url = httpx.URL(f"{base}/docs", params={"key": ADMIN_KEY})
             page.goto(str(viewer_url), wait_until="load")
             assert "key" not in parse_qs(urlsplit(page.url).query)
-            page.locator(".opblock").first.wait_for(timeout=10_000)
+            page.locator(".opblock").first.wait_for(timeout=30_000)
             assert page.locator(".opblock").count() > 20  # every operation listed
             assert "/api/v1/pings" in page.locator("#swagger-ui").inner_text()
             assert errors == [] and violations == []
 
             page.goto(f"{base}/redoc", wait_until="load")
             page.wait_for_function("() => typeof window.Redoc === 'object'")
-            page.locator("redoc > *").first.wait_for(state="attached", timeout=10_000)
+            page.locator("redoc > *").first.wait_for(state="attached", timeout=30_000)
             # ReDoc's footer names a logo on its vendor's CDN: the policy keeps it from loading
             # (no request leaves), and that refusal is all the policy has to say.
             assert all("cdn.redoc.ly" in v for v in violations), violations
