@@ -1,14 +1,31 @@
-"""Test data: a straight route and a circle near the KPUD Balikpapan office."""
+"""Test data (a straight route and a circle near the KPUD Balikpapan office) and test servers."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
+import pytest
+import uvicorn
 from pyproj import Geod
+
+from service.store.models import Unit
+from tests.conftest import ADMIN_KEY
 
 GEOD = Geod(ellps="WGS84")
 LAT = -1.2680
@@ -61,6 +78,14 @@ def window(hours: float = 1.0) -> dict[str, str]:
     return {"from": T0.isoformat(), "to": (T0 + timedelta(hours=hours)).isoformat()}
 
 
+def add_unit(session: Any, name: str, device_id: str) -> Unit:
+    """A unit added to a store session and flushed (its id set)."""
+    unit = Unit(name=name, device_id=device_id)
+    session.add(unit)
+    session.flush()
+    return unit
+
+
 _DATA_BLOCK = re.compile(
     r'<script type="application/json" id="patroli-data">(.*?)</script>', re.DOTALL
 )
@@ -94,6 +119,148 @@ def csp_violations(page: Any, found: list[str] | None = None) -> list[str]:
 
     page.on("console", on_console)
     return found
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def block_remote(page: Any, blocked: list[str] | None = None) -> list[str]:
+    """Let a Playwright page reach only local servers: other requests are aborted and listed.
+
+    They are appended to `blocked` (a new list by default), which is returned.
+    """
+    blocked = [] if blocked is None else blocked
+
+    def local_only(route: Any) -> None:
+        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", local_only)
+    return blocked
+
+
+@contextmanager
+def browser_page(
+    browser: Any, blocked: list[str] | None = None, **context_options: Any
+) -> Iterator[tuple[Any, list[str]]]:
+    """A page in a fresh browser context, offline but for local servers, with its errors.
+
+    Script errors and Content-Security-Policy violations both count as errors: a page must
+    work under its policy. Requests it may not make are appended to `blocked`. Options go to
+    `browser.new_context` (viewport 1200x800 by default).
+    """
+    context = browser.new_context(**{"viewport": {"width": 1200, "height": 800}, **context_options})
+    try:
+        page = context.new_page()
+        errors = csp_violations(page)
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        block_remote(page, blocked)
+        yield page, errors
+    finally:
+        context.close()
+
+
+@contextmanager
+def serve_app(
+    app: Any, host: str = "127.0.0.1", timeout: float = 10.0, **config: Any
+) -> Iterator[str]:
+    """Run an ASGI `app` with uvicorn in a background thread; yields its base URL.
+
+    `config` overrides uvicorn's settings (quiet, no access log, by default).
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    options: dict[str, Any] = {"log_level": "warning", "access_log": False, **config}
+    server = uvicorn.Server(uvicorn.Config(app, **options))
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"uvicorn-{port}", daemon=True
+    )
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
+            raise RuntimeError(f"test server on {host}:{port} did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
+
+
+@contextmanager
+def live_app(app: Any) -> Iterator[tuple[str, httpx.Client]]:
+    """The app served by uvicorn: its base URL and an HTTP client sending the admin key."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    with serve_app(app) as base, httpx.Client(base_url=base, headers=admin, timeout=10) as http:
+        yield base, http
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
+    """Environment for a `patroli` process: ours without PATROLI_*, plus the database and extra."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROLI_")}
+    env.update({"PATROLI_DATABASE_URL": database_url, **extra})
+    return env
+
+
+PATROLI = [sys.executable, "-m", "service.cli"]
+
+
+@contextmanager
+def run_server(
+    command: list[str], env: dict[str, str], cwd: Path, ready_s: float = 30.0
+) -> Iterator[tuple[str, list[str]]]:
+    """Run a server command on a free port until /readyz answers 200.
+
+    Yields its base URL and a list that holds its output lines once it has stopped.
+    """
+    port = free_port()
+    output: list[str] = []
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(
+            [*command, "--port", str(port)],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + ready_s
+            while True:
+                try:
+                    if httpx.get(f"{base}/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    log.seek(0)
+                    pytest.fail(f"{' '.join(command)} did not become ready:\n{log.read()}")
+                time.sleep(0.2)
+            yield base, output
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            log.seek(0)
+            output.extend(log.read().splitlines())
 
 
 def zigzag_positions(n: int, lon: float = LON0, lat: float = LAT) -> list[list[float]]:

@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 
 from service.store.migrate import head_revision
-from tests.helpers import along, circle_feature, ping, route_feature, window
-
-
-def _env(database_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PATROLI_")}
-    env.update({"PATROLI_DATABASE_URL": database_url, **extra})
-    return env
+from tests.helpers import (
+    PATROLI,
+    along,
+    circle_feature,
+    cli_env,
+    ping,
+    route_feature,
+    run_server,
+    window,
+)
 
 
 def _patroli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "service.cli", *args],
+        [*PATROLI, *args],
         env=env,
         cwd=cwd,
         capture_output=True,
@@ -36,45 +32,8 @@ def _patroli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Completed
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def _serving(env: dict[str, str], cwd: Path) -> Iterator[str]:
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                out = proc.stdout.read() if proc.stdout else ""
-                pytest.fail(f"patroli serve did not become ready:\n{out}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-
-
 def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
-    env = _env(database_url)
+    env = cli_env(database_url)
     migrated = _patroli("migrate", env=env, cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert f"revision {head_revision()}" in migrated.stdout
@@ -84,7 +43,7 @@ def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
     assert key.startswith("ptl_") and " " not in key
 
     with (
-        _serving(env, tmp_path) as base,
+        run_server([*PATROLI, "serve"], env, tmp_path) as (base, _),
         httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}) as http,
     ):
         rid = http.post("/api/v1/patrol-routes", json=route_feature()).json()["id"]
@@ -107,7 +66,7 @@ def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
 
 
 def test_keys_create_rejects_tracker_without_unit(tmp_path: Path) -> None:
-    env = _env(f"sqlite:///{tmp_path / 'k.db'}")
+    env = cli_env(f"sqlite:///{tmp_path / 'k.db'}")
     result = _patroli("keys", "create", "--role", "tracker", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "unit_id" in result.stderr
@@ -122,7 +81,7 @@ def test_demo_seeds_and_exits(tmp_path: Path) -> None:
         "--hours",
         "2",
         "--no-serve",
-        env=_env("sqlite:///unused.db"),
+        env=cli_env("sqlite:///unused.db"),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr

@@ -4,19 +4,12 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
-import subprocess
 import sys
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import text
 
 from service import redact
@@ -24,8 +17,7 @@ from service.app import create_app
 from service.config import Settings
 from service.store.db import make_engine
 from tests.conftest import ADMIN_KEY
-from tests.helpers import along
-from tests.test_cli import _env, _free_port
+from tests.helpers import PATROLI, along, cli_env, run_server, serve_app
 
 # ---- the masking rule ----------------------------------------------------------------------
 
@@ -87,37 +79,14 @@ def test_sql_errors_do_not_show_bound_values(database_url: str) -> None:
 # ---- a real server -------------------------------------------------------------------------
 
 
-@contextmanager
-def _server(command: list[str], env: dict[str, str], cwd: Path) -> Iterator[tuple[str, list[str]]]:
-    """Run a server command; yields its base URL and, once it has stopped, its output lines."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [*command, "--port", str(port)],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    output: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"server did not become ready:\n{proc.communicate()[0]}")
-            time.sleep(0.2)
-        yield base, output
-    finally:
-        proc.terminate()
-        out, _ = proc.communicate(timeout=30)
-        output.extend(out.splitlines())
+def _unit_and_viewer(base: str) -> tuple[str, str]:
+    """A unit's device secret and a viewer key, made with the admin key."""
+    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+    unit = httpx.post(f"{base}/api/v1/units", json={"name": "U1", "device_id": "u1"}, headers=admin)
+    viewer = httpx.post(
+        f"{base}/api/v1/keys", json={"name": "wall", "role": "viewer"}, headers=admin
+    ).json()["key"]
+    return unit.json()["device_secret"], viewer
 
 
 def _traffic(base: str, viewer: str, secret: str) -> int:
@@ -164,7 +133,7 @@ def _traffic(base: str, viewer: str, secret: str) -> int:
 
 
 COMMANDS = {
-    "patroli serve": [sys.executable, "-m", "service.cli", "serve"],
+    "patroli serve": [*PATROLI, "serve"],
     "uvicorn --factory": [sys.executable, "-m", "uvicorn", "--factory", "service.app:create_app"],
 }
 
@@ -173,16 +142,9 @@ COMMANDS = {
 def test_no_key_in_the_access_log_of_a_running_server(
     database_url: str, tmp_path: Path, runner: str
 ) -> None:
-    env = _env(database_url, PATROLI_ADMIN_KEY=ADMIN_KEY, PATROLI_AUTO_MIGRATE="true")
-    with _server(COMMANDS[runner], env, tmp_path) as (base, output):
-        admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-        unit = httpx.post(
-            f"{base}/api/v1/units", json={"name": "U1", "device_id": "u1"}, headers=admin
-        )
-        secret = unit.json()["device_secret"]
-        viewer = httpx.post(
-            f"{base}/api/v1/keys", json={"name": "wall", "role": "viewer"}, headers=admin
-        ).json()["key"]
+    env = cli_env(database_url, PATROLI_ADMIN_KEY=ADMIN_KEY, PATROLI_AUTO_MIGRATE="true")
+    with run_server(COMMANDS[runner], env, tmp_path) as (base, output):
+        secret, viewer = _unit_and_viewer(base)
         stored = _traffic(base, viewer, secret)
     assert stored == 5  # key=, path (GET and form POST), bearer and Basic: one fix each
     lines = "\n".join(output)
@@ -192,45 +154,17 @@ def test_no_key_in_the_access_log_of_a_running_server(
         assert value not in lines, [line for line in output if value in line]
 
 
-def _serve_with_access_log(app: Any) -> tuple[str, Callable[[], None]]:
-    """The app under uvicorn with its access log on and no log config of its own."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, access_log=True, log_config=None, log_level="info")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-
-    def stop() -> None:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-
-    return f"http://127.0.0.1:{sock.getsockname()[1]}", stop
-
-
 def test_no_key_in_any_record_of_the_app_in_process(
     make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
 ) -> None:
     app = create_app(make_settings())
-    base, stop = _serve_with_access_log(app)
-    try:
-        with caplog.at_level(logging.DEBUG):
-            admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-            unit = httpx.post(
-                f"{base}/api/v1/units", json={"name": "U1", "device_id": "u1"}, headers=admin
-            )
-            secret = unit.json()["device_secret"]
-            viewer = httpx.post(
-                f"{base}/api/v1/keys", json={"name": "wall", "role": "viewer"}, headers=admin
-            ).json()["key"]
-            assert _traffic(base, viewer, secret) == 5
-    finally:
-        stop()
+    # The access log on, and no log config of uvicorn's own: records reach caplog.
+    with (
+        serve_app(app, access_log=True, log_config=None, log_level="info") as base,
+        caplog.at_level(logging.DEBUG),
+    ):
+        secret, viewer = _unit_and_viewer(base)
+        assert _traffic(base, viewer, secret) == 5
     messages = [r.getMessage() for r in caplog.records]
     access = [m for m in messages if "/api/v1/osmand" in m]
     assert len(access) >= 5  # the access log was captured

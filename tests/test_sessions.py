@@ -17,7 +17,7 @@ from service.app import create_app
 from service.config import Settings
 from service.routes.sessions import COOKIE, SALT
 from tests.conftest import ADMIN_KEY
-from tests.maps.conftest import serve_app
+from tests.helpers import serve_app
 
 SECRET = "test-session-secret-0123456789"
 NO_BEARER = {"Authorization": ""}

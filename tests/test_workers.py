@@ -10,8 +10,7 @@ import httpx
 from pyproj import Geod
 
 from tests.conftest import ADMIN_KEY, _truncate
-from tests.helpers import T0
-from tests.test_cli import _env, _free_port
+from tests.helpers import PATROLI, T0, cli_env, run_server
 
 GEOD = Geod(ellps="WGS84")
 KPU = (116.8340, -1.2650)
@@ -24,31 +23,10 @@ def _ping(dist_m: float, seconds: float) -> dict[str, Any]:
 
 
 def test_two_workers_fire_each_transition_once(postgis_url: str, tmp_path: Path) -> None:
-    import subprocess
-    import sys
-    import time
-
     _truncate(postgis_url)
-    port = _free_port()
-    env = _env(postgis_url, PATROLI_ADMIN_KEY=ADMIN_KEY, PATROLI_KEY_CACHE_S="0")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.2)
+    env = cli_env(postgis_url, PATROLI_ADMIN_KEY=ADMIN_KEY, PATROLI_KEY_CACHE_S="0")
+    serve = [*PATROLI, "serve", "--workers", "2"]
+    with run_server(serve, env, tmp_path, ready_s=60) as (base, _):
         headers = {"Authorization": f"Bearer {ADMIN_KEY}"}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as http:
             circle = {
@@ -80,9 +58,6 @@ def test_two_workers_fire_each_transition_once(postgis_url: str, tmp_path: Path)
                     if f["properties"]["kind"] == "fix"
                 ]
             )
-    finally:
-        proc.terminate()
-        proc.wait(30)
     assert stored == 30  # each retried ping stored once
     types = [e["type"] for e in events if e["type"].startswith("geofence")]
     assert types == ["geofence_enter", "geofence_exit"] * 4 + ["geofence_enter"]

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from tests.conftest import ADMIN_KEY
-from tests.helpers import csp_violations
+from tests.helpers import block_remote, csp_violations
 
 DOCS = ("/docs", "/redoc", "/openapi.json")
 NO_BEARER = {"Authorization": ""}
@@ -63,32 +63,23 @@ def test_the_docs_key_moves_into_a_session(client: TestClient) -> None:
 def test_docs_load_offline_in_chromium(settings: Settings, browser: Any, live_server: Any) -> None:
     with live_server(create_app(settings)) as base:
         context = browser.new_context(viewport={"width": 1200, "height": 800})
-        blocked: list[str] = []
-
-        def local_only(route: Any) -> None:
-            if urlsplit(route.request.url).hostname == "127.0.0.1":
-                route.continue_()
-            else:
-                blocked.append(route.request.url)
-                route.abort()
-
         try:
             page = context.new_page()
             violations = csp_violations(page)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
+            blocked = block_remote(page)
             viewer_url = httpx.URL(f"{base}/docs", params={"key": ADMIN_KEY})
             page.goto(str(viewer_url), wait_until="load")
             assert "key" not in parse_qs(urlsplit(page.url).query)
-            page.locator(".opblock").first.wait_for(timeout=10_000)
+            page.locator(".opblock").first.wait_for(timeout=30_000)
             assert page.locator(".opblock").count() > 20  # every operation listed
             assert "/api/v1/pings" in page.locator("#swagger-ui").inner_text()
             assert errors == [] and violations == []
 
             page.goto(f"{base}/redoc", wait_until="load")
             page.wait_for_function("() => typeof window.Redoc === 'object'")
-            page.locator("redoc > *").first.wait_for(state="attached", timeout=10_000)
+            page.locator("redoc > *").first.wait_for(state="attached", timeout=30_000)
             # ReDoc's footer names a logo on its vendor's CDN: the policy keeps it from loading
             # (no request leaves), and that refusal is all the policy has to say.
             assert all("cdn.redoc.ly" in v for v in violations), violations

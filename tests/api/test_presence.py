@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from service.app import create_app
-from service.config import Settings
-from service.routes.presence import router
-from tests.conftest import ADMIN_KEY
 from tests.helpers import along, circle_feature
 
 SITE = along(500)
 AWAY = along(950)
 NIGHT = datetime(2024, 11, 26, 16, 0, tzinfo=UTC)  # 00:00 WITA
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The app with the analytics routes (added here when the app does not include them)."""
-    app = create_app(settings)
-    if not any(getattr(r, "path", "").startswith("/api/v1/presence") for r in app.routes):
-        app.include_router(router)
-    with TestClient(app) as c:
-        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-        yield c
 
 
 def fix(device: str, at: datetime, where: tuple[float, float] = SITE, **kw: Any) -> dict:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,25 +12,10 @@ from fastapi.testclient import TestClient
 from pyproj import Geod
 
 from service.analytics.reports import to_csv
-from service.app import create_app
-from service.config import Settings
-from service.routes.reports import router
-from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, along, circle_feature, ping, route_feature, window
 
 GEOD = Geod(ellps="WGS84")
 SITE = along(500, 200)  # 200 m north of the route: off its 30 m corridor
-
-
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """The app with the analytics routes (added here when the app does not include them)."""
-    app = create_app(settings)
-    if not any(getattr(r, "path", "").startswith("/api/v1/reports") for r in app.routes):
-        app.include_router(router)
-    with TestClient(app) as c:
-        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-        yield c
 
 
 @pytest.fixture

@@ -23,10 +23,9 @@ from service.notify import stream as stream_module
 from service.notify.stream import Broker, Cursor, EventStream, Reader, notify
 from service.quality import EXCLUDED
 from service.store.db import Store
-from service.store.models import Event, Ping, Unit
+from service.store.models import Event, Ping
 from tests.conftest import ADMIN_KEY
-from tests.helpers import T0, along, ping
-from tests.maps.conftest import serve_app
+from tests.helpers import T0, add_unit, along, live_app, ping
 
 STREAM = "/api/v1/stream"
 
@@ -176,17 +175,23 @@ class Live:
             return list(session.scalars(events)), list(session.scalars(pings.order_by(Ping.id)))
 
 
-@pytest.fixture
-def live(settings: Settings) -> Iterator[Live]:
+@contextmanager
+def _served(settings: Settings) -> Iterator[Live]:
     """The app served by uvicorn (the stream needs a real server)."""
     app = create_app(settings)
     store = Store.from_url(settings.database_url)
-    with serve_app(app) as base, httpx.Client(base_url=base, timeout=10) as http:
-        http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+    with live_app(app) as (base, http):
         try:
             yield Live(app, base, http, store)
         finally:
             store.dispose()
+
+
+@pytest.fixture
+def live(settings: Settings) -> Iterator[Live]:
+    """The app served by uvicorn, with the default settings."""
+    with _served(settings) as served:
+        yield served
 
 
 def _split(messages: list[Msg]) -> tuple[list[int], list[int]]:
@@ -414,9 +419,7 @@ def test_reader_waits_for_ids_committed_out_of_order(settings: Settings, backend
     store = Store.from_url(settings.database_url)
     try:
         with store.write() as session:
-            unit = Unit(name="U1", device_id="u1")
-            session.add(unit)
-            session.flush()
+            unit = add_unit(session, "U1", "u1")
             uid = unit.id
 
         def row(seconds: int) -> Ping:
@@ -476,18 +479,6 @@ def _ends_within(sse: SSE, seconds: float) -> float:
         while True:
             sse.next_block(started + seconds)
     return time.monotonic() - started
-
-
-@contextmanager
-def _served(settings: Settings) -> Iterator[Live]:
-    app = create_app(settings)
-    store = Store.from_url(settings.database_url)
-    with serve_app(app) as base, httpx.Client(base_url=base, timeout=10) as http:
-        http.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
-        try:
-            yield Live(app, base, http, store)
-        finally:
-            store.dispose()
 
 
 def test_revoking_a_key_ends_its_streams_at_once(make_settings: Any) -> None:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -159,6 +160,25 @@ def add_events(store: Store, types: list[str], now: datetime = T0) -> list[int]:
         return [e.id for e in events]
 
 
+def hook_with_events(
+    api: TestClient, url: str, types: list[str]
+) -> tuple[dict[str, Any], Store, list[int]]:
+    """A webhook registered for `url`, then events enqueued: the hook, the store, the event ids."""
+    hook = register(api, url)
+    store = store_of(api)
+    return hook, store, add_events(store, types)
+
+
+@contextmanager
+def dispatching(store: Store, settings: Settings, **options: Any) -> Iterator[WebhookDispatcher]:
+    """A webhook dispatcher, stopped afterwards."""
+    dispatcher = WebhookDispatcher(store, settings, **options)
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+
+
 def register(api: TestClient, url: str, **extra: Any) -> dict[str, Any]:
     r = api.post("/api/v1/webhooks", json={"url": url, "secret": SECRET, **extra})
     assert r.status_code == 201, r.text
@@ -260,12 +280,9 @@ def test_retries_until_accepted_signed_exactly_once(
 ) -> None:
     rec, url = receiver
     rec.fail_first = 3
-    hook = register(api, url)
-    store = store_of(api)
-    event_ids = add_events(store, ["geofence_enter", "off_route"])
+    hook, store, event_ids = hook_with_events(api, url, ["geofence_enter", "off_route"])
     clock = Clock(T0)
-    dispatcher = WebhookDispatcher(store, settings, clock=clock)
-    try:
+    with dispatching(store, settings, clock=clock) as dispatcher:
         assert dispatcher.process_due() == 2  # attempt 1: 503
         assert dispatcher.process_due() == 0  # nothing due before the backoff ends
         clock.advance(next_delay(1) - timedelta(seconds=1))
@@ -275,8 +292,6 @@ def test_retries_until_accepted_signed_exactly_once(
             assert dispatcher.process_due() == 2
         clock.advance(timedelta(hours=2))
         assert dispatcher.process_due() == 0
-    finally:
-        dispatcher.stop()
 
     assert len(rec.received) == 8
     check_signatures(rec)
@@ -306,9 +321,7 @@ def test_restart_between_attempts_and_crash_mid_send(
 ) -> None:
     rec, url = receiver
     rec.fail_first = 1
-    hook = register(api, url)
-    store = store_of(api)
-    add_events(store, ["offline", "online", "stopped"])
+    hook, store, _ = hook_with_events(api, url, ["offline", "online", "stopped"])
     clock = Clock(T0)
 
     first = WebhookDispatcher(store, settings, clock=clock)
@@ -322,15 +335,12 @@ def test_restart_between_attempts_and_crash_mid_send(
     assert len(claimed) == 3
     crashed.stop()
 
-    restarted = WebhookDispatcher(store, settings, clock=clock)
-    try:
+    with dispatching(store, settings, clock=clock) as restarted:
         assert restarted.process_due() == 0  # still leased by the crashed instance
         clock.advance(crashed.lease(len(claimed)) + timedelta(seconds=1))
         assert restarted.process_due() == 3  # the lease ran out: sent again
         clock.advance(timedelta(hours=1))
         assert restarted.process_due() == 0
-    finally:
-        restarted.stop()
 
     check_signatures(rec)
     assert sorted(rec.accepted().values()) == [1, 1, 1]
@@ -344,14 +354,11 @@ def test_dead_after_retry_budget_then_redeliver(
 ) -> None:
     rec, url = receiver
     rec.fail_all = True
-    hook = register(api, url)
-    store = store_of(api)
-    add_events(store, ["overspeed"])
+    hook, store, _ = hook_with_events(api, url, ["overspeed"])
     # Three minutes of retries: attempts at 0, 10 s, 40 s and 100 s; the next (220 s) is too late.
     settings = make_settings(webhook_retry_hours=3 / 60, webhook_allow=LOCAL)
     clock = Clock(T0)
-    dispatcher = WebhookDispatcher(store, settings, clock=clock)
-    try:
+    with dispatching(store, settings, clock=clock) as dispatcher:
         assert dispatcher.process_due() == 1
         for attempt in (1, 2, 3):
             clock.advance(next_delay(attempt))
@@ -375,8 +382,6 @@ def test_dead_after_retry_budget_then_redeliver(
             assert time.monotonic() < deadline
             dispatcher.process_due(datetime.now(UTC))
             time.sleep(0.02)
-    finally:
-        dispatcher.stop()
     (row,) = deliveries(api, hook["id"])
     assert row["attempts"] == 5 and row["last_status_code"] == 200
     assert rec.accepted() == Counter({str(row["id"]): 1})
@@ -386,14 +391,10 @@ def test_dead_after_retry_budget_then_redeliver(
 def test_unreachable_receiver_is_a_failed_attempt(api: TestClient, settings: Settings) -> None:
     with serve_app(FastAPI()) as base:
         dead_url = f"{base}/hook"
-    hook = register(api, dead_url)  # nothing listens there any more
-    store = store_of(api)
-    add_events(store, ["moving"])
-    dispatcher = WebhookDispatcher(store, settings, clock=Clock(T0))
-    try:
+    # Nothing listens there any more.
+    hook, store, _ = hook_with_events(api, dead_url, ["moving"])
+    with dispatching(store, settings, clock=Clock(T0)) as dispatcher:
         assert dispatcher.process_due() == 1
-    finally:
-        dispatcher.stop()
     (row,) = deliveries(api, hook["id"])
     assert row["status"] == "pending" and row["attempts"] == 1
     assert row["last_status_code"] is None and row["last_error"]
@@ -429,9 +430,7 @@ def test_concurrent_workers_skip_locked_rows(
 ) -> None:
     if backend != "postgis":
         pytest.skip("SQLite has one writer: claims are serialised by the write lock")
-    hook = register(api, "http://127.0.0.1:9/hook")
-    store = store_of(api)
-    add_events(store, ["offline", "online"])
+    hook, store, _ = hook_with_events(api, "http://127.0.0.1:9/hook", ["offline", "online"])
     clock = Clock(T0)
     worker = WebhookDispatcher(store, settings, clock=clock)
     with store.write() as session:  # another worker is mid-claim, holding both rows
@@ -559,14 +558,9 @@ def test_delivery_checks_the_target_again(
 ) -> None:
     rec, url = receiver
     # Registered while the allow-list admitted the receiver; since then it was removed.
-    hook = register(api, url.replace("127.0.0.1", "localhost"))
-    store = store_of(api)
-    add_events(store, ["offline"])
-    dispatcher = WebhookDispatcher(store, make_settings(), clock=Clock(T0))
-    try:
+    hook, store, _ = hook_with_events(api, url.replace("127.0.0.1", "localhost"), ["offline"])
+    with dispatching(store, make_settings(), clock=Clock(T0)) as dispatcher:
         assert dispatcher.process_due() == 1
-    finally:
-        dispatcher.stop()
     row = _attempt(api, hook["id"])
     assert row["last_status_code"] is None
     assert row["last_error"] == "refused: 127.0.0.1 is a loopback address"
@@ -585,14 +579,11 @@ def test_dns_rebinding_cannot_redirect_a_delivery(
     # listens) when it is checked, and the receiver's loopback address on any later lookup:
     # the POST must go to the address that was checked.
     fake_dns["rebind.example"] = [[PUBLIC], ["127.0.0.2"], ["127.0.0.1"]]
-    hook = register(api, f"http://rebind.example:{port}/hook")
-    store = store_of(api)
-    add_events(store, ["offline"])
-    dispatcher = WebhookDispatcher(store, make_settings(webhook_allow="127.0.0.2"), clock=Clock(T0))
-    try:
+    hook, store, _ = hook_with_events(api, f"http://rebind.example:{port}/hook", ["offline"])
+    with dispatching(
+        store, make_settings(webhook_allow="127.0.0.2"), clock=Clock(T0)
+    ) as dispatcher:
         assert dispatcher.process_due() == 1
-    finally:
-        dispatcher.stop()
     assert rec.received == []
     assert _attempt(api, hook["id"])["last_error"] == "connection refused"
 
@@ -603,14 +594,9 @@ def test_delivery_goes_to_the_checked_address_with_the_name_in_host(
     rec, url = receiver
     port = url.split(":")[2].split("/")[0]
     fake_dns["receiver.example"] = [["127.0.0.1"]]  # allowed by address (LOCAL)
-    hook = register(api, f"http://receiver.example:{port}/hook")
-    store = store_of(api)
-    add_events(store, ["online"])
-    dispatcher = WebhookDispatcher(store, store_settings(api), clock=Clock(T0))
-    try:
+    hook, store, _ = hook_with_events(api, f"http://receiver.example:{port}/hook", ["online"])
+    with dispatching(store, store_settings(api), clock=Clock(T0)) as dispatcher:
         assert dispatcher.process_due() == 1
-    finally:
-        dispatcher.stop()
     [(headers, _, code)] = rec.received
     assert code == 200 and headers["host"] == f"receiver.example:{port}"
     (row,) = deliveries(api, hook["id"])
@@ -665,16 +651,10 @@ def test_dead_delivery_log_line_names_no_url_secrets(
 ) -> None:
     with serve_app(FastAPI()) as base:
         dead_url = f"{base}/services/T000/B000/XXXXSECRETPATH?token=SECRETTOKEN"
-    hook = register(api, dead_url)
-    store = store_of(api)
-    add_events(store, ["moving"])
+    hook, store, _ = hook_with_events(api, dead_url, ["moving"])
     settings = make_settings(webhook_retry_hours=1 / 3600, webhook_allow=LOCAL)
-    dispatcher = WebhookDispatcher(store, settings, clock=Clock(T0))
-    try:
-        with caplog.at_level("WARNING"):
-            assert dispatcher.process_due() == 1
-    finally:
-        dispatcher.stop()
+    with dispatching(store, settings, clock=Clock(T0)) as dispatcher, caplog.at_level("WARNING"):
+        assert dispatcher.process_due() == 1
     assert deliveries(api, hook["id"])[0]["status"] == "dead"
     [line] = [r.getMessage() for r in caplog.records if "is dead" in r.getMessage()]
     assert base in line and "connection refused" in line

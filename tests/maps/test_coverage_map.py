@@ -38,14 +38,28 @@ from service.maps.coverage import (
 from service.maps.kit import presence_level
 from service.maps.labels import format_time, labels, zone_label
 from service.routes.security import map_page
-from tests.helpers import csp_violations
+from tests.helpers import browser_page
 
 TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 ATTRIBUTION = "&copy; OpenStreetMap contributors"
 WITA = ZoneInfo("Asia/Makassar")
 VISIT_UTC = datetime(2024, 11, 27, 18, 10, tzinfo=UTC)  # 28-11-2024 02:10 WITA
 DEG_PER_M = 1 / 111_320
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+
+
+def route_layer(
+    id: int,
+    name: str,
+    centerline: LineString,
+    segments: list[SegmentLayer],
+    coverage_ratio: float,
+    revisit_s: float | None = None,
+) -> RouteLayer:
+    """A route layer with a 30 m corridor round its centerline."""
+    corridor = centerline.buffer(30 * DEG_PER_M)
+    return RouteLayer(
+        id, name, 30, corridor, centerline, segments, coverage_ratio, revisit_s=revisit_s
+    )
 
 
 def _route() -> RouteLayer:
@@ -72,15 +86,8 @@ def _route() -> RouteLayer:
         pos = end
         i += 1
     covered = sum(s.end_m - s.start_m for s in segments if s.visited)
-    return RouteLayer(
-        id=7,
-        name="Rute KPUD Balikpapan",
-        corridor_m=30,
-        corridor=centerline.buffer(30 * DEG_PER_M),
-        centerline=centerline,
-        segments=segments,
-        coverage_ratio=covered / segments[-1].end_m,
-    )
+    ratio = covered / segments[-1].end_m
+    return route_layer(7, "Rute KPUD Balikpapan", centerline, segments, ratio)
 
 
 def _loop(unit: int, n: int) -> list[tuple[float, float]]:
@@ -158,50 +165,60 @@ def make_view(
     )
 
 
-def test_indonesian_labels_by_default() -> None:
-    """Labels are in Bahasa Indonesia unless another language is asked for."""
-    page = render_coverage_map(make_view())
-    for text in (
-        "Peta Cakupan Patroli",
-        "Rute patroli",
-        "Koridor",
-        "30 menit lalu",
-        "batas kunjungan ulang",
-        "Terlambat / belum dikunjungi",
-        "Kehadiran",
-        "Kepadatan posisi",
-        "Area pengamanan",
-        "Objek vital",
-        "Jejak unit",
-        "Posisi terakhir",
-        "Terakhir dikunjungi",
-        "Belum pernah",
-        "Periode",
-    ):
+@pytest.mark.parametrize(
+    ("view_args", "texts", "other_title"),
+    [
+        (
+            (),  # Bahasa Indonesia unless another language is asked for
+            (
+                "Peta Cakupan Patroli",
+                "Rute patroli",
+                "Koridor",
+                "30 menit lalu",
+                "batas kunjungan ulang",
+                "Terlambat / belum dikunjungi",
+                "Kehadiran",
+                "Kepadatan posisi",
+                "Area pengamanan",
+                "Objek vital",
+                "Jejak unit",
+                "Posisi terakhir",
+                "Terakhir dikunjungi",
+                "Belum pernah",
+                "Periode",
+            ),
+            "Patrol coverage map",
+        ),
+        (
+            ("en",),  # lang='en' switches every label to English
+            (
+                "Patrol coverage map",
+                "Patrol route",
+                "30 min ago",
+                "revisit interval ago",
+                "Overdue / not visited",
+                "Presence",
+                "Position density",
+                "Critical site",
+                "Unit track",
+                "Latest position",
+                "Last visited",
+                "Never",
+                "Window",
+            ),
+            "Peta Cakupan Patroli",
+        ),
+    ],
+    ids=["default", "en"],
+)
+def test_labels_in_the_language(
+    view_args: tuple[str, ...], texts: tuple[str, ...], other_title: str
+) -> None:
+    """Every label is in the page's language, and no title of another."""
+    page = render_coverage_map(make_view(*view_args))
+    for text in texts:
         assert text in page, text
-    assert "Patrol coverage map" not in page
-
-
-def test_english_labels() -> None:
-    """lang='en' switches every label to English."""
-    page = render_coverage_map(make_view("en"))
-    for text in (
-        "Patrol coverage map",
-        "Patrol route",
-        "30 min ago",
-        "revisit interval ago",
-        "Overdue / not visited",
-        "Presence",
-        "Position density",
-        "Critical site",
-        "Unit track",
-        "Latest position",
-        "Last visited",
-        "Never",
-        "Window",
-    ):
-        assert text in page, text
-    assert "Peta Cakupan Patroli" not in page
+    assert other_title not in page
 
 
 def test_times_shown_in_wita() -> None:
@@ -320,66 +337,54 @@ def test_coverage_map_in_browser(browser: Any, live_server: Any, artifacts_dir: 
     view = make_view()
     app = _map_app(render_coverage_map(view))
     external: list[str] = []
-    errors: list[str] = []
 
-    def route_request(route: Any) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
+    viewport = {"width": 1280, "height": 800}
+    with (
+        live_server(app) as base_url,
+        browser_page(browser, external, viewport=viewport) as (page, errors),
+    ):
+        page.goto(f"{base_url}/map", wait_until="load")
+        page.wait_for_selector(".patroli-segment", state="attached")
 
-    with live_server(app) as base_url:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            csp_violations(page, errors)
-            page.route("**/*", route_request)
-            page.goto(f"{base_url}/map", wait_until="load")
-            page.wait_for_selector(".patroli-segment", state="attached")
+        assert page.evaluate("typeof window.L") == "object"
+        assert page.evaluate("L.version") == "1.9.3"
+        assert page.locator(".folium-map.leaflet-container").count() == 1
+        assert page.locator(".patroli-segment.patroli-visited").count() > 0
+        assert page.locator(".patroli-segment.patroli-unvisited").count() > 0
+        assert page.locator(".patroli-route").count() == 1
+        assert page.locator(".patroli-corridor").count() == 1
+        assert page.locator(".patroli-geofence").count() == 2
+        assert page.locator(".patroli-geofence.patroli-critical").count() == 1
+        assert page.locator(".patroli-track").count() == 2
+        assert page.locator(".patroli-unit").count() == 2
+        assert page.locator('.patroli-unit[data-unit-id="1"]').count() == 1
+        assert page.locator('.patroli-segment[data-route-id="7"]').count() == len(
+            view.routes[0].segments
+        )
 
-            assert page.evaluate("typeof window.L") == "object"
-            assert page.evaluate("L.version") == "1.9.3"
-            assert page.locator(".folium-map.leaflet-container").count() == 1
-            assert page.locator(".patroli-segment.patroli-visited").count() > 0
-            assert page.locator(".patroli-segment.patroli-unvisited").count() > 0
-            assert page.locator(".patroli-route").count() == 1
-            assert page.locator(".patroli-corridor").count() == 1
-            assert page.locator(".patroli-geofence").count() == 2
-            assert page.locator(".patroli-geofence.patroli-critical").count() == 1
-            assert page.locator(".patroli-track").count() == 2
-            assert page.locator(".patroli-unit").count() == 2
-            assert page.locator('.patroli-unit[data-unit-id="1"]').count() == 1
-            assert page.locator('.patroli-segment[data-route-id="7"]').count() == len(
-                view.routes[0].segments
-            )
+        legend = page.locator("#patroli-legend")
+        assert legend.is_visible()
+        assert "Terlambat / belum dikunjungi" in legend.inner_text()
+        title = page.locator("#patroli-title")
+        assert title.is_visible()
+        assert "28-11-2024 08:00 WITA" in title.inner_text()
+        labels_text = page.locator(".leaflet-tooltip.patroli-label").all_inner_texts()
+        assert any("Patroli 1" in text and "02:09" in text for text in labels_text)
 
-            legend = page.locator("#patroli-legend")
-            assert legend.is_visible()
-            assert "Terlambat / belum dikunjungi" in legend.inner_text()
-            title = page.locator("#patroli-title")
-            assert title.is_visible()
-            assert "28-11-2024 08:00 WITA" in title.inner_text()
-            labels_text = page.locator(".leaflet-tooltip.patroli-label").all_inner_texts()
-            assert any("Patroli 1" in text and "02:09" in text for text in labels_text)
+        # Hovering a visited segment shows its last visit in WITA.
+        page.eval_on_selector(
+            ".patroli-visited",
+            """el => { const r = el.getBoundingClientRect();
+            el.dispatchEvent(new MouseEvent("mouseover", {bubbles: true,
+                clientX: r.x + r.width / 2, clientY: r.y + r.height / 2})); }""",
+        )
+        tip = page.locator(".leaflet-tooltip.patroli-tip")
+        tip.wait_for(state="visible", timeout=2000)
+        assert "Terakhir dikunjungi: 28-11-2024 02:10 WITA" in tip.inner_text()
 
-            # Hovering a visited segment shows its last visit in WITA.
-            page.eval_on_selector(
-                ".patroli-visited",
-                """el => { const r = el.getBoundingClientRect();
-                el.dispatchEvent(new MouseEvent("mouseover", {bubbles: true,
-                    clientX: r.x + r.width / 2, clientY: r.y + r.height / 2})); }""",
-            )
-            tip = page.locator(".leaflet-tooltip.patroli-tip")
-            tip.wait_for(state="visible", timeout=2000)
-            assert "Terakhir dikunjungi: 28-11-2024 02:10 WITA" in tip.inner_text()
-
-            page.mouse.move(5, 400)
-            page.wait_for_timeout(300)
-            page.screenshot(path=str(artifacts_dir / "coverage-map.png"))
-        finally:
-            context.close()
+        page.mouse.move(5, 400)
+        page.wait_for_timeout(300)
+        page.screenshot(path=str(artifacts_dir / "coverage-map.png"))
 
     assert errors == []
     assert external, "the tile layer requested no tiles"
@@ -405,16 +410,7 @@ def make_age_view(lang: str = "id", revisit_s: float | None = None) -> CoverageM
         )
         for i, age in enumerate(AGES)
     ]
-    route = RouteLayer(
-        id=3,
-        name="Rute Uji",
-        corridor_m=30,
-        corridor=line.buffer(30 * DEG_PER_M),
-        centerline=line,
-        segments=segments,
-        coverage_ratio=0.75,
-        revisit_s=revisit_s,
-    )
+    route = route_layer(3, "Rute Uji", line, segments, 0.75, revisit_s)
     gap = (WINDOW_END - timedelta(hours=2), WINDOW_END - timedelta(minutes=30))
     fences = [
         FenceLayer(
@@ -524,25 +520,12 @@ def test_age_presence_heat_and_window_in_browser(
     """Segment ages, presence colours, the heat layer and the window picker work in Chromium."""
     app = _map_app(render_coverage_map(make_age_view(lang)))
     external: list[str] = []
-    errors: list[str] = []
 
-    def route_request(route: Any) -> None:
-        if urlsplit(route.request.url).hostname in LOCAL_HOSTS:
-            route.continue_()
-        else:
-            external.append(route.request.url)
-            route.abort()
-
+    viewport = {"width": 1280, "height": 800}
     with live_server(app) as base_url:
         # The browser's own zone differs from the display zone on purpose.
-        context = browser.new_context(
-            viewport={"width": 1280, "height": 800}, timezone_id="Europe/Amsterdam"
-        )
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            csp_violations(page, errors)
-            page.route("**/*", route_request)
+        zone = "Europe/Amsterdam"
+        with browser_page(browser, external, viewport=viewport, timezone_id=zone) as (page, errors):
             page.goto(f"{base_url}/map?key=k-123&lang={lang}&junk=1", wait_until="load")
             page.wait_for_selector(".patroli-segment", state="attached")
 
@@ -587,8 +570,6 @@ def test_age_presence_heat_and_window_in_browser(
                 "key": ["k-123"],
                 "lang": [lang],
             }
-        finally:
-            context.close()
 
     assert errors == []
     assert all(_is_tile(url) for url in external), external
@@ -621,16 +602,7 @@ def make_big_view() -> CoverageMapView:
                 last_visit=last,
             )
         )
-    route = RouteLayer(
-        id=1,
-        name="Rute Balikpapan Timur",
-        corridor_m=30,
-        corridor=centerline.buffer(30 * DEG_PER_M),
-        centerline=centerline,
-        segments=segments,
-        coverage_ratio=6 / 7,
-        revisit_s=5400,
-    )
+    route = route_layer(1, "Rute Balikpapan Timur", centerline, segments, 6 / 7, 5400)
     fences = [
         FenceLayer(
             k,
@@ -694,33 +666,21 @@ def test_big_view_loads_in_browser(
     browser: Any, live_server: Any, artifacts_dir: Path, big_page: str
 ) -> None:
     """The big page loads in Chromium without errors; load timings are printed, not asserted."""
-    errors: list[str] = []
-    with live_server(_map_app(big_page)) as base_url:
-        context = browser.new_context(viewport={"width": 1280, "height": 800})
-        try:
-            page = context.new_page()
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            csp_violations(page, errors)
-            page.route(
-                "**/*",
-                lambda rt: (
-                    rt.continue_()
-                    if urlsplit(rt.request.url).hostname in LOCAL_HOSTS
-                    else rt.abort()
-                ),
-            )
-            started = time.perf_counter()
-            page.goto(f"{base_url}/map", wait_until="load")
-            wall = time.perf_counter() - started
-            timing = page.evaluate(
-                "performance.timing.loadEventEnd - performance.timing.navigationStart"
-            )
-            print(f"big coverage map load: {wall:.2f} s wall clock, {timing} ms navigation timing")
-            assert page.locator(".patroli-segment").count() == 400
-            assert page.locator(".patroli-unit").count() == BIG_UNITS
-            assert page.locator(".patroli-track").count() == BIG_UNITS
-            assert wall < 60  # a sanity bound only: benchmarks live in bench/
-            page.screenshot(path=str(artifacts_dir / "coverage-map-big.png"))
-        finally:
-            context.close()
+    viewport = {"width": 1280, "height": 800}
+    with (
+        live_server(_map_app(big_page)) as base_url,
+        browser_page(browser, viewport=viewport) as (page, errors),
+    ):
+        started = time.perf_counter()
+        page.goto(f"{base_url}/map", wait_until="load")
+        wall = time.perf_counter() - started
+        timing = page.evaluate(
+            "performance.timing.loadEventEnd - performance.timing.navigationStart"
+        )
+        print(f"big coverage map load: {wall:.2f} s wall clock, {timing} ms navigation timing")
+        assert page.locator(".patroli-segment").count() == 400
+        assert page.locator(".patroli-unit").count() == BIG_UNITS
+        assert page.locator(".patroli-track").count() == BIG_UNITS
+        assert wall < 60  # a sanity bound only: benchmarks live in bench/
+        page.screenshot(path=str(artifacts_dir / "coverage-map-big.png"))
     assert errors == []

@@ -25,9 +25,9 @@ from service.maps.assets import referenced_assets
 from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, live_map_view
 from service.routes import maps as live_maps
 from service.store.db import Store
-from service.store.models import Event, Unit
+from service.store.models import Event
 from tests.conftest import ADMIN_KEY
-from tests.helpers import along, circle_feature, csp_violations, route_feature
+from tests.helpers import add_unit, along, browser_page, circle_feature, live_app, route_feature
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -44,12 +44,26 @@ def live_ping(device_id: str, chainage_m: float, ts: datetime, offset_m: float =
     return {"device_id": device_id, "lat": lat, "lon": lon, "ts": ts.isoformat()}
 
 
-def local_only(route: Any) -> None:
-    """Let requests to the test server through; abort every other request."""
-    if urlsplit(route.request.url).hostname == "127.0.0.1":
-        route.continue_()
-    else:
-        route.abort()
+def screenshot(page: Any, stem: Path, backend: str) -> None:
+    """A screenshot at `stem`.png, or `stem`-<backend>.png on a backend other than SQLite."""
+    name = f"{stem.name}.png" if backend == "sqlite" else f"{stem.name}-{backend}.png"
+    page.screenshot(path=str(stem.with_name(name)))
+
+
+def alert_text(page: Any, event_type: str) -> str:
+    """The text of the first alert of a type, once it shows."""
+    alert = page.locator(f'#patroli-alerts li[data-type="{event_type}"]')
+    alert.wait_for(state="visible", timeout=5000)
+    return str(alert.first.inner_text())
+
+
+@contextmanager
+def live_map(settings: Settings) -> Iterator[tuple[FastAPI, str, httpx.Client, str]]:
+    """The app with the live map served: the app, its base URL, an admin client, a viewer key."""
+    app = build_app(settings)
+    with live_app(app) as (base, http):
+        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
+        yield app, base, http, viewer
 
 
 @contextmanager
@@ -60,33 +74,22 @@ def live_page(
 
     Content-Security-Policy violations count as errors: the page must work under its policy.
     """
-    context = browser.new_context(viewport={"width": 1200, "height": 800})
-    try:
-        page = context.new_page()
-        errors = csp_violations(page)
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+    with browser_page(browser) as (page, errors):
         if on_response is not None:
             page.on("response", on_response)
-        page.route("**/*", local_only)
         page.goto(str(httpx.URL(f"{base}/maps/live", params={"key": viewer})), wait_until="load")
         # The key went into a session cookie (the page and its stream use it), out of the URL.
         assert urlsplit(page.url).path == "/maps/live" and "key" not in parse_qs(
             urlsplit(page.url).query
         )
         yield page, errors
-    finally:
-        context.close()
 
 
 @pytest.mark.browser
 def test_live_map_follows_the_stream(
-    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+    settings: Settings, backend: str, browser: Any, artifacts_dir: Path
 ) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with (
-        live_server(build_app(settings)) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_map(settings) as (_, base, http, viewer):
         route = http.post("/api/v1/patrol-routes", json=route_feature()).json()
         lon, lat = along(700)
         http.post("/api/v1/geofences", json=circle_feature(lon, lat, 80)).raise_for_status()
@@ -99,7 +102,6 @@ def test_live_map_follows_the_stream(
             json={"name": "Polwan 01", "device_id": "p01", "patrol_route_ids": [route["id"]]},
         ).json()
         uid = unit["id"]
-        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
 
         now = datetime.now(UTC).replace(microsecond=0)
@@ -147,9 +149,7 @@ def test_live_map_follows_the_stream(
             ]
             r = http.post("/api/v1/pings", json=track, headers=tracker)
             assert r.status_code == 200, r.text
-            alert = page.locator('#patroli-alerts li[data-type="off_route"]')
-            alert.wait_for(state="visible", timeout=5000)
-            text = alert.first.inner_text()
+            text = alert_text(page, "off_route")
             assert "Keluar rute" in text
             assert "Polwan 01" in text
             assert "WITA" in text
@@ -182,21 +182,15 @@ def test_live_map_follows_the_stream(
             box = overdue.bounding_box()
             assert box is not None and 30 < box["width"] < 80
             assert page.locator('#patroli-alerts li[data-type="revisit_overdue"]').count() == 1
-            name = "live-map.png" if backend == "sqlite" else f"live-map-{backend}.png"
-            page.screenshot(path=str(artifacts_dir / name))
+            screenshot(page, artifacts_dir / "live-map", backend)
         assert errors == []
 
 
 @pytest.mark.browser
 def test_live_map_clears_a_revisited_segment(
-    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+    settings: Settings, backend: str, browser: Any, artifacts_dir: Path
 ) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    app = build_app(settings)
-    with (
-        live_server(app) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_map(settings) as (app, base, http, viewer):
         scheduler = app.state.scheduler
         # The passes below run on their own clock; the background thread's passes could take
         # the overdue lock from them, so it is stopped (run_once is the same pass it makes).
@@ -204,7 +198,6 @@ def test_live_map_clears_a_revisited_segment(
         route = http.post("/api/v1/patrol-routes", json=route_feature(revisit_s=60)).json()
         rid = route["id"]
         unit = http.post("/api/v1/units", json={"name": "Polwan 02", "device_id": "p02"}).json()
-        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
         edited = datetime.fromisoformat(route["properties"]["updated_at"])
 
@@ -231,9 +224,7 @@ def test_live_map_clears_a_revisited_segment(
             revisited = [e for e in second if e.type == "revisited"]
             assert [(e.patrol_route_id, e.details["segment"]) for e in revisited] == [(rid, 3)]
 
-            alert = page.locator('#patroli-alerts li[data-type="revisited"]')
-            alert.wait_for(state="visible", timeout=5000)
-            text = alert.first.inner_text()
+            text = alert_text(page, "revisited")
             assert "Dikunjungi kembali" in text
             assert "Segmen 150\u2013200 m" in text
             assert "Jl. Sudirman" in text
@@ -241,16 +232,13 @@ def test_live_map_clears_a_revisited_segment(
             assert red.count() == len(overdue) - 1  # only the visited segment is cleared
             keys = page.evaluate("Object.keys(window.patroliLive.overdue)")
             assert f"{rid}:3" not in keys and len(keys) == len(overdue) - 1
-            name = "live-map-revisited.png"
-            if backend != "sqlite":
-                name = f"live-map-revisited-{backend}.png"
-            page.screenshot(path=str(artifacts_dir / name))
+            screenshot(page, artifacts_dir / "live-map-revisited", backend)
         assert errors == []
 
 
 @pytest.mark.browser
 def test_live_map_opens_from_a_link_on_another_site(
-    settings: Settings, backend: str, browser: Any, live_server: Any
+    settings: Settings, browser: Any, live_server: Any
 ) -> None:
     """The session cookie is SameSite=Strict, yet a link from another web application works."""
     with live_server(build_app(settings)) as base:
@@ -261,22 +249,15 @@ def test_live_map_opens_from_a_link_on_another_site(
         def index() -> str:
             return f'<a id="map" href="{html.escape(target)}">Live map</a>'
 
-        with live_server(portal) as other:
-            context = browser.new_context()
-            try:
-                page = context.new_page()
-                errors = csp_violations(page)
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                # localhost and 127.0.0.1 are different sites.
-                page.goto(other.replace("127.0.0.1", "localhost") + "/", wait_until="load")
-                page.click("#map")
-                page.wait_for_url(f"{base}/maps/live?lang=en", timeout=5000)
-                page.wait_for_function("() => window.patroliLive && window.patroliLive.connected")
-                assert "Live patrol map" in page.locator("#patroli-title").inner_text()
-                [cookie] = context.cookies(base)
-                assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-            finally:
-                context.close()
+        with live_server(portal) as other, browser_page(browser) as (page, errors):
+            # localhost and 127.0.0.1 are different sites.
+            page.goto(other.replace("127.0.0.1", "localhost") + "/", wait_until="load")
+            page.click("#map")
+            page.wait_for_url(f"{base}/maps/live?lang=en", timeout=5000)
+            page.wait_for_function("() => window.patroliLive && window.patroliLive.connected")
+            assert "Live patrol map" in page.locator("#patroli-title").inner_text()
+            [cookie] = page.context.cookies(base)
+            assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
         assert errors == []
 
 
@@ -327,22 +308,14 @@ def at_position(page: Any, uid: int, fix: dict, timeout: float) -> None:
 @pytest.mark.browser
 def test_live_map_reconnects_after_an_error_response(
     settings: Settings,
-    backend: str,
     browser: Any,
-    live_server: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    app = build_app(settings)
-    with (
-        live_server(app) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_map(settings) as (app, base, http, viewer):
         app.state.scheduler.stop()  # its passes would fail too while reads are down
         store = app.state.store
         unit = http.post("/api/v1/units", json={"name": "Polwan 05", "device_id": "p05"}).json()
         uid = unit["id"]
-        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         tracker = {"Authorization": f"Bearer {unit['device_secret']}"}
         now = datetime.now(UTC).replace(microsecond=0)
         r = http.post(
@@ -404,14 +377,9 @@ def test_live_map_reconnects_after_an_error_response(
 
 @pytest.mark.browser
 def test_live_map_shows_off_route_and_offline_units_at_load(
-    settings: Settings, backend: str, browser: Any, live_server: Any
+    settings: Settings, browser: Any
 ) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    app = build_app(settings)
-    with (
-        live_server(app) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_map(settings) as (app, base, http, viewer):
         scheduler = app.state.scheduler
         scheduler.stop()
         route = http.post("/api/v1/patrol-routes", json=route_feature()).json()
@@ -420,7 +388,6 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
         for name, device in (("Polwan 07", "p07"), ("Polwan 08", "p08")):
             body = {"name": name, "device_id": device, "patrol_route_ids": [rid]}
             units[device] = http.post("/api/v1/units", json=body).json()
-        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         now = datetime.now(UTC).replace(microsecond=0)
 
         # p07 left the route 25 hours ago (off_route after 30 s) and was not heard from again.
@@ -479,20 +446,12 @@ def test_live_map_shows_off_route_and_offline_units_at_load(
 
 
 @pytest.mark.browser
-def test_live_map_trails_start_with_recent_fixes(
-    settings: Settings, backend: str, browser: Any, live_server: Any
-) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    app = build_app(settings)
-    with (
-        live_server(app) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+def test_live_map_trails_start_with_recent_fixes(settings: Settings, browser: Any) -> None:
+    with live_map(settings) as (_, base, http, viewer):
         units = [
             http.post("/api/v1/units", json={"name": name, "device_id": device}).json()
             for name, device in (("Polwan 09", "p09"), ("Polwan 10", "p10"))
         ]
-        viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         now = datetime.now(UTC).replace(microsecond=0)
         # p09: one fix 20 minutes ago, then 25 fixes in the last 10 minutes, one of them
         # inaccurate (left out of analytics, so out of the trail too).
@@ -530,9 +489,7 @@ def test_live_map_reads_only_the_newest_alerts(settings: Settings) -> None:
     now = datetime.now(UTC)
     try:
         with store.write() as session:
-            unit = Unit(name="Polwan 11", device_id="p11")
-            session.add(unit)
-            session.flush()
+            unit = add_unit(session, "Polwan 11", "p11")
             rows = [Event(type="stopped", unit_id=unit.id, ts=now - timedelta(hours=30))]
             rows += [
                 Event(type="stopped", unit_id=unit.id, ts=now - timedelta(minutes=400 - i))

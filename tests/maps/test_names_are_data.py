@@ -21,13 +21,13 @@ from service.config import Settings
 from tests.conftest import ADMIN_KEY
 from tests.helpers import (
     along,
+    browser_page,
     circle_feature,
-    csp_violations,
+    live_app,
     page_data,
     route_feature,
     without_data,
 )
-from tests.maps.test_live_map import local_only
 
 PAYLOADS = [
     "S {{7*7}} E",
@@ -106,26 +106,15 @@ def test_names_never_reach_a_template(client: TestClient, payload: str) -> None:
 
 
 @pytest.mark.browser
-def test_names_show_as_text_in_the_browser(
-    settings: Settings, backend: str, browser: Any, live_server: Any
-) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
+def test_names_show_as_text_in_the_browser(settings: Settings, backend: str, browser: Any) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    with (
-        live_server(create_app(settings)) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_app(create_app(settings)) as (base, http):
         for n, payload in enumerate(PAYLOADS):
             _scene(http, payload, n, now)
         viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
         dialogs: list[str] = []
-        try:
-            page = context.new_page()
-            errors = csp_violations(page)
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
+        with browser_page(browser, viewport={"width": 1400, "height": 900}) as (page, errors):
             page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
-            page.route("**/*", local_only)
             for path, params in _pages(now).items():
                 url = httpx.URL(f"{base}{path}", params={**params, "key": viewer})
                 response = page.goto(str(url), wait_until="load")
@@ -156,8 +145,6 @@ def test_names_show_as_text_in_the_browser(
                 assert "S 49 E" not in page.locator("body").inner_text(), path
             text = page.locator("body").inner_text()
             assert "S {{7*7}} E" in text
-        finally:
-            context.close()
         assert dialogs == []
         assert errors == []
 

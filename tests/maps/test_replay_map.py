@@ -17,14 +17,15 @@ from tests.conftest import ADMIN_KEY
 from tests.helpers import (
     T0,
     along,
+    browser_page,
     circle_feature,
-    csp_violations,
+    live_app,
     page_data,
     ping,
     route_feature,
     window,
 )
-from tests.maps.test_live_map import build_app, local_only
+from tests.maps.test_live_map import build_app
 
 PAGE_LIMIT = 2 * 1024 * 1024
 
@@ -90,13 +91,9 @@ def test_simplify_keeps_ends_stops_and_the_cap() -> None:
 
 @pytest.mark.browser
 def test_replay_slider_moves_markers(
-    settings: Settings, backend: str, browser: Any, live_server: Any, artifacts_dir: Path
+    settings: Settings, backend: str, browser: Any, artifacts_dir: Path
 ) -> None:
-    admin = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    with (
-        live_server(build_app(settings)) as base,
-        httpx.Client(base_url=base, headers=admin, timeout=10) as http,
-    ):
+    with live_app(build_app(settings)) as (base, http):
         http.post("/api/v1/patrol-routes", json=route_feature()).raise_for_status()
         http.post("/api/v1/geofences", json=circle_feature(*along(500), 80)).raise_for_status()
         secrets = {}
@@ -114,12 +111,8 @@ def test_replay_slider_moves_markers(
         viewer = http.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
         page_url = httpx.URL(f"{base}/maps/replay", params={**window(), "key": viewer})
 
-        context = browser.new_context(viewport={"width": 1200, "height": 800})
-        try:
-            page = context.new_page()
-            errors = csp_violations(page)  # the page must work under its policy
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("**/*", local_only)
+        # Script errors and Content-Security-Policy violations: the page works under its policy.
+        with browser_page(browser) as (page, errors):
             page.goto(str(page_url), wait_until="load")
             slider = page.locator("input[type=range]#patroli-slider")
             slider.wait_for(state="attached")
@@ -148,8 +141,6 @@ def test_replay_slider_moves_markers(
             page.wait_for_function("() => window.patroliReplay.t > 320", timeout=3000)
             page.click("#patroli-play")
             assert page.evaluate("window.patroliReplay.playing") is False
-        finally:
-            context.close()
         assert errors == []
 
 

@@ -152,10 +152,8 @@ def test_lwt_and_waypoint_are_reported_now(message: dict[str, Any]) -> None:
     assert report.attributes["tst"] == message["tst"]
 
 
-# An Android app's configuration as it reports it (`_type: configuration`), with every
-# credential the phone holds.
-ANDROID_CONFIGURATION: dict[str, Any] = {
-    "_type": "configuration",
+# What a configuration keeps: how the phone reports.
+CONFIGURATION_KEPT = {
     "mode": 3,
     "monitoring": 1,
     "tid": "07",
@@ -163,6 +161,12 @@ ANDROID_CONFIGURATION: dict[str, Any] = {
     "locatorInterval": 60,
     "locatorDisplacement": 50,
     "pubExtendedData": True,
+}
+# An Android app's configuration as it reports it (`_type: configuration`), with every
+# credential the phone holds.
+ANDROID_CONFIGURATION: dict[str, Any] = {
+    "_type": "configuration",
+    **CONFIGURATION_KEPT,
     "url": "https://patroli.example/api/v1/owntracks/ptl_device_secret_in_url",
     "host": "broker.polres.local",
     "port": 8883,
@@ -176,15 +180,6 @@ ANDROID_CONFIGURATION: dict[str, Any] = {
     "tlsClientCrtPassword": "p12pass",
     "clientId": "polres-hp07",
     "waypoints": [{"_type": "waypoint", "desc": "Pos", "tst": 1, "rad": 50}],
-}
-CONFIGURATION_KEPT = {
-    "mode": 3,
-    "monitoring": 1,
-    "tid": "07",
-    "deviceId": "hp-07",
-    "locatorInterval": 60,
-    "locatorDisplacement": 50,
-    "pubExtendedData": True,
 }
 
 

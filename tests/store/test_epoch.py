@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from service.analytics.positions import eligible_fixes
 from service.store.bulk import insert_pings
 from service.store.db import Store
-from service.store.models import Unit
+from tests.helpers import add_unit
 
 T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
 
@@ -17,9 +17,7 @@ def test_eligible_fix_times_are_exact(database_url: str) -> None:
     store = Store.from_url(database_url)
     try:
         with store.write() as session:
-            unit = Unit(name="U", device_id="u")
-            session.add(unit)
-            session.flush()
+            unit = add_unit(session, "U", "u")
             rows = [
                 {
                     "unit_id": unit.id,
