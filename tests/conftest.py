@@ -1,11 +1,12 @@
-"""Shared fixtures: every storage/API test runs on SQLite and on a real PostGIS database."""
+"""Shared fixtures: every storage/API test runs on SQLite and on a real PostGIS database;
+browser tests get headless Chromium and a running server."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -136,3 +137,53 @@ def client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings)) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         yield c
+
+
+# Browser tests: headless Chromium and a live server.
+CHROMIUM = Path(os.environ.get("PATROLI_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture
+def live_server() -> Iterator[Callable[[Any], AbstractContextManager[str]]]:
+    """The `serve_app` context manager, as a fixture."""
+    from tests.helpers import serve_app  # helpers import this module's constants
+
+    yield serve_app
+
+
+# Module scope: while Playwright's sync API is open it marks its event loop as running in the
+# main thread, so `asyncio.run` fails there; closing it with each module keeps later modules
+# (e.g. tests/notify/test_stream.py after tests/maps) free of it.
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium (Debian's /usr/bin/chromium), shared by a test module."""
+    if not CHROMIUM.exists():
+        message = f"Chromium not found at {CHROMIUM}"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    """Directory for screenshots and other test artifacts (git-ignored)."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS

@@ -14,7 +14,7 @@ A route folded onto itself so much that some cell lists more than `MAX_PIECES_PE
 pieces (each fix there would be measured against all of them) is located in NumPy instead.
 The result feeds the same `route_coverage` as the NumPy path (`Corridor.locate_on_route` on
 every fix read by `eligible_fixes`), and both give the same visits
-(tests/test_coverage_parity.py).
+(tests/analytics/test_tracks_parity.py).
 """
 
 from __future__ import annotations

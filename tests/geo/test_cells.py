@@ -153,7 +153,7 @@ def test_grid_of_the_largest_route_allowed_stays_within_budget(
     assert len(cells) <= MAX_CELLS
     assert grid.cell_x.size <= MAX_CANDIDATES and len(grid.pieces) <= grid.cell_x.size
     if grid.most_pieces > 64:
-        return  # the SQL path measures such a route in NumPy (tests/test_coverage_parity.py)
+        return  # the SQL path measures such a route in NumPy (analytics/test_tracks_parity.py)
     # Larger cells, still exact.
     rng = np.random.default_rng(8)
     along = rng.uniform(0, corridor.length_m, 600)

@@ -23,7 +23,7 @@ from service.app import create_app
 from service.config import Settings
 from service.maps.assets import referenced_assets
 from service.maps.live import ALERTS_MAX, TRAIL_LENGTH, live_map_view
-from service.routes import maps as live_maps
+from service.routes import maps as map_routes
 from service.store.db import Store
 from service.store.models import Event
 from tests.conftest import ADMIN_KEY
@@ -34,7 +34,7 @@ def build_app(settings: Settings) -> FastAPI:
     """The app with the live/replay map routes (included here if the app does not yet)."""
     app = create_app(settings)
     if "/maps/live" not in {getattr(r, "path", None) for r in app.routes}:
-        app.include_router(live_maps.router)
+        app.include_router(map_routes.router)
     return app
 
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from service.app import create_app
 from service.config import Settings
 from service.geo.compliance import segment_gaps
-from service.routes import coverage as analytics_coverage
+from service.routes import coverage as coverage_routes
 from tests.conftest import ADMIN_KEY
 from tests.helpers import T0, ping, route_feature, window
 
@@ -25,7 +25,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
     paths = {getattr(r, "path", None) for r in app.routes}
     if PATH.format("{route_id}") not in paths:
-        app.include_router(analytics_coverage.router)
+        app.include_router(coverage_routes.router)
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         yield c

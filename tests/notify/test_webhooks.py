@@ -32,7 +32,7 @@ from service.notify.webhooks import (
 from service.routes import webhooks as webhook_routes
 from service.store.db import Store
 from service.store.models import Event, Unit, WebhookAttempt, WebhookDelivery
-from tests.maps.conftest import serve_app
+from tests.helpers import serve_app
 
 # Far in the future, so a dispatcher started by the app's lifespan (real clock) never finds the
 # deliveries these tests drive with their own clock.

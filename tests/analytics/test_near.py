@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.routes import positions as analytics_coverage
+from service.routes import positions as position_routes
 from tests.conftest import ADMIN_KEY
 from tests.helpers import along, ping, window
 
@@ -21,7 +21,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
     """An HTTP client for the app with the analytics routes, sending the admin key."""
     app = create_app(settings)
     if PATH not in {getattr(r, "path", None) for r in app.routes}:
-        app.include_router(analytics_coverage.router)
+        app.include_router(position_routes.router)
     with TestClient(app) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         yield c
