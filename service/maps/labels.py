@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
 
+from service.events.types import EventType
+
 DEFAULT_LANG = "id"
 EN_DASH = "\u2013"  # between the ends of a range
 
@@ -218,7 +220,7 @@ _LIVE_EN: dict[str, str] = {
     "geofence": "Area",
     "segment": "Segment",
 }
-_EVENT_ID: dict[str, str] = {
+_EVENT_ID: dict[EventType, str] = {
     "geofence_enter": "Masuk area",
     "geofence_exit": "Keluar area",
     "off_route": "Keluar rute",
@@ -231,7 +233,7 @@ _EVENT_ID: dict[str, str] = {
     "revisit_overdue": "Terlambat dikunjungi",
     "revisited": "Dikunjungi kembali",
 }
-_EVENT_EN: dict[str, str] = {
+_EVENT_EN: dict[EventType, str] = {
     "geofence_enter": "Entered area",
     "geofence_exit": "Left area",
     "off_route": "Off route",
@@ -254,6 +256,6 @@ def page_labels(lang: str) -> dict[str, str]:
     return out
 
 
-def event_labels(lang: str) -> dict[str, str]:
+def event_labels(lang: str) -> dict[EventType, str]:
     """Display names of event types in `lang`."""
     return dict(_EVENT_ID if normalize_lang(lang) == "id" else _EVENT_EN)

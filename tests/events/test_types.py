@@ -16,3 +16,10 @@ def test_the_names_come_from_the_literal() -> None:
 def test_unknown_names_are_sorted_and_unique() -> None:
     assert unknown_event_types(["online", "b", "a", "b"]) == ["a", "b"]
     assert unknown_event_types([]) == []
+
+
+def test_every_event_type_has_a_label_in_both_languages() -> None:
+    from service.maps.labels import event_labels
+
+    for lang in ("id", "en"):
+        assert set(event_labels(lang)) == set(EVENT_TYPES), lang
