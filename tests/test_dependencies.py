@@ -19,12 +19,26 @@ PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 RUNTIME_CODE = ("service", "migrations")
 
 
+def _type_checking_only(node: ast.AST) -> bool:
+    """Whether `node` is an `if TYPE_CHECKING:` block."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def imported_modules(folders: tuple[str, ...]) -> dict[str, set[str]]:
-    """Top-level modules imported (absolutely) by the Python files under the folders."""
+    """Top-level modules imported (absolutely, at run time) by the Python files in the folders."""
     found: dict[str, set[str]] = {}
     for folder in folders:
         for path in sorted((ROOT / folder).rglob("*.py")):
-            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            tree = ast.parse(path.read_text(), filename=str(path))
+            for node in ast.walk(tree):
+                if _type_checking_only(node):
+                    node.body = []  # imports for type checkers only never run
+            for node in ast.walk(tree):
                 names: list[str] = []
                 if isinstance(node, ast.Import):
                     names = [alias.name for alias in node.names]
