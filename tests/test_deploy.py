@@ -742,12 +742,9 @@ def project_copy(tmp_path: Path) -> Path:
     (tree / "requirements-dev.lock").write_text("")
     bin_dir = tree / ".venv" / "bin"
     bin_dir.mkdir(parents=True)
-    for tool in ("ruff", "mypy", "pytest", "python"):
-        write_stub(
-            bin_dir,
-            tool,
-            f'echo "{tool} $*" >> "$CALLS"\nexit "${{STUB_{tool.upper()}_STATUS:-0}}"\n',
-        )
+    for tool in ("ruff", "mypy", "lint-imports", "pytest", "python"):
+        status = f"STUB_{tool.upper().replace('-', '_')}_STATUS"
+        write_stub(bin_dir, tool, f'echo "{tool} $*" >> "$CALLS"\nexit "${{{status}:-0}}"\n')
     for name in ("pyproject.toml", "requirements-dev.lock"):
         os.utime(tree / name, (1_000_000_000, 1_000_000_000))
     (tree / ".venv" / ".installed").write_text("")
@@ -784,6 +781,7 @@ def test_ci_runs_system_deps_lint_types_and_tests_in_order(project_copy: Path) -
         "ruff check service tests",
         "ruff format --check service tests",
         "mypy ",
+        "lint-imports ",
         "pytest --durations=15",
     ]
 
@@ -803,8 +801,9 @@ def test_ci_fails_when_tests_fail_or_none_are_collected(
     assert calls[-1].startswith("pytest")
 
 
-def test_ci_stops_before_tests_when_lint_fails(project_copy: Path) -> None:
-    status, calls = run_ci(project_copy, ruff=1)
+@pytest.mark.parametrize("tool", ["ruff", "mypy", "lint_imports"])
+def test_ci_stops_before_tests_when_lint_fails(project_copy: Path, tool: str) -> None:
+    status, calls = run_ci(project_copy, **{tool: 1})
     assert status != 0
     assert not any(call.startswith("pytest") for call in calls)
 
