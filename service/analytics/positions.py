@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
-from service.protocols.gpx import track_to_gpx
+from service.protocols.gpx import SEGMENT_KEY, TRACK_KEY, TrackPoint, split_track, tracks_to_gpx
 from service.quality import EXCLUDED, flag_names
 from service.schemas import GeoJSONDict
 from service.store.models import Ping, Unit, UnitState
@@ -131,13 +132,28 @@ def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
     return Fixes(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3])
 
 
-def track_gpx(session: Session, unit_id: int, start: datetime, end: datetime) -> str:
-    """A unit's good fixes in [start, end) as a GPX 1.1 track."""
+def track_gpx(
+    session: Session, unit_id: int, start: datetime, end: datetime, max_gap_s: float
+) -> str:
+    """A unit's good fixes in [start, end) as GPX 1.1 tracks and segments.
+
+    A segment ends where the gap to the next fix exceeds `max_gap_s` or where an imported
+    file's segment ends; a track ends where an imported file's track ends.
+    """
     unit = session.get(Unit, unit_id)
     if unit is None:
         raise NotFound(f"unit {unit_id} not found")
     rows = session.execute(
-        select(Ping.ts, Ping.lat, Ping.lon, Ping.altitude_m, Ping.speed_mps)
+        select(
+            Ping.ts,
+            Ping.lat,
+            Ping.lon,
+            Ping.altitude_m,
+            Ping.speed_mps,
+            Ping.heading,
+            Ping.battery,
+            Ping.attributes,
+        )
         .where(
             Ping.unit_id == unit_id,
             Ping.ts >= start,
@@ -146,4 +162,18 @@ def track_gpx(session: Session, unit_id: int, start: datetime, end: datetime) ->
         )
         .order_by(Ping.ts, Ping.id)
     )
-    return track_to_gpx(unit.name, ((ts, lat, lon, alt, v) for ts, lat, lon, alt, v in rows))
+    points = (
+        TrackPoint(ts, lat, lon, alt, speed, heading, battery, _imported_part(attributes))
+        for ts, lat, lon, alt, speed, heading, battery, attributes in rows
+    )
+    return tracks_to_gpx(unit.name, split_track(points, max_gap_s))
+
+
+def _imported_part(attributes: dict[str, Any] | None) -> tuple[int, int] | None:
+    """The (track, segment) a GPX import recorded for a fix, if any."""
+    if not attributes:
+        return None
+    track, segment = attributes.get(TRACK_KEY), attributes.get(SEGMENT_KEY)
+    if isinstance(track, int) and isinstance(segment, int):
+        return track, segment
+    return None

@@ -1,7 +1,10 @@
 """GPX import and export: track points to pings, and a unit's track to GPX 1.1.
 
 Only tracks (`<trk>`) are imported: routes (`<rte>`) are planned paths and waypoints
-(`<wpt>`) single marks, neither is a record of where a unit was.
+(`<wpt>`) single marks, neither is a record of where a unit was. An import can remember each
+point's track and segment (ping attributes `gpx_track`, `gpx_segment`) so that the export keeps
+the file's shape: it starts a track where the imported track changes and a segment where the
+imported segment changes or the gap between fixes exceeds `max_gap_s`.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from xml.etree import ElementTree as ET
 
 import gpxpy
@@ -22,20 +25,46 @@ from service.schemas import PingIn
 
 # Garmin's TrackPointExtension v2 carries speed and course, which GPX 1.1 itself lacks.
 GPXTPX_NS = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
+# Patroli's own extension namespace: <patroli:battery> (percent) has no standard element.
+PATROLI_NS = "urn:patroli:gpx:1"
 CREATOR = "Patroli"
+# Ping attributes holding an imported point's 1-based track and segment in its file.
+TRACK_KEY = "gpx_track"
+SEGMENT_KEY = "gpx_segment"
 
 # Extension element local names (any namespace, e.g. gpxtpx:speed, osmand:speed) read as fields.
 _SPEED_TAGS = ("speed",)
 _HEADING_TAGS = ("course", "heading", "bearing")
 _ACCURACY_TAGS = ("accuracy", "acc", "hacc")
+_BATTERY_TAGS = ("battery", "batt")
 
 _ENCODING = re.compile(rb"""^\s*<\?xml[^>]*\bencoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
 
 
+class TrackPoint(NamedTuple):
+    """One exported fix; `part` is its imported (track, segment), None for a live fix."""
+
+    ts: datetime
+    lat: float
+    lon: float
+    altitude_m: float | None = None
+    speed_mps: float | None = None
+    heading: float | None = None
+    battery: float | None = None
+    part: tuple[int, int] | None = None
+
+
 def parse_gpx(
-    data: bytes, *, device_id: str | None = None, unit_id: int | None = None
+    data: bytes,
+    *,
+    device_id: str | None = None,
+    unit_id: int | None = None,
+    segments: bool = False,
 ) -> list[PingIn]:
-    """Pings from every track point of a GPX 1.0 or 1.1 file, in file order."""
+    """Pings from every track point of a GPX 1.0 or 1.1 file, in file order.
+
+    With `segments`, each ping's attributes record its track and segment in the file.
+    """
     text = _decode(data)
     # GPX never needs a DTD; refusing one rules out entity expansion and external entities
     # whichever XML parser gpxpy picks (it prefers lxml when installed).
@@ -49,7 +78,10 @@ def parse_gpx(
     except (gpxpy.gpx.GPXException, ValueError) as exc:
         raise InvalidInput(f"not a GPX file: {exc}") from None
 
-    pings = [_ping(point, where, device_id, unit_id) for point, where in _track_points(gpx)]
+    pings = [
+        _ping(point, where, device_id, unit_id, part if segments else None)
+        for point, where, part in _track_points(gpx)
+    ]
     if not pings:
         raise InvalidInput(
             "the GPX file has no track points (routes and waypoints are not imported)"
@@ -62,21 +94,68 @@ def track_to_gpx(
     points: Iterable[tuple[datetime, float, float, float | None, float | None]],
 ) -> str:
     """GPX 1.1 text with one track and segment of (time, lat, lon, altitude_m, speed_mps)."""
+    return tracks_to_gpx(name, [[[TrackPoint(*point) for point in points]]])
+
+
+def split_track(points: Iterable[TrackPoint], max_gap_s: float) -> list[list[list[TrackPoint]]]:
+    """Time-ordered fixes as tracks of segments: split at imported parts and gaps > max_gap_s."""
+    tracks: list[list[list[TrackPoint]]] = []
+    previous: TrackPoint | None = None
+    for point in points:
+        if previous is None or _track_of(point) != _track_of(previous):
+            tracks.append([[point]])
+        elif point.part != previous.part or (point.ts - previous.ts).total_seconds() > max_gap_s:
+            tracks[-1].append([point])
+        else:
+            tracks[-1][-1].append(point)
+        previous = point
+    return tracks
+
+
+def _track_of(point: TrackPoint) -> int | None:
+    return point.part[0] if point.part else None
+
+
+def tracks_to_gpx(name: str, tracks: Iterable[Iterable[Iterable[TrackPoint]]]) -> str:
+    """GPX 1.1 text of tracks of segments of fixes, each track named `name`.
+
+    Speed and course go in Garmin's TrackPointExtension v2, battery in <patroli:battery>.
+    """
     gpx = gpxpy.gpx.GPX()
     gpx.creator = CREATOR
     gpx.nsmap["gpxtpx"] = GPXTPX_NS
-    track = gpxpy.gpx.GPXTrack(name=name)
-    segment = gpxpy.gpx.GPXTrackSegment()
-    track.segments.append(segment)
-    gpx.tracks.append(track)
-    for ts, lat, lon, altitude, speed in points:
-        point = gpxpy.gpx.GPXTrackPoint(lat, lon, elevation=altitude, time=as_utc(ts))
-        if speed is not None:
-            ext = ET.Element(f"{{{GPXTPX_NS}}}TrackPointExtension")
-            ET.SubElement(ext, f"{{{GPXTPX_NS}}}speed").text = repr(float(speed))
-            point.extensions.append(ext)
-        segment.points.append(point)
+    gpx.nsmap["patroli"] = PATROLI_NS
+    for segments in tracks:
+        track = gpxpy.gpx.GPXTrack(name=name)
+        gpx.tracks.append(track)
+        for points in segments:
+            segment = gpxpy.gpx.GPXTrackSegment()
+            track.segments.append(segment)
+            segment.points.extend(_track_point(point) for point in points)
     return gpx.to_xml(version="1.1")
+
+
+def _track_point(point: TrackPoint) -> gpxpy.gpx.GPXTrackPoint:
+    gpx_point = gpxpy.gpx.GPXTrackPoint(
+        point.lat, point.lon, elevation=point.altitude_m, time=as_utc(point.ts)
+    )
+    garmin = {"speed": point.speed_mps, "course": _degrees(point.heading)}
+    if any(value is not None for value in garmin.values()):
+        ext = ET.Element(f"{{{GPXTPX_NS}}}TrackPointExtension")
+        for tag, value in garmin.items():  # the schema's order: speed, then course
+            if value is not None:
+                ET.SubElement(ext, f"{{{GPXTPX_NS}}}{tag}").text = repr(float(value))
+        gpx_point.extensions.append(ext)
+    if point.battery is not None:
+        battery = ET.Element(f"{{{PATROLI_NS}}}battery")
+        battery.text = repr(float(point.battery))
+        gpx_point.extensions.append(battery)
+    return gpx_point
+
+
+def _degrees(heading: float | None) -> float | None:
+    """A heading as the extension's course type wants it: 0 <= course < 360."""
+    return None if heading is None else float(heading) % 360.0
 
 
 def _decode(data: bytes) -> str:
@@ -109,17 +188,23 @@ def _root_name(text: str) -> str:
     raise InvalidInput("not a GPX file: no XML element found")
 
 
-def _track_points(gpx: gpxpy.gpx.GPX) -> Iterator[tuple[gpxpy.gpx.GPXTrackPoint, str]]:
+def _track_points(
+    gpx: gpxpy.gpx.GPX,
+) -> Iterator[tuple[gpxpy.gpx.GPXTrackPoint, str, tuple[int, int]]]:
     """Each track point with its 1-based place, e.g. "track 1 'Pagi', segment 2, point 5"."""
     for t, track in enumerate(gpx.tracks, start=1):
         label = f"track {t}" + (f" {track.name!r}" if track.name else "")
         for s, segment in enumerate(track.segments, start=1):
             for p, point in enumerate(segment.points, start=1):
-                yield point, f"{label}, segment {s}, point {p}"
+                yield point, f"{label}, segment {s}, point {p}", (t, s)
 
 
 def _ping(
-    point: gpxpy.gpx.GPXTrackPoint, where: str, device_id: str | None, unit_id: int | None
+    point: gpxpy.gpx.GPXTrackPoint,
+    where: str,
+    device_id: str | None,
+    unit_id: int | None,
+    part: tuple[int, int] | None,
 ) -> PingIn:
     if point.time is None:
         # gpxpy also leaves the time empty when <time> is present but unparseable.
@@ -148,6 +233,8 @@ def _ping(
         )
         if value is not None
     }
+    if part is not None:
+        attributes[TRACK_KEY], attributes[SEGMENT_KEY] = part
     try:
         return make_ping(
             {
@@ -160,6 +247,7 @@ def _ping(
                 "heading": non_negative(heading),
                 "accuracy_m": non_negative(first(_ACCURACY_TAGS)),
                 "altitude_m": point.elevation,
+                "battery": first(_BATTERY_TAGS),
                 "attributes": attributes,
             }
         )

@@ -4,6 +4,8 @@ Parameter form (query string and/or form body, e.g. Traccar Client up to 8, OsmA
 `?id=123456&timestamp=1700000000&lat=-1.2683&lon=116.834&speed=10.5&bearing=90&batt=81`.
 JSON form (Traccar Client 9+): the background-geolocation location object under `location`
 with the device id beside it: `{"device_id": "...", "location": {"coords": {...}, ...}}`.
+JSON list (a tracker's offline buffer sent at once): flat parameter objects,
+`[{"id": "123456", "lat": -1.2683, "lon": 116.834, "timestamp": 1700000000, ...}, ...]`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal
 
-from service.errors import BadRequest, InvalidInput
+from service.errors import BadRequest, InvalidInput, PayloadTooLarge
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.protocols import (
     DeviceReport,
@@ -164,6 +166,46 @@ def parse_traccar_json_body(body: Any, *, now: datetime) -> list[Parsed]:
     device_id, location = _json_root(body)
     locations = location if isinstance(location, list) else [location]
     return [_json_location(device_id, item, now) for item in locations]
+
+
+def parse_osmand_json_list(
+    body: Sequence[Any],
+    *,
+    now: datetime,
+    max_batch: int,
+    speed_unit: SpeedUnit = "knots",
+    times: FixTimes = DEFAULT_FIX_TIMES,
+) -> list[Parsed]:
+    """A JSON list of flat OsmAnd parameter objects, each read like one OsmAnd request."""
+    if len(body) > max_batch:
+        raise PayloadTooLarge(f"batch of {len(body)} positions exceeds the limit of {max_batch}")
+    if not body:
+        raise BadRequest("empty list: send at least one position object")
+    return [
+        parse_osmand(_json_params(item), now=now, speed_unit=speed_unit, times=times)
+        for item in body
+    ]
+
+
+def _json_params(item: Any) -> dict[str, list[str]]:
+    """One flat JSON position object as OsmAnd parameters (values as their query-string text)."""
+    if not isinstance(item, Mapping):
+        raise BadRequest("each element of the list must be a JSON object of OsmAnd parameters")
+    params: dict[str, list[str]] = {}
+    for key, value in item.items():
+        values = value if isinstance(value, list) else [value]
+        texts = [_param_text(str(key), v) for v in values if v is not None]
+        if texts:
+            params[str(key)] = texts
+    return params
+
+
+def _param_text(key: str, value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    raise BadRequest(f"{key} must be a string, number or boolean, got {value!r}")
 
 
 # ---- parameters ----------------------------------------------------------------------------

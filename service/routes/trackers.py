@@ -24,7 +24,11 @@ from service.fixtime import FixTimes
 from service.ingest.results import store_parsed
 from service.ingest.writer import GroupCommitter
 from service.protocols import Parsed
-from service.protocols.osmand import parse_osmand, parse_traccar_json_body
+from service.protocols.osmand import (
+    parse_osmand,
+    parse_osmand_json_list,
+    parse_traccar_json_body,
+)
 from service.protocols.owntracks import (
     owntracks_device_id,
     owntracks_identity,
@@ -99,7 +103,18 @@ async def _osmand(
     )
     if is_json:
         body = _json(await request.body())
-        parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
+        if isinstance(body, list):
+            parsed = _parsed(
+                lambda: parse_osmand_json_list(
+                    body,
+                    now=now,
+                    max_batch=settings.max_batch,
+                    speed_unit=settings.osmand_speed_unit,
+                    times=FixTimes.of(settings),
+                )
+            )
+        else:
+            parsed = _parsed(lambda: parse_traccar_json_body(body, now=now))
     else:
         parsed = _parsed(
             lambda: parse_osmand(
@@ -123,7 +138,10 @@ async def _osmand(
 async def osmand(
     request: Request, writer: WriterDep, settings: SettingsDep, basic: BasicDep
 ) -> Response:
-    """OsmAnd protocol (Traccar Client): query string, form body, or Traccar Client 9 JSON.
+    """OsmAnd protocol (Traccar Client): query string, form body, Traccar Client 9 JSON, or a list.
+
+    A JSON list holds flat OsmAnd parameter objects (`[{"id": ..., "lat": ..., "lon": ...,
+    "timestamp": ...}]`, at most PATROLI_MAX_BATCH), each read like one request.
 
     Set the tracker's server URL to this endpoint; answers 200 with an empty body once stored.
     The device secret goes in the URL path (`/osmand/<secret>`), a bearer or HTTP Basic

@@ -152,7 +152,7 @@ async def import_gpx(
     with store.read() as session:
         if session.get(Unit, unit_id) is None:
             raise NotFound(f"unit {unit_id} not found")
-    pings = parse_gpx(await file.read(), unit_id=unit_id)
+    pings = parse_gpx(await file.read(), unit_id=unit_id, segments=True)
     return answer(await writer.store(principal, list(enumerate(pings)), source="gpx"), "gpx")
 
 
@@ -167,10 +167,17 @@ async def import_gpx(
         **error_responses(404),
     },
 )
-def export_gpx(unit_id: Id, window: WindowDep, store: StoreDep, _: ViewerDep) -> Response:
-    """The unit's good fixes in [from, to) as a GPX 1.1 track."""
+def export_gpx(
+    unit_id: Id, window: WindowDep, store: StoreDep, settings: SettingsDep, _: ViewerDep
+) -> Response:
+    """The unit's good fixes in [from, to) as GPX 1.1 tracks, split at gaps and imported segments.
+
+    A segment ends where fixes are more than PATROLI_MAX_GAP_S apart or where an imported file's
+    segment ended. Speed and course are in Garmin's TrackPointExtension v2, battery in
+    `<patroli:battery>` (namespace `urn:patroli:gpx:1`).
+    """
     with store.read() as session:
-        text = positions.track_gpx(session, unit_id, window.start, window.end)
+        text = positions.track_gpx(session, unit_id, window.start, window.end, settings.max_gap_s)
     return Response(
         text,
         media_type="application/gpx+xml",
