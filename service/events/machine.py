@@ -4,7 +4,9 @@ Fixes must be fed per unit in device-time order. Every event fires exactly once 
 transition, and the whole state is a plain JSON-able dict, so it can be stored with the unit
 and resumed after a restart without duplicating or losing an event.
 
-It fires every event type (events/types.py) but the revisit ones (overdue.py). There is
+It fires every event type (events/types.py) but the revisit ones (overdue.py). An `alarm`
+fires from any fix carrying one, whatever its flags, once per occurrence (repeats within
+alarm_repeat_s are the same press); `low_battery` once per fall below the threshold. There is
 deliberately no overspeed_end: an episode is reported once, when it has lasted long enough
 to matter, and its end is visible in the track itself. Offline is detected by
 check_offline() on a timer, or by the next fix if the timer missed the gap; an outage
@@ -25,6 +27,7 @@ from service.quality import Flag, distance_m, eligible
 
 STATE_VERSION = 1
 _LATE = int(Flag.LATE)
+_ZERO = int(Flag.ZERO)
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,8 @@ class UnitMachine:
             details["battery"] = fix.battery
         if late:
             details["late"] = True
+        if fix.flags & _ZERO:  # a tracker without a fix: where it is is not known
+            return [Event("alarm", fix.ts, None, None, details=details)]
         return [Event("alarm", fix.ts, fix.lon, fix.lat, details=details)]
 
     def _step_battery(self, fix: Fix, params: Params) -> list[Event]:

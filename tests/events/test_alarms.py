@@ -70,6 +70,9 @@ def test_an_alarm_fires_whatever_the_fix_quality_or_age() -> None:
     fired(m, fix(100))
     [late] = m.step(fix(50, "sos", battery=40, flags=int(Flag.LATE)), [], [], PARAMS)
     assert (late.type, late.details) == ("alarm", {"alarm": "sos", "battery": 40, "late": True})
+    fired(m, fix(150))
+    [nowhere] = m.step(fix(200, "sos", flags=int(Flag.ZERO)), [], [], PARAMS)
+    assert (nowhere.lon, nowhere.lat) == (None, None)  # (0, 0) is no position
 
 
 def test_low_battery_crosses_with_hysteresis() -> None:
