@@ -134,6 +134,18 @@ class Settings(BaseSettings):
         None, gt=0, description="Speed limit for `overspeed` events (m/s); none by default."
     )
     events_enabled: bool = Field(True, description="Evaluate live events during ingest.")
+    low_battery_pct: float | None = Field(
+        15.0, ge=0, le=100, description="Battery level (%) below which `low_battery` fires."
+    )
+    low_battery_rearm_pct: float = Field(
+        5.0, ge=0, description="Points above low_battery_pct a battery must reach to re-arm it."
+    )
+    alarm_repeat_s: float = Field(
+        300.0,
+        ge=0,
+        description="A unit's fixes repeating its latest alarm within this many seconds (device "
+        "time) are the same occurrence: one `alarm` event.",
+    )
     webhook_retry_hours: float = Field(
         25.0, gt=0, description="How long a webhook delivery is retried before it is dead."
     )

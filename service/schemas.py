@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
@@ -20,8 +21,16 @@ from service.fields import Id, Line, check_json_text
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes, to_utc
 
 Role = Literal["admin", "viewer", "tracker"]
+ALARM_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,39}$"
 G = TypeVar("G")
 P = TypeVar("P", bound=BaseModel)
+
+
+def alarm_name(value: Any) -> str | None:
+    """A tracker's alarm value if it is a valid PingIn.alarm name, else None."""
+    if isinstance(value, str) and re.fullmatch(ALARM_PATTERN, value):
+        return value
+    return None
 
 
 def _aware(value: datetime) -> datetime:
@@ -219,6 +228,14 @@ class PingIn(BaseModel):
     battery: float | None = Field(None, ge=0, le=100)
     ping_id: Line | None = Field(
         None, min_length=1, max_length=200, description="Client id making retries idempotent."
+    )
+    alarm: str | None = Field(
+        None,
+        pattern=ALARM_PATTERN,
+        examples=["sos"],
+        description="An alarm the tracker raises with this fix: a name of 1 to 40 letters, "
+        "digits, `_` or `-`, starting with a letter (Traccar's names: sos, general, "
+        "lowBattery, ...). Fires one `alarm` event per occurrence.",
     )
     attributes: Annotated[dict[str, Any], AfterValidator(check_json_text)] | None = Field(
         None, description="Extra tracker data kept with the ping (cell towers, odometer, ...)."

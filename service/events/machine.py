@@ -4,7 +4,9 @@ Fixes must be fed per unit in device-time order. Every event fires exactly once 
 transition, and the whole state is a plain JSON-able dict, so it can be stored with the unit
 and resumed after a restart without duplicating or losing an event.
 
-It fires every event type (events/types.py) but the revisit ones (overdue.py). There is
+It fires every event type (events/types.py) but the revisit ones (overdue.py). An `alarm`
+fires from any fix carrying one, whatever its flags, once per occurrence (repeats within
+alarm_repeat_s are the same press); `low_battery` once per fall below the threshold. There is
 deliberately no overspeed_end: an episode is reported once, when it has lasted long enough
 to matter, and its end is visible in the track itself. Offline is detected by
 check_offline() on a timer, or by the next fix if the timer missed the gap; an outage
@@ -25,6 +27,7 @@ from service.quality import Flag, distance_m, eligible
 
 STATE_VERSION = 1
 _LATE = int(Flag.LATE)
+_ZERO = int(Flag.ZERO)
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class Fix:
     lat: float
     speed_mps: float | None
     flags: int = 0
+    alarm: str | None = None  # what the tracker reports, e.g. "sos" (PingIn.alarm)
+    battery: float | None = None  # percent
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,9 @@ class Params:
     overspeed_after_s: float = 10.0
     stop_speed_mps: float = 0.5
     stop_radius_m: float = 10.0
+    low_battery_pct: float | None = 15.0  # None: no low_battery events
+    low_battery_rearm_pct: float = 5.0  # above the threshold by this much re-arms it
+    alarm_repeat_s: float = 300.0
 
 
 @dataclass
@@ -105,6 +113,13 @@ class _Speed:
     fired: bool = False
 
 
+@dataclass
+class _Alarm:
+    type: str | None = None  # the alarm of the unit's latest fix, if it carried one
+    ts: datetime | None = None  # the newest fix carrying it
+    battery_low: bool = False  # low_battery fired and not re-armed yet
+
+
 def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.isoformat()
 
@@ -128,6 +143,7 @@ class UnitMachine:
         self.routes: dict[int, _RouteState] = {}
         self.stop = _Stop()
         self.speed = _Speed()
+        self.alarm = _Alarm()
 
     # -- fixes ---------------------------------------------------------------------------
 
@@ -141,12 +157,24 @@ class UnitMachine:
         """Advance with one fix against the current fences and assigned routes; new events."""
         if fix.ts.tzinfo is None:
             raise ValueError("Fix.ts must be timezone-aware")
+        late = bool(fix.flags & _LATE) or (self.last_ts is not None and fix.ts <= self.last_ts)
+        # An alarm is news whatever the fix's quality or age; the battery of a new fix too.
+        alerts = self._step_alarm(fix, late, params)
+        if not late:
+            alerts += self._step_battery(fix, params)
         # LATE and flagged fixes are history, not news: they must neither fire nor move state.
         # A fix not after the last one is late too, even if ingest did not flag it.
-        if fix.flags & _LATE or not eligible(fix.flags):
-            return []
-        if self.last_ts is not None and fix.ts <= self.last_ts:
-            return []
+        if late or not eligible(fix.flags):
+            return alerts
+        return alerts + self._step_position(fix, fences, routes, params)
+
+    def _step_position(
+        self,
+        fix: Fix,
+        fences: Sequence[FenceRef],
+        routes: Sequence[RouteRef],
+        params: Params,
+    ) -> list[Event]:
         events = self._connectivity(fix, params)
         resumed = bool(events)  # the only events fired so far are offline/online
         if resumed:
@@ -163,6 +191,46 @@ class UnitMachine:
         self.last_ts = fix.ts
         self.last_pos = (fix.lon, fix.lat)
         return events
+
+    def _step_alarm(self, fix: Fix, late: bool, params: Params) -> list[Event]:
+        """One `alarm` per occurrence: repeats of the latest alarm within alarm_repeat_s are one."""
+        st = self.alarm
+        if fix.alarm is None:
+            if not late:  # a newer fix without the alarm ends the occurrence
+                st.type = st.ts = None
+            return []
+        if (
+            st.type == fix.alarm
+            and st.ts is not None
+            and abs(_seconds(fix.ts, st.ts)) <= params.alarm_repeat_s
+        ):
+            st.ts = max(st.ts, fix.ts)
+            return []
+        st.type, st.ts = fix.alarm, fix.ts
+        details: dict[str, Any] = {"alarm": fix.alarm}
+        if fix.battery is not None:
+            details["battery"] = fix.battery
+        if late:
+            details["late"] = True
+        if fix.flags & _ZERO:  # a tracker without a fix: where it is is not known
+            return [Event("alarm", fix.ts, None, None, details=details)]
+        return [Event("alarm", fix.ts, fix.lon, fix.lat, details=details)]
+
+    def _step_battery(self, fix: Fix, params: Params) -> list[Event]:
+        """`low_battery` once when the battery falls below the threshold; re-armed above it."""
+        threshold, level = params.low_battery_pct, fix.battery
+        if threshold is None or level is None:
+            return []
+        st = self.alarm
+        if st.battery_low:
+            if level >= threshold + params.low_battery_rearm_pct:
+                st.battery_low = False
+            return []
+        if level >= threshold:
+            return []
+        st.battery_low = True
+        details = {"battery": level, "threshold_pct": threshold}
+        return [Event("low_battery", fix.ts, fix.lon, fix.lat, details=details)]
 
     def _connectivity(self, fix: Fix, params: Params) -> list[Event]:
         if self.last_ts is None:
@@ -402,6 +470,11 @@ class UnitMachine:
                 "max_mps": self.speed.max_mps,
                 "fired": self.speed.fired,
             },
+            "alarm": {
+                "type": self.alarm.type,
+                "ts": _iso(self.alarm.ts),
+                "battery_low": self.alarm.battery_low,
+            },
         }
 
     @classmethod
@@ -428,4 +501,8 @@ class UnitMachine:
         )
         speed = data["speed"]
         m.speed = _Speed(_parse(speed["since"]), float(speed["max_mps"]), bool(speed["fired"]))
+        alarm = data.get("alarm") or {}  # absent in states stored before alarms existed
+        m.alarm = _Alarm(
+            alarm.get("type"), _parse(alarm.get("ts")), bool(alarm.get("battery_low", False))
+        )
         return m

@@ -17,6 +17,8 @@ EventType = Literal[
     "online",
     "revisit_overdue",
     "revisited",
+    "alarm",
+    "low_battery",
 ]
 
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)

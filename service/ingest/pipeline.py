@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import bindparam, or_, select
+from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
 from service.areas.index import GeoCache
@@ -47,7 +48,7 @@ class WorkItem:
 def _fix(it: WorkItem) -> Fix:
     """What the event machine needs of a ping."""
     p = it.ping
-    return Fix(ts=p.ts, lon=p.lon, lat=p.lat, speed_mps=p.speed_mps, flags=it.flags)
+    return Fix(p.ts, p.lon, p.lat, p.speed_mps, it.flags, p.alarm, p.battery)
 
 
 _HOLDS_STATE = Flag.LATE | Flag.FUTURE | Flag.ZERO
@@ -289,8 +290,14 @@ def ingest_items(
             steps, {uid: st.machine for uid, st in states.items()}, index, settings
         )
         for uid, machine in machines.items():
-            if states[uid].update is not None:
-                states[uid].update["machine"] = machine  # type: ignore[index]
+            update = states[uid].update
+            if update is not None:
+                update["machine"] = machine
+            elif machine != states[uid].machine:
+                # Only late or held fixes, yet an alarm's state moved: keep it, nothing else.
+                session.execute(
+                    sa_update(UnitState).where(UnitState.unit_id == uid).values(machine=machine)
+                )
         if new_events:
             session.add_all(new_events)
             session.flush()

@@ -197,6 +197,8 @@ _LIVE_ID: dict[str, str] = {
     "route": "Rute",
     "geofence": "Area",
     "segment": "Segmen",
+    "alarm_banner": "TANDA BAHAYA",
+    "dismiss": "Tutup",
 }
 _LIVE_EN: dict[str, str] = {
     "live_title": "Live patrol map",
@@ -219,6 +221,8 @@ _LIVE_EN: dict[str, str] = {
     "route": "Route",
     "geofence": "Area",
     "segment": "Segment",
+    "alarm_banner": "ALARM",
+    "dismiss": "Dismiss",
 }
 _EVENT_ID: dict[EventType, str] = {
     "geofence_enter": "Masuk area",
@@ -232,6 +236,8 @@ _EVENT_ID: dict[EventType, str] = {
     "online": "Terhubung kembali",
     "revisit_overdue": "Terlambat dikunjungi",
     "revisited": "Dikunjungi kembali",
+    "alarm": "Tanda bahaya",
+    "low_battery": "Baterai lemah",
 }
 _EVENT_EN: dict[EventType, str] = {
     "geofence_enter": "Entered area",
@@ -245,6 +251,8 @@ _EVENT_EN: dict[EventType, str] = {
     "online": "Back online",
     "revisit_overdue": "Overdue for a visit",
     "revisited": "Visited again",
+    "alarm": "Alarm",
+    "low_battery": "Low battery",
 }
 
 

@@ -27,6 +27,7 @@ from service.protocols import (
     non_negative,
     number,
 )
+from service.schemas import alarm_name
 
 SpeedUnit = Literal["knots", "kmh", "mps", "mph"]
 
@@ -134,6 +135,7 @@ def parse_osmand(
             "lat": lat,
             "lon": lon,
             "ts": ts,
+            "alarm": alarm_name(last("alarm")),  # also kept in the attributes, as sent
             "attributes": attributes,
             **fields,
         }
@@ -347,6 +349,8 @@ def _json_location(device_id: str, location: Any, now: datetime) -> Parsed:
         if ping_id is not None:
             attributes["uuid"] = ping_id
         return _status(device_id, ts, fields, attributes)
+    extras = location.get("extras")
+    alarm = location.get("alarm") or (extras.get("alarm") if isinstance(extras, Mapping) else None)
     return make_ping(
         {
             "device_id": device_id,
@@ -354,6 +358,7 @@ def _json_location(device_id: str, location: Any, now: datetime) -> Parsed:
             "lon": lon,
             "ts": ts,
             "ping_id": ping_id,
+            "alarm": alarm_name(alarm),
             "attributes": attributes,
             **fields,
         }

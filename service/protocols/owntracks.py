@@ -26,6 +26,7 @@ from service.protocols import (
     non_negative,
     number,
 )
+from service.schemas import alarm_name
 
 # Fields a location message maps onto PingIn; all others are kept as attributes.
 _LOCATION_FIELDS = frozenset({"_type", "lat", "lon", "tst", "acc", "alt", "vel", "cog", "batt"})
@@ -161,6 +162,7 @@ def _location(body: Mapping[str, Any], device_id: str, now: datetime, times: Fix
             "accuracy_m": non_negative(num("acc")),
             "altitude_m": num("alt"),
             "battery": non_negative(num("batt")),
+            "alarm": alarm_name(body.get("alarm")),  # also kept in the attributes, as sent
             "attributes": {
                 k: v for k, v in _without_secrets(body).items() if k not in _LOCATION_FIELDS
             },

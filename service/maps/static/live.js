@@ -18,6 +18,7 @@
       offRoute: {},
       offline: {},
       overdue: {},
+      alarms: {}, // alarm events shown in the banner, by event id, until dismissed here
       connected: false,
       status: "connecting",
       messages: 0,
@@ -46,11 +47,22 @@
       "topright",
       "patroli-alerts",
       "<h2>" + C.esc(t.alerts) + '</h2><div class="patroli-empty-alerts">' +
-        C.esc(t.no_alerts) + '</div><ol class="patroli-alert-list"></ol>'
+        C.esc(t.no_alerts) + '</div><ol class="patroli-alarm-list"></ol>' +
+        '<ol class="patroli-alert-list"></ol>'
     );
-    var list = panel.querySelector("ol");
+    // Alarms stay pinned above every other alert; the other alerts scroll below them.
+    var alarmList = panel.querySelector(".patroli-alarm-list");
+    var list = panel.querySelector(".patroli-alert-list");
     var empty = panel.querySelector(".patroli-empty-alerts");
     var status = document.getElementById("patroli-status");
+    // The alarm banner: one line per live alarm until it is dismissed on this screen. Its state
+    // lives only in this page (a reload forgets it); acknowledging alarms is not stored yet.
+    var banner = document.createElement("div");
+    banner.id = "patroli-alarm-banner";
+    banner.setAttribute("role", "alert");
+    banner.hidden = true;
+    map.getContainer().appendChild(banner);
+    L.DomEvent.disableClickPropagation(banner);
     L.control.scale({ position: "bottomleft", imperial: false }).addTo(map);
 
     function setStatus(kind) {
@@ -66,6 +78,12 @@
       return !!routes && Object.keys(routes).length > 0;
     }
 
+    function hasAlarm(unitId) {
+      return Object.keys(state.alarms).some(function (id) {
+        return String(state.alarms[id].unit_id) === String(unitId);
+      });
+    }
+
     function styleMarker(unitId) {
       var marker = markers[unitId];
       if (!marker) {
@@ -76,6 +94,7 @@
       marker.setRadius(off ? 9 : 7);
       var el = marker.getElement();
       if (el) {
+        el.classList.toggle("patroli-alarm", hasAlarm(unitId));
         el.classList.toggle("patroli-offroute", off);
         el.classList.toggle("patroli-offline", !!state.offline[unitId]);
       }
@@ -224,6 +243,12 @@
       if ((ev.type === "revisit_overdue" || ev.type === "revisited") && typeof d.start_m === "number") {
         parts.push(C.esc(t.segment) + " " + Math.round(d.start_m) + "\u2013" + Math.round(d.end_m) + " m");
       }
+      if (ev.type === "alarm" && d.alarm) {
+        parts.push(C.esc(d.alarm));
+      }
+      if (ev.type === "low_battery" && typeof d.battery === "number") {
+        parts.push(Math.round(d.battery) + " %");
+      }
       return parts.join(", ");
     }
 
@@ -259,6 +284,48 @@
       }
     }
 
+    function alarmText(ev) {
+      var d = ev.details || {};
+      return (ev.unit_name || "#" + ev.unit_id) + ": " + (d.alarm || "") + ", " + fmt(ev.ts);
+    }
+
+    function showBanner() {
+      var ids = Object.keys(state.alarms).sort(function (a, b) {
+        return Number(b) - Number(a);
+      });
+      banner.hidden = ids.length === 0;
+      banner.innerHTML = ids
+        .map(function (id) {
+          return (
+            '<div class="patroli-alarm-line" data-event-id="' + C.esc(id) + '"><b>' +
+            C.esc(t.alarm_banner) + "</b> " + C.esc(alarmText(state.alarms[id])) +
+            ' <button type="button" class="patroli-dismiss">' + C.esc(t.dismiss) + "</button></div>"
+          );
+        })
+        .join("");
+      Array.prototype.forEach.call(banner.querySelectorAll(".patroli-dismiss"), function (button) {
+        button.addEventListener("click", function () {
+          var id = button.parentNode.getAttribute("data-event-id");
+          var ev = state.alarms[id];
+          delete state.alarms[id];
+          showBanner();
+          if (ev) {
+            styleMarker(String(ev.unit_id));
+          }
+        });
+      });
+    }
+
+    // A live alarm raises the banner; alarms already in the log when the page loaded are listed
+    // (pinned at the top) but raise no banner.
+    function raiseAlarm(ev) {
+      state.alarms[String(ev.id)] = ev;
+      showBanner();
+      if (ev.unit_id !== null && ev.unit_id !== undefined) {
+        styleMarker(String(ev.unit_id));
+      }
+    }
+
     function addAlert(ev, live) {
       if (state.events.some(function (e) { return e.id === ev.id; })) {
         return;
@@ -287,17 +354,22 @@
           map.setView([c[1], c[0]], Math.max(map.getZoom(), 16));
         });
       }
-      list.insertBefore(li, list.firstChild);
-      while (list.children.length > cfg.alertsMax) {
-        list.removeChild(list.lastChild);
+      var target = ev.type === "alarm" ? alarmList : list;
+      target.insertBefore(li, target.firstChild);
+      while (target.children.length > cfg.alertsMax) {
+        target.removeChild(target.lastChild);
       }
       empty.style.display = "none";
     }
 
     // Handles one live event as if it came from the stream (also a hook for tests).
     state.handle = function (ev) {
+      var known = state.events.some(function (e) { return e.id === ev.id; });
       addAlert(ev, true);
       applyEffects(ev);
+      if (ev.type === "alarm" && !known) {
+        raiseAlarm(ev);
+      }
     };
 
     // ---- initial state ----------------------------------------------------------------
