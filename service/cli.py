@@ -1,10 +1,13 @@
-"""The `patroli` command: serve, migrate, demo, keys."""
+"""The `patroli` command: serve, migrate, demo, keys, units."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy.orm import Session
 
 from service.config import Settings, get_settings
 from service.store.db import Store
@@ -55,21 +58,52 @@ def _migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from service.auth import create_key
-
+@contextmanager
+def _writing(settings: Settings) -> Iterator[Session]:
+    """A write session of the configured store (migrated first where that is automatic)."""
     store = Store.from_url(settings.database_url)
     try:
         if settings.migrate_on_start:
             upgrade(store.engine)
         with store.write() as session:
-            row, key = create_key(
-                session, role=args.role, name=args.name or f"{args.role} key", unit_id=args.unit
-            )
-            print(f"created {row.role} key #{row.id} ({row.name}); it is shown only once:")
+            yield session
     finally:
         store.dispose()
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from service.auth import create_key
+
+    with _writing(settings) as session:
+        row, key = create_key(
+            session, role=args.role, name=args.name or f"{args.role} key", unit_id=args.unit
+        )
+        print(f"created {row.role} key #{row.id} ({row.name}); it is shown only once:")
     print(key)
+    return 0
+
+
+ENROLL_TITLES = {
+    "traccar": "Traccar Client (Settings: scan the QR code)",
+    "owntracks": "OwnTracks (scan with the phone's camera, or open the link on the phone)",
+}
+
+
+def _units_enroll(args: argparse.Namespace, settings: Settings) -> int:
+    from service.areas.enroll import enrol
+
+    with _writing(settings) as session:
+        enrolment = enrol(session, args.unit, settings)
+    print(
+        f"unit #{enrolment.unit_id} ({enrolment.name}, device {enrolment.device_id}): a new "
+        "device secret was issued; the previous one no longer works (running servers refuse "
+        "it within PATROLI_KEY_CACHE_S)."
+    )
+    for link in enrolment.links:
+        print(f"\n{ENROLL_TITLES[link.app]}:\n{link.url}\n")
+        print(link.terminal())
+    for note in enrolment.notes:
+        print(f"note: {note}")
     return 0
 
 
@@ -116,6 +150,16 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--name")
     create.add_argument("--unit", type=int, help="unit id (tracker keys)")
     create.set_defaults(func=_keys_create)
+
+    units = sub.add_parser("units", help="manage units")
+    units_sub = units.add_subparsers(dest="units_command", required=True)
+    enroll = units_sub.add_parser(
+        "enroll",
+        help="issue a unit a new device secret and print the links and QR codes that set up "
+        "its phone (Traccar Client, OwnTracks); the previous secret stops working",
+    )
+    enroll.add_argument("unit", type=int, help="unit id")
+    enroll.set_defaults(func=_units_enroll)
     return parser
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -173,6 +174,32 @@ class Settings(BaseSettings):
         "private, link-local and metadata addresses: comma-separated host names, addresses "
         "and CIDR networks, e.g. `hooks.polda.local,10.20.0.0/16`.",
     )
+
+    public_url: str | None = Field(
+        None,
+        description="The service's external base URL as phones reach it, e.g. "
+        "`https://patroli.example.org` (behind a proxy: its address): enrolment links and QR "
+        "codes point there. Enrolment is refused while it is unset.",
+    )
+    enroll_interval_s: int = Field(
+        30,
+        gt=0,
+        le=86_400,
+        description="Reporting interval (s) that enrolment sets in the phone's app; keep it "
+        "below max_gap_s so the coverage track is not broken.",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("must have no query, fragment or user name")
+        return value.strip().rstrip("/")
 
     @field_validator("webhook_allow")
     @classmethod
