@@ -108,7 +108,7 @@ def _mqtt(args: argparse.Namespace, settings: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stopping.set)
-        bridge = Bridge(writer, settings)
+        bridge = Bridge(writer, settings, store)
         bridge.start()
         try:
             await stopping.wait()

@@ -22,7 +22,11 @@ from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
+from pyproj import Geod
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from service.areas.index import corridor_from_row, fence_from_row
 from service.auth import Principal
 from service.config import Settings
 from service.errors import PatroliError, StoreUnavailable
@@ -30,6 +34,8 @@ from service.fixtime import FixTimes
 from service.ingest.results import store_parsed
 from service.ingest.writer import GroupCommitter
 from service.protocols.owntracks import owntracks_device_id, parse_owntracks_body
+from service.store.db import Store
+from service.store.models import Geofence, PatrolRoute, Unit, UnitPatrolRoute
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ log = logging.getLogger(__name__)
 # named by the topic, as HTTP mode does for a request without a key.
 _PRINCIPAL = Principal(role="device")
 RETRY_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+CRITICAL_SITE = "critical_site"
+_GEOD = Geod(ellps="WGS84")
 
 
 @dataclass(frozen=True)
@@ -87,11 +95,14 @@ def device_of(topic: str, prefix: str) -> str | None:
 class Bridge:
     """Subscribes to the OwnTracks topics and stores each message before acknowledging it."""
 
-    def __init__(self, writer: GroupCommitter, settings: Settings) -> None:
+    def __init__(
+        self, writer: GroupCommitter, settings: Settings, store: Store | None = None
+    ) -> None:
         if settings.mqtt_url is None:
             raise ValueError("set PATROLI_MQTT_URL (e.g. mqtt://patroli:secret@127.0.0.1:1883)")
         self.broker = parse_url(settings.mqtt_url.get_secret_value())
         self._writer = writer
+        self._db = store
         self._settings = settings
         self._prefix = settings.mqtt_topic_prefix.strip("/")
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -129,8 +140,22 @@ class Bridge:
             return
         log.info("connected to MQTT broker %s:%d", self.broker.host, self.broker.port)
         client.subscribe(topics(self._prefix))
+        if self._db is not None:
+            self.publish_waypoints(client, self._db)
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.connected.set)
+
+    def publish_waypoints(self, client: mqtt.Client, store: Store) -> None:
+        """Send each phone its routes' critical sites as OwnTracks regions (retained)."""
+        try:
+            with store.read() as session:
+                commands = waypoint_commands(session, self._prefix)
+        except Exception:
+            log.exception("could not read the critical sites for the phones")
+            return
+        for topic, command in commands.items():
+            client.publish(topic, json.dumps(command), qos=1, retain=True)
+        log.info("sent critical sites as waypoints to %d phone(s)", len(commands))
 
     def _on_subscribe(self, _: mqtt.Client, __: Any, ___: int, codes: Any, ____: Any) -> None:
         failed = [code for code in codes if code.is_failure]
@@ -183,7 +208,7 @@ class Bridge:
 
 def acl(device_ids: list[str], patroli_user: str, prefix: str = "owntracks") -> str:
     """Mosquitto ACL: each OwnTracks user publishes only its phones' topics; Patroli reads all."""
-    lines = [f"user {patroli_user}", f"topic read {prefix}/#", ""]
+    lines = [f"user {patroli_user}", f"topic read {prefix}/#", f"topic write {prefix}/+/+/cmd", ""]
     phones = _phones(device_ids)
     for user, devices in phones.items():
         lines.append(f"user {user}")
@@ -219,7 +244,65 @@ def owntracks_users(device_ids: list[str]) -> list[str]:
 def _phones(device_ids: list[str]) -> dict[str, list[str]]:
     phones: dict[str, list[str]] = {}
     for device_id in sorted(device_ids):
-        user, _, device = device_id.partition("/")
-        if user and device and "/" not in device:
+        if _is_phone(device_id):
+            user, _, device = device_id.partition("/")
             phones.setdefault(user, []).append(device)
     return phones
+
+
+def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, dict[str, Any]]:
+    """For each OwnTracks unit, its `.../cmd` topic and a setWaypoints command holding the
+    critical sites (geofences of kind critical_site) that its patrol routes' corridors touch."""
+    units = [u for u in session.scalars(select(Unit).order_by(Unit.id)) if _is_phone(u.device_id)]
+    fences = list(
+        session.scalars(
+            select(Geofence).where(Geofence.kind == CRITICAL_SITE).order_by(Geofence.id)
+        )
+    )
+    outlines = {fence.id: fence_from_row(fence).outline for fence in fences}
+    rows = session.execute(
+        select(UnitPatrolRoute.unit_id, PatrolRoute).join(
+            PatrolRoute, PatrolRoute.id == UnitPatrolRoute.patrol_route_id
+        )
+    )
+    areas: dict[int, list[Any]] = {}
+    for unit_id, route in rows:
+        areas.setdefault(unit_id, []).append(corridor_from_row(route).area)
+    commands = {}
+    for unit in units:
+        sites = [
+            fence
+            for fence in fences
+            if any(area.intersects(outlines[fence.id]) for area in areas.get(unit.id, []))
+        ]
+        commands[f"{prefix}/{unit.device_id}/cmd"] = {
+            "_type": "cmd",
+            "action": "setWaypoints",
+            "waypoints": {"_type": "waypoints", "waypoints": [_region(f) for f in sites]},
+        }
+    return commands
+
+
+def _is_phone(device_id: str) -> bool:
+    user, _, device = device_id.partition("/")
+    return bool(user and device and "/" not in device)
+
+
+def _region(fence: Geofence) -> dict[str, Any]:
+    """An OwnTracks region (a circle) covering the geofence; `tst` identifies it on the phone."""
+    shape = fence_from_row(fence)
+    lon, lat = shape.centroid
+    radius = fence.radius_m
+    if radius is None:  # a polygon: the circle around its centroid through its farthest corner
+        xs, ys = shape.outline.exterior.coords.xy
+        _, _, distances = _GEOD.inv([lon] * len(xs), [lat] * len(ys), list(xs), list(ys))
+        radius = max(distances)
+    return {
+        "_type": "waypoint",
+        "desc": fence.name,
+        "lat": round(lat, 6),
+        "lon": round(lon, 6),
+        "rad": round(radius),
+        # The phone keys regions by their creation time; the id keeps two sites apart.
+        "tst": int(fence.created_at.timestamp()) + fence.id,
+    }

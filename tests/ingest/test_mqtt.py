@@ -19,12 +19,28 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import func, select
 
-from service.areas.units import create_unit
-from service.ingest.mqtt import acl, device_of, owntracks_users, parse_url, password_lines
-from service.schemas import UnitCreate
+from service.areas.features import create_fence, create_route, geometry_limits, new_fence, new_route
+from service.areas.units import assign, create_unit
+from service.config import Settings
+from service.ingest.mqtt import (
+    acl,
+    device_of,
+    owntracks_users,
+    parse_url,
+    password_lines,
+    waypoint_commands,
+)
+from service.schemas import AssignmentIn, GeofenceIn, PatrolRouteIn, UnitCreate
 from service.store.db import Store
 from service.store.models import Ping, Unit
-from tests.helpers import PATROLI, cli_env, free_port
+from tests.helpers import (
+    PATROLI,
+    along,
+    circle_feature,
+    cli_env,
+    free_port,
+    route_feature,
+)
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PASSWD = shutil.which("mosquitto_passwd")
@@ -169,6 +185,37 @@ def _connect_code(port: int, user: str, password: str) -> mqtt.ReasonCode:
     return result[0]
 
 
+def _received(port: int, user: str, password: str, topic: str) -> list[mqtt.MQTTMessage]:
+    """What a subscriber to `topic` gets within two seconds (retained messages)."""
+    got: list[mqtt.MQTTMessage] = []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.username_pw_set(user, password)
+    client.on_connect = lambda c, _u, _f, _code, _p: c.subscribe(topic, qos=1)
+    client.on_message = lambda _c, _u, message: got.append(message)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(2)
+    client.disconnect()
+    client.loop_stop()
+    return got
+
+
+def _critical_sites(store: Store, settings: Settings) -> None:
+    """The phone's unit patrols a route passing one critical site; another site is far off."""
+    limits = geometry_limits(settings)
+    with store.write() as session:
+        route = create_route(
+            session, new_route(PatrolRouteIn.model_validate(route_feature()), limits)
+        )
+        near, far = along(100), along(100, offset_m=3000)
+        for name, (lon, lat) in (("Kantor KPU", near), ("Gudang logistik", far)):
+            feature = circle_feature(lon, lat, name=name)
+            create_fence(session, new_fence(GeofenceIn.model_validate(feature), limits))
+        unit_id = session.scalar(select(Unit.id).where(Unit.device_id == PHONE))
+        assert unit_id is not None
+        assign(session, unit_id, AssignmentIn(patrol_route_id=route["id"]))
+
+
 def _count(store: Store, device_id: str) -> int:
     with store.read() as session:
         query = select(func.count()).select_from(Ping).join(Unit, Ping.unit_id == Unit.id)
@@ -283,14 +330,19 @@ def test_stored_acked_after_commit_and_nothing_lost_across_restarts(
 
 
 @needs_mosquitto
-def test_wrong_password_and_foreign_topic_refused(
-    store: Store, broker: tuple[Mosquitto, dict[str, str]], database_url: str, tmp_path: Path
+def test_wrong_password_and_foreign_topic_refused_critical_sites_sent(
+    store: Store,
+    broker: tuple[Mosquitto, dict[str, str]],
+    database_url: str,
+    settings: Settings,
+    tmp_path: Path,
 ) -> None:
     mosquitto, passwords = broker
+    _critical_sites(store, settings)
     assert _connect_code(mosquitto.port, "polres", "wrong").is_failure
     assert _connect_code(mosquitto.port, "polres", passwords["polres"]).value == 0
     env = _env(database_url, mosquitto.port, passwords["patroli"])
-    with _patroli_mqtt(env, tmp_path):
+    with _patroli_mqtt(env, tmp_path) as patroli:
         # polres may not publish as lantas: the broker refuses and nothing reaches Patroli.
         [code] = _publish(
             mosquitto.port, "polres", passwords["polres"], f"owntracks/{OTHER}", [_location(0)]
@@ -300,7 +352,30 @@ def test_wrong_password_and_foreign_topic_refused(
             mosquitto.port, "lantas", passwords["lantas"], f"owntracks/{OTHER}", [_location(1)]
         )
         _wait_count(store, OTHER, 1)
+        patroli.wait_for("sent critical sites as waypoints to 2 phone(s)")
     assert _count(store, PHONE) == 0
+    # The command topic keeps the regions (retained) for the phone, and only for it.
+    cmd = f"owntracks/{PHONE}/cmd"
+    [message] = _received(mosquitto.port, "polres", passwords["polres"], cmd)
+    command = json.loads(message.payload)
+    assert command["action"] == "setWaypoints"
+    [region] = command["waypoints"]["waypoints"]
+    assert region["desc"] == "Kantor KPU" and region["rad"] == 150
+    assert _received(mosquitto.port, "lantas", passwords["lantas"], cmd) == []
+
+
+def test_waypoints_are_the_critical_sites_of_the_units_routes(
+    store: Store, settings: Settings
+) -> None:
+    _critical_sites(store, settings)
+    with store.read() as session:
+        commands = waypoint_commands(session)
+    assert set(commands) == {f"owntracks/{PHONE}/cmd", f"owntracks/{OTHER}/cmd"}
+    [region] = commands[f"owntracks/{PHONE}/cmd"]["waypoints"]["waypoints"]
+    lon, lat = along(100)
+    assert region["_type"] == "waypoint" and region["desc"] == "Kantor KPU"
+    assert (region["lon"], region["lat"]) == (round(lon, 6), round(lat, 6))
+    assert commands[f"owntracks/{OTHER}/cmd"]["waypoints"]["waypoints"] == []
 
 
 def test_topics_acl_and_password_file() -> None:
