@@ -183,7 +183,7 @@ class Bridge:
                     "MQTT message on %s not stored (%s); retry in %gs", message.topic, exc, wait
                 )
                 await asyncio.sleep(wait)
-            except (PatroliError, ValidationError, ValueError) as exc:
+            except (PatroliError, ValidationError, ValueError, RecursionError) as exc:
                 # Refused for good (unknown unit, bad JSON, out-of-range values): sending it again
                 # would not help, so it is acknowledged and dropped.
                 log.warning("MQTT message on %s refused: %s", message.topic, str(exc)[:300])

@@ -348,6 +348,9 @@ def test_wrong_password_and_foreign_topic_refused_critical_sites_sent(
             mosquitto.port, "polres", passwords["polres"], f"owntracks/{OTHER}", [_location(0)]
         )
         assert code.is_failure  # MQTT 5: "Not authorized"
+        # A message Patroli can never store is acknowledged and logged, not redelivered forever.
+        _publish(mosquitto.port, "polres", passwords["polres"], f"owntracks/{PHONE}", [b"{oops"])
+        patroli.wait_for(f"MQTT message on owntracks/{PHONE} refused: ")
         _publish(
             mosquitto.port, "lantas", passwords["lantas"], f"owntracks/{OTHER}", [_location(1)]
         )
