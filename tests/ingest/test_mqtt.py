@@ -404,3 +404,38 @@ def test_topics_acl_and_password_file() -> None:
     existing = "patroli:$7$hashed\n"
     made, added = password_lines(existing, ["patroli", "polres"], lambda: "pw")
     assert made == "patroli:$7$hashed\npolres:pw\n" and added == ["polres"]
+
+
+def _machine_broker_up() -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", 1883)) == 0
+
+
+@pytest.mark.skipif(not _machine_broker_up(), reason="no Mosquitto on 127.0.0.1:1883")
+def test_machine_broker_publish_is_stored(store: Store, database_url: str, tmp_path: Path) -> None:
+    """The machine's own Mosquitto (anonymous there), under a topic prefix of this test alone."""
+    prefix = f"patroli-test-{uuid.uuid4().hex[:8]}"
+    env = cli_env(
+        database_url,
+        PATROLI_MQTT_URL="mqtt://127.0.0.1:1883",
+        PATROLI_MQTT_CLIENT_ID=prefix,
+        PATROLI_MQTT_TOPIC_PREFIX=prefix,
+    )
+    with _patroli_mqtt(env, tmp_path):
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        client.connect("127.0.0.1", 1883)
+        client.loop_start()
+        try:
+            client.publish(f"{prefix}/{PHONE}", _location(0), qos=1).wait_for_publish(10)
+            client.publish(f"owntracks/{PHONE}", _location(1), qos=1).wait_for_publish(10)
+        finally:
+            client.disconnect()
+            client.loop_stop()
+        _wait_count(store, PHONE, 1)  # only its own prefix
+    # Leave no persistent session behind on the shared broker.
+    cleaner = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=prefix, clean_session=True)
+    cleaner.connect("127.0.0.1", 1883)
+    cleaner.loop_start()
+    time.sleep(0.5)
+    cleaner.disconnect()
+    cleaner.loop_stop()
