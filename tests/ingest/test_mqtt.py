@@ -7,6 +7,7 @@ import json
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import threading
 import time
@@ -31,7 +32,7 @@ from service.ingest.mqtt import (
     waypoint_commands,
 )
 from service.schemas import AssignmentIn, GeofenceIn, PatrolRouteIn, UnitCreate
-from service.store.db import Store
+from service.store.db import Store, make_engine
 from service.store.models import Ping, Unit
 from tests.helpers import (
     PATROLI,
@@ -439,3 +440,45 @@ def test_machine_broker_publish_is_stored(store: Store, database_url: str, tmp_p
     time.sleep(0.5)
     cleaner.disconnect()
     cleaner.loop_stop()
+
+
+@contextmanager
+def _writes_blocked(database_url: str, backend: str) -> Iterator[None]:
+    """Hold a lock that makes every write of another process wait (or fail and be retried)."""
+    if backend == "sqlite":
+        conn = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        try:
+            conn.execute("BEGIN EXCLUSIVE")
+            yield
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql("LOCK TABLE pings IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        engine.dispose()
+
+
+@needs_mosquitto
+def test_crash_before_commit_means_redelivery(
+    store: Store,
+    broker: tuple[Mosquitto, dict[str, str]],
+    database_url: str,
+    backend: str,
+    tmp_path: Path,
+) -> None:
+    mosquitto, passwords = broker
+    env = _env(database_url, mosquitto.port, passwords["patroli"])
+    with _patroli_mqtt(env, tmp_path) as patroli, _writes_blocked(database_url, backend):
+        _publish(
+            mosquitto.port, "polres", passwords["polres"], f"owntracks/{PHONE}", [_location(0)]
+        )
+        time.sleep(2)  # delivered to Patroli, whose commit now waits for the lock
+        patroli.process.kill()
+    assert _count(store, PHONE) == 0
+    with _patroli_mqtt(env, tmp_path):
+        _wait_count(store, PHONE, 1)  # the broker delivered it again
