@@ -107,7 +107,6 @@ class Bridge:
         self._prefix = settings.mqtt_topic_prefix.strip("/")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[concurrent.futures.Future[None]] = set()  # held until done
-        self.connected = asyncio.Event()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
@@ -142,8 +141,6 @@ class Bridge:
         client.subscribe(topics(self._prefix))
         if self._db is not None:
             self.publish_waypoints(client, self._db)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.connected.set)
 
     def publish_waypoints(self, client: mqtt.Client, store: Store) -> None:
         """Send each phone its routes' critical sites as OwnTracks regions (retained)."""
