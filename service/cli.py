@@ -107,6 +107,91 @@ def _units_enroll(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _mqtt(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import logging
+    import signal
+
+    from service.areas.index import GeoCache
+    from service.ingest.mqtt import Bridge
+    from service.ingest.writer import GroupCommitter
+    from service.notify.fanout import Fanout
+    from service.notify.stream import Broker
+    from service.notify.webhooks import WebhookDispatcher
+
+    if settings.mqtt_url is None:
+        print("error: set PATROLI_MQTT_URL (mqtt://user:password@host:1883)", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    store = Store.from_url(settings.database_url)
+    if settings.migrate_on_start:
+        upgrade(store.engine)
+    dispatcher = WebhookDispatcher(store, settings)
+    # Live streams of `patroli serve` learn of the commits through the database (PostgreSQL).
+    fanout = Fanout(Broker(), dispatcher)
+    writer = GroupCommitter(
+        store,
+        GeoCache(),
+        settings,
+        in_transaction=fanout.in_transaction,
+        after_commit=fanout.after_commit,
+    )
+
+    async def run() -> None:
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stopping.set)
+        bridge = Bridge(writer, settings, store)
+        bridge.start()
+        try:
+            await stopping.wait()
+        finally:
+            bridge.stop()
+
+    writer.start()
+    dispatcher.start()
+    try:
+        asyncio.run(run())
+    finally:
+        writer.stop()
+        dispatcher.stop()
+        store.dispose()
+    return 0
+
+
+def _mqtt_users(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+    import secrets
+    from pathlib import Path
+
+    from sqlalchemy import select
+
+    from service.ingest.mqtt import acl, owntracks_users, password_lines
+    from service.store.models import Unit
+
+    store = Store.from_url(settings.database_url)
+    try:
+        with store.read() as session:
+            device_ids = list(session.scalars(select(Unit.device_id)))
+    finally:
+        store.dispose()
+    prefix = settings.mqtt_topic_prefix.strip("/")
+    Path(args.acl).write_text(acl(device_ids, args.patroli_user, prefix))
+    passwords = Path(args.passwords)
+    existing = passwords.read_text() if passwords.exists() else ""
+    text, added = password_lines(
+        existing, [args.patroli_user, *owntracks_users(device_ids)], secrets.token_urlsafe
+    )
+    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    print(f"wrote {args.acl}; {len(added)} new user(s) in {args.passwords}: {', '.join(added)}")
+    if added:
+        print(f"hash the new passwords with: mosquitto_passwd -U {args.passwords}")
+    return 0
+
+
 def _demo(args: argparse.Namespace, settings: Settings) -> int:
     from service.demo.run import run_demo
 
@@ -142,6 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-serve", action="store_true", help="seed and exit")
     demo.add_argument("--no-live", action="store_true", help="do not keep simulating live pings")
     demo.set_defaults(func=_demo)
+
+    mqtt = sub.add_parser("mqtt", help="store OwnTracks messages from an MQTT broker")
+    mqtt.set_defaults(func=_mqtt)
+    users = sub.add_parser("mqtt-users", help="write Mosquitto ACL and password file per unit")
+    users.add_argument("--acl", required=True, help="ACL file to write (acl_file)")
+    users.add_argument(
+        "--passwords", required=True, help="password file (password_file) to add new users to"
+    )
+    users.add_argument("--patroli-user", default="patroli", help="the user of `patroli mqtt`")
+    users.set_defaults(func=_mqtt_users)
 
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)

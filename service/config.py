@@ -248,6 +248,20 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         60.0, gt=0, description="Time a client has to send a complete request body (s)."
     )
+    # OwnTracks over MQTT (`patroli mqtt`, service/ingest/mqtt.py).
+    mqtt_url: SecretStr | None = Field(
+        None,
+        description="Broker for `patroli mqtt`: mqtt://user:password@host:1883 (mqtts:// for TLS).",
+    )
+    mqtt_client_id: str = Field(
+        "patroli",
+        min_length=1,
+        description="Fixed MQTT client id: the broker keeps its session (unacknowledged "
+        "messages) while `patroli mqtt` is down.",
+    )
+    mqtt_topic_prefix: str = Field(
+        "owntracks", min_length=1, description="Topic prefix the OwnTracks apps publish under."
+    )
 
     @field_validator("min_fix_time")
     @classmethod
