@@ -221,6 +221,15 @@ def cli_env(database_url: str, **extra: str) -> dict[str, str]:
 PATROLI = [sys.executable, "-m", "service.cli"]
 
 
+def run_patroli(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `patroli` command to completion, its output captured as text."""
+    return subprocess.run(
+        [*PATROLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
 @contextmanager
 def run_server(
     command: list[str], env: dict[str, str], cwd: Path, ready_s: float = 30.0

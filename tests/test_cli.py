@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import httpx
@@ -15,29 +14,18 @@ from tests.helpers import (
     cli_env,
     ping,
     route_feature,
+    run_patroli,
     run_server,
     window,
 )
 
 
-def _patroli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PATROLI, *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
     env = cli_env(database_url)
-    migrated = _patroli("migrate", env=env, cwd=tmp_path)
+    migrated = run_patroli("migrate", env=env, cwd=tmp_path)
     assert migrated.returncode == 0, migrated.stderr
     assert f"revision {head_revision()}" in migrated.stdout
-    created = _patroli("keys", "create", "--role", "admin", env=env, cwd=tmp_path)
+    created = run_patroli("keys", "create", "--role", "admin", env=env, cwd=tmp_path)
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
     assert key.startswith("ptl_") and " " not in key
@@ -67,14 +55,14 @@ def test_migrate_keys_and_serve(database_url: str, tmp_path: Path) -> None:
 
 def test_keys_create_rejects_tracker_without_unit(tmp_path: Path) -> None:
     env = cli_env(f"sqlite:///{tmp_path / 'k.db'}")
-    result = _patroli("keys", "create", "--role", "tracker", env=env, cwd=tmp_path)
+    result = run_patroli("keys", "create", "--role", "tracker", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "unit_id" in result.stderr
 
 
 def test_demo_seeds_and_exits(tmp_path: Path) -> None:
     db = tmp_path / "demo.db"
-    result = _patroli(
+    result = run_patroli(
         "demo",
         "--database",
         f"sqlite:///{db}",

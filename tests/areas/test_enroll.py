@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,7 +27,7 @@ from service.config import Settings
 from service.errors import Conflict
 from service.store.db import Store
 from tests.conftest import ADMIN_KEY
-from tests.helpers import PATROLI, along, cli_env
+from tests.helpers import along, cli_env, run_patroli
 from tests.qrcodes import decode_matrix, decode_terminal, owntracks_config
 
 PUBLIC = "http://testserver"
@@ -228,15 +227,7 @@ def test_cli_enroll_prints_links_and_qr_codes(
         unit = add_unit(http, "Polwan 04", "polres/p04")
         old = unit["device_secret"]
         env = cli_env(database_url, PATROLI_PUBLIC_URL=PUBLIC)
-        done = subprocess.run(
-            [*PATROLI, "units", "enroll", str(unit["id"])],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_patroli("units", "enroll", str(unit["id"]), env=env, cwd=tmp_path)
         assert done.returncode == 0, done.stderr
         out = done.stdout
         assert "Polwan 04" in out and "previous one no longer works" in out
@@ -252,13 +243,5 @@ def test_cli_enroll_prints_links_and_qr_codes(
         r = http.get(f"/api/v1/osmand/{old}", params={"id": "polres/p04", "lat": 0, "lon": 0})
         assert r.status_code == 401
 
-        missing = subprocess.run(
-            [*PATROLI, "units", "enroll", "999"],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        missing = run_patroli("units", "enroll", "999", env=env, cwd=tmp_path)
         assert missing.returncode == 2 and "unit 999 not found" in missing.stderr

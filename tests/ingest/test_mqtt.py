@@ -41,6 +41,7 @@ from tests.helpers import (
     cli_env,
     free_port,
     route_feature,
+    run_patroli,
 )
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -250,21 +251,15 @@ def broker(
     """A private Mosquitto whose users and ACL come from `patroli mqtt-users`; the passwords."""
     folder = tmp_path / "broker"
     folder.mkdir()
-    made = subprocess.run(
-        [
-            *PATROLI,
-            "mqtt-users",
-            "--acl",
-            str(folder / "acl"),
-            "--passwords",
-            str(folder / "passwd"),
-        ],
+    made = run_patroli(
+        "mqtt-users",
+        "--acl",
+        str(folder / "acl"),
+        "--passwords",
+        str(folder / "passwd"),
         env=cli_env(database_url),
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=60,
-        check=False,
     )
     assert made.returncode == 0, made.stderr
     assert "mosquitto_passwd -U" in made.stdout
