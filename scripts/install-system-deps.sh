@@ -4,6 +4,7 @@
 #   - a PostgreSQL server (the distribution's `postgresql`) when none is installed,
 #   - PostGIS for every installed server major version (postgresql-<major>-postgis-3),
 #   - Chromium, for the browser tests,
+#   - Mosquitto (the broker and mosquitto_passwd), for the OwnTracks-over-MQTT tests,
 #
 # and make sure the local `main` cluster(s) are running.
 #
@@ -55,6 +56,7 @@ missing_packages() {
         is_installed "postgresql-$major-postgis-3" || echo "postgresql-$major-postgis-3"
     done
     is_installed chromium || echo chromium
+    is_installed mosquitto || echo mosquitto
 }
 
 # --- acting ------------------------------------------------------------------------------

@@ -662,7 +662,7 @@ def run_system_deps(
 
 ONLINE_15 = "15 main 5432 online postgres /var/lib/postgresql/15/main log"
 DOWN_15 = "15 main 5432 down postgres /var/lib/postgresql/15/main log"
-EVERYTHING = ["postgresql-15", "postgresql-15-postgis-3", "chromium"]
+EVERYTHING = ["postgresql-15", "postgresql-15-postgis-3", "chromium", "mosquitto"]
 
 
 def test_system_deps_do_nothing_when_all_is_in_place(tmp_path: Path) -> None:
@@ -680,14 +680,15 @@ def test_system_deps_add_postgis_for_the_server_version_and_start_it(tmp_path: P
     updates = [call for call in calls if call.endswith(" update")]
     assert updates == ["apt-get -qq -o DPkg::Lock::Timeout=600 update"]
     installs = [call.split() for call in calls if " install " in call]
-    assert len(installs) == 1 and installs[0][-2:] == ["postgresql-16-postgis-3", "chromium"]
+    assert len(installs) == 1
+    assert installs[0][-3:] == ["postgresql-16-postgis-3", "chromium", "mosquitto"]
     assert calls[-1] == "pg_ctlcluster --skip-systemctl-redirect 16 main start"
     again, calls = run_system_deps(tmp_path, [], [])
     assert again.returncode == 0 and calls == [], "a second run must find everything in place"
 
 
 def test_system_deps_ignore_removed_server_versions(tmp_path: Path) -> None:
-    installed = ["postgresql-15", "chromium"]
+    installed = ["postgresql-15", "chromium", "mosquitto"]
     result, calls = run_system_deps(
         tmp_path, installed, [ONLINE_15], removed=("postgresql-13", "postgresql-13-postgis-3")
     )
@@ -699,8 +700,8 @@ def test_system_deps_ignore_removed_server_versions(tmp_path: Path) -> None:
 def test_system_deps_install_postgresql_first_on_a_bare_machine(tmp_path: Path) -> None:
     result, calls = run_system_deps(tmp_path, [], [])
     assert result.returncode == 0, result.stderr
-    installs = [call.split()[-2:] for call in calls if " install " in call]
-    assert installs == [["install", "postgresql"], ["postgresql-15-postgis-3", "chromium"]]
+    installs = [call.split(" install ", 1)[1].split()[-3:] for call in calls if " install " in call]
+    assert installs == [["postgresql"], ["postgresql-15-postgis-3", "chromium", "mosquitto"]]
     assert sum(" update" in call for call in calls) == 1
     assert calls[-1] == "pg_ctlcluster --skip-systemctl-redirect 15 main start"
 
@@ -709,7 +710,7 @@ def test_system_deps_only_advise_without_root(tmp_path: Path) -> None:
     result, calls = run_system_deps(tmp_path, ["postgresql-15"], [DOWN_15], uid=1000)
     assert result.returncode == 0
     assert calls == []
-    assert "apt-get install -y postgresql-15-postgis-3 chromium" in result.stderr
+    assert "apt-get install -y postgresql-15-postgis-3 chromium mosquitto" in result.stderr
     assert "pg_ctlcluster --skip-systemctl-redirect 15 main start" in result.stderr
 
 
