@@ -262,6 +262,32 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = Field(
         "owntracks", min_length=1, description="Topic prefix the OwnTracks apps publish under."
     )
+    mqtt_public_url: str | None = Field(
+        None,
+        description="The broker as phones reach it, `mqtts://host:8883` (or `mqtt://host:1883`): "
+        "with mqtt_password_file set, enrolment also gives an OwnTracks link in MQTT mode.",
+    )
+    mqtt_password_file: str | None = Field(
+        None,
+        description="Mosquitto's password_file, writable by Patroli: an OwnTracks enrolment in "
+        "MQTT mode sets a new password for the phone's broker user there.",
+    )
+
+    @field_validator("mqtt_public_url")
+    @classmethod
+    def _mqtt_public_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError("must be an mqtt:// or mqtts:// URL with a host")
+        if parts.path.strip("/") or parts.query or parts.fragment or parts.username:
+            raise ValueError("must be only scheme, host and port, e.g. mqtts://broker:8883")
+        try:
+            parts.port  # noqa: B018 - a port outside 0..65535 raises here
+        except ValueError as exc:
+            raise ValueError(str(exc)) from exc
+        return value.strip().rstrip("/")
 
     @field_validator("min_fix_time")
     @classmethod

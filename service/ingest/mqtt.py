@@ -26,6 +26,7 @@ from pyproj import Geod
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.areas.broker import phone_identity
 from service.areas.index import corridor_from_row, fence_from_row
 from service.auth import Principal
 from service.config import Settings
@@ -203,54 +204,12 @@ class Bridge:
             await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks")
 
 
-def acl(device_ids: list[str], patroli_user: str, prefix: str = "owntracks") -> str:
-    """Mosquitto ACL: each OwnTracks user publishes only its phones' topics; Patroli reads all."""
-    lines = [f"user {patroli_user}", f"topic read {prefix}/#", f"topic write {prefix}/+/+/cmd", ""]
-    phones = _phones(device_ids)
-    for user, devices in phones.items():
-        lines.append(f"user {user}")
-        for device in devices:
-            topic = f"{prefix}/{user}/{device}"
-            lines += [
-                f"topic write {topic}",
-                f"topic write {topic}/event",
-                f"topic read {topic}/cmd",
-            ]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def password_lines(existing: str, users: list[str], new_password: Any) -> tuple[str, list[str]]:
-    """A Mosquitto password file with a line for each user; returns it and the users added.
-
-    Lines already there (hashed by `mosquitto_passwd -U` or not) are kept as they are; new
-    users get `user:password` in plain text, for `mosquitto_passwd -U` to hash.
-    """
-    kept = [line for line in existing.splitlines() if line.strip()]
-    known = {line.split(":", 1)[0] for line in kept}
-    added = [user for user in dict.fromkeys(users) if user not in known]
-    lines = kept + [f"{user}:{new_password()}" for user in added]
-    return "\n".join(lines) + "\n", added
-
-
-def owntracks_users(device_ids: list[str]) -> list[str]:
-    """The OwnTracks user names of the units whose device_id is `<user>/<device>`."""
-    return list(_phones(device_ids))
-
-
-def _phones(device_ids: list[str]) -> dict[str, list[str]]:
-    phones: dict[str, list[str]] = {}
-    for device_id in sorted(device_ids):
-        if _is_phone(device_id):
-            user, _, device = device_id.partition("/")
-            phones.setdefault(user, []).append(device)
-    return phones
-
-
 def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, dict[str, Any]]:
     """For each OwnTracks unit, its `.../cmd` topic and a setWaypoints command holding the
     critical sites (geofences of kind critical_site) that its patrol routes' corridors touch."""
-    units = [u for u in session.scalars(select(Unit).order_by(Unit.id)) if _is_phone(u.device_id)]
+    units = [
+        u for u in session.scalars(select(Unit).order_by(Unit.id)) if phone_identity(u.device_id)
+    ]
     fences = list(
         session.scalars(
             select(Geofence).where(Geofence.kind == CRITICAL_SITE).order_by(Geofence.id)
@@ -278,11 +237,6 @@ def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, 
             "waypoints": {"_type": "waypoints", "waypoints": [_region(f) for f in sites]},
         }
     return commands
-
-
-def _is_phone(device_id: str) -> bool:
-    user, _, device = device_id.partition("/")
-    return bool(user and device and "/" not in device)
 
 
 def _region(fence: Geofence) -> dict[str, Any]:
