@@ -262,6 +262,12 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = Field(
         "owntracks", min_length=1, description="Topic prefix the OwnTracks apps publish under."
     )
+    mqtt_waypoints_s: float = Field(
+        60.0,
+        ge=0,
+        description="How often `patroli mqtt` looks for changed critical sites of each phone's "
+        "routes and sends those phones their regions again (s; 0: only on connecting).",
+    )
     mqtt_public_url: str | None = Field(
         None,
         description="The broker as phones reach it, `mqtts://host:8883` (or `mqtt://host:1883`): "

@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -108,6 +109,9 @@ class Bridge:
         self._prefix = settings.mqtt_topic_prefix.strip("/")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[concurrent.futures.Future[None]] = set()  # held until done
+        self._refresh: asyncio.Task[None] | None = None
+        self._sent: dict[str, str] = {}  # the waypoints command last published, by topic
+        self._sent_lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
@@ -128,11 +132,22 @@ class Bridge:
         self._loop = asyncio.get_running_loop()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        if self._db is not None and self._settings.mqtt_waypoints_s > 0:
+            self._refresh = self._loop.create_task(self._refresh_waypoints(self._db))
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay with the broker."""
+        if self._refresh is not None:
+            self._refresh.cancel()
         self.client.disconnect()
         self.client.loop_stop()
+
+    async def _refresh_waypoints(self, store: Store) -> None:
+        """Send the phones whose critical sites changed (a geofence, route or assignment edit)."""
+        while True:
+            await asyncio.sleep(self._settings.mqtt_waypoints_s)
+            if self.client.is_connected():
+                await asyncio.to_thread(self.publish_waypoints, self.client, store, True)
 
     def _on_connect(self, client: mqtt.Client, _: Any, __: Any, reason: Any, ___: Any) -> None:
         if reason.is_failure:
@@ -143,17 +158,25 @@ class Bridge:
         if self._db is not None:
             self.publish_waypoints(client, self._db)
 
-    def publish_waypoints(self, client: mqtt.Client, store: Store) -> None:
-        """Send each phone its routes' critical sites as OwnTracks regions (retained)."""
+    def publish_waypoints(self, client: mqtt.Client, store: Store, changed: bool = False) -> None:
+        """Send each phone (or only those whose sites changed) its routes' critical sites as
+        OwnTracks regions, retained."""
         try:
             with store.read() as session:
                 commands = waypoint_commands(session, self._prefix)
         except Exception:
             log.exception("could not read the critical sites for the phones")
             return
-        for topic, command in commands.items():
-            client.publish(topic, json.dumps(command), qos=1, retain=True)
-        log.info("sent critical sites as waypoints to %d phone(s)", len(commands))
+        with self._sent_lock:
+            payloads = {topic: json.dumps(command) for topic, command in commands.items()}
+            if changed:
+                payloads = {t: p for t, p in payloads.items() if self._sent.get(t) != p}
+                if not payloads:
+                    return
+            for topic, payload in payloads.items():
+                client.publish(topic, payload, qos=1, retain=True)
+                self._sent[topic] = payload
+        log.info("sent critical sites as waypoints to %d phone(s)", len(payloads))
 
     def _on_subscribe(self, _: mqtt.Client, __: Any, ___: int, codes: Any, ____: Any) -> None:
         failed = [code for code in codes if code.is_failure]

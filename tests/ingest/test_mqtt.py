@@ -29,7 +29,7 @@ from service.config import Settings
 from service.ingest.mqtt import device_of, parse_url, waypoint_commands
 from service.schemas import AssignmentIn, GeofenceIn, PatrolRouteIn, UnitCreate
 from service.store.db import Store, make_engine
-from service.store.models import Ping, Unit
+from service.store.models import PatrolRoute, Ping, Unit
 from tests.helpers import (
     PATROLI,
     along,
@@ -406,6 +406,35 @@ def test_mqtt_enrolment_qr_configures_a_phone_that_publishes(
         )
         assert code.value == 0
         _wait_count(store, PHONE, 1)
+
+
+@needs_mosquitto
+def test_an_assignment_edit_sends_the_phone_its_new_sites(
+    store: Store,
+    broker: tuple[Mosquitto, dict[str, str]],
+    database_url: str,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A running `patroli mqtt` sends new regions to the phones whose sites changed, only them."""
+    mosquitto, passwords = broker
+    _critical_sites(store, settings)
+    env = {**_env(database_url, mosquitto.port, passwords["patroli"])}
+    env["PATROLI_MQTT_WAYPOINTS_S"] = "0.3"
+    cmd = f"owntracks/{SIBLING}/cmd"
+    with _patroli_mqtt(env, tmp_path) as patroli:
+        patroli.wait_for("sent critical sites as waypoints to 3 phone(s)")
+        [before] = _received(mosquitto.port, SIBLING, passwords[SIBLING], cmd)
+        assert json.loads(before.payload)["waypoints"]["waypoints"] == []
+        with store.write() as session:  # the sibling joins the route past the KPU office
+            route_id = session.scalar(select(PatrolRoute.id))
+            unit_id = session.scalar(select(Unit.id).where(Unit.device_id == SIBLING))
+            assert route_id is not None and unit_id is not None
+            assign(session, unit_id, AssignmentIn(patrol_route_id=route_id))
+        patroli.wait_for("sent critical sites as waypoints to 1 phone(s)")
+    [after] = _received(mosquitto.port, SIBLING, passwords[SIBLING], cmd)
+    [region] = json.loads(after.payload)["waypoints"]["waypoints"]
+    assert region["desc"] == "Kantor KPU"
 
 
 def test_waypoints_are_the_critical_sites_of_the_units_routes(
