@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 
 from service import redact
 from service.areas.index import GeoCache
@@ -25,7 +26,7 @@ from service.notify.webhooks import WebhookDispatcher
 from service.routes import api_router, sessions
 from service.routes.openapi import install_openapi
 from service.routes.security import SecurityHeaders
-from service.store.db import Store
+from service.store.db import Store, open_failure
 from service.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store.from_url(settings.database_url)
         if settings.migrate_on_start:
-            upgrade(store.engine)
+            try:
+                upgrade(store.engine)
+            except OperationalError as exc:
+                log.error("cannot open the database: %s", open_failure(store.engine, exc))
+                raise
         geo = GeoCache()
         broker = Broker()
         broker.start(asyncio.get_running_loop(), settings.database_url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,6 +49,25 @@ def _tune_sqlite(engine: Engine) -> None:
         # Writers take the write lock up front; a deferred upgrade could fail with BUSY.
         immediate = conn.get_execution_options().get("sqlite_immediate", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def open_failure(engine: Engine, exc: Exception) -> str:
+    """Why the database cannot be opened, for an operator: the file and its file system for
+    SQLite (read-only, full), the driver's message for PostgreSQL (no password in it)."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    path = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not path or path == ":memory:":
+        return f"{engine.url.render_as_string(hide_password=True)}: {reason}"
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        fs = os.statvfs(folder)
+    except OSError as err:
+        return f"SQLite database {path}: {reason} (folder {folder}: {err.strerror})"
+    if fs.f_flag & os.ST_RDONLY:
+        reason += f"; the file system of {folder} is read-only"
+    elif fs.f_bavail * fs.f_frsize < 1 << 20:
+        reason += f"; the file system of {folder} is full"
+    return f"SQLite database {path}: {reason}"
 
 
 class Store:
