@@ -238,6 +238,7 @@ _EVENT_ID: dict[EventType, str] = {
     "revisited": "Dikunjungi kembali",
     "alarm": "Tanda bahaya",
     "low_battery": "Baterai lemah",
+    "ack": "Ditanggapi",
 }
 _EVENT_EN: dict[EventType, str] = {
     "geofence_enter": "Entered area",
@@ -253,6 +254,7 @@ _EVENT_EN: dict[EventType, str] = {
     "revisited": "Visited again",
     "alarm": "Alarm",
     "low_battery": "Low battery",
+    "ack": "Acknowledged",
 }
 
 
