@@ -6,14 +6,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from service.auth import Principal
 from service.errors import BODY_ERRORS, COMMON_ERRORS, InvalidInput, error_responses
 from service.events.ack import ACK_NOTE_MAX, acknowledge
 from service.events.log import EventFilter, event_dict, query_events
 from service.events.types import unknown_event_types
-from service.fields import MAX_BIG_ID, BigId, Id, Line
+from service.fields import LINE_PATTERN, MAX_BIG_ID, BigId, Id, check_line
 from service.fixtime import parse_read_time as parse_time
 from service.notify.fanout import Fanout
 from service.routes.deps import AckDep, StoreDep, ViewerDep
@@ -25,12 +25,22 @@ router = APIRouter(
 )
 
 
+# Single-line text like every name (service.fields.Line), its length checked first.
+AckNote = Annotated[
+    str,
+    Field(max_length=ACK_NOTE_MAX, json_schema_extra={"pattern": LINE_PATTERN}),
+    AfterValidator(check_line),
+]
+
+
 class AckIn(BaseModel):
     """An acknowledgement of an event, with an optional single-line note."""
 
     model_config = ConfigDict(extra="forbid")
 
-    note: Line | None = Field(None, max_length=ACK_NOTE_MAX, description="What was done")
+    note: AckNote | None = Field(
+        None, description=f"What was done: single-line, at most {ACK_NOTE_MAX} characters"
+    )
 
 
 @router.get("")
