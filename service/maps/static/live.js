@@ -63,6 +63,7 @@
       cursor: cfg.cursor || "", // the stream position after the last message handled
     };
     window.patroliLive = state;
+    state.map = map; // for tests and debugging
     var baseTitle = document.title || t.live_title;
     var ackKey = null; // the operator key typed once in this tab (never stored)
 
@@ -1117,7 +1118,17 @@
     renderAlerts();
     refreshAllUnits();
     renderBoard();
-    C.fit(map, cfg);
+    if (cfg.bounds && !phone) {
+      // Fit the units and routes into the part of the map the two panels leave free.
+      map.fitBounds(cfg.bounds, {
+        paddingTopLeft: [boardPanel.box.offsetWidth + 30, 30],
+        paddingBottomRight: [alertsPanel.box.offsetWidth + 30, 30],
+        maxZoom: cfg.maxZoom || 17,
+        animate: false,
+      });
+    } else {
+      C.fit(map, cfg);
+    }
     placeLabels();
     window.setInterval(tick, 1000);
 
