@@ -184,7 +184,7 @@ def test_board_lists_units_by_urgency_and_follows_pings(
                 arg=ids["pa"],
                 timeout=1000,
             )
-            arrow = page.locator(f'.patroli-heading[data-heading="90"]')
+            arrow = page.locator('.patroli-heading[data-heading="90"]')
             assert arrow.count() == 1
             # Status changes arrive with the pings that cause them, and reorder the board.
             post("pb", {**live_ping("pb", 300, at(0)), "alarm": "sos"})
