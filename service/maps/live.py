@@ -409,7 +409,7 @@ def live_config(view: LiveMapView, bounds: Bounds) -> dict[str, Any]:
         "offRoute": {str(k): v for k, v in view.off_route.items()},
         "offline": view.offline,
         "stopped": view.stopped,
-        "units": [
+        "roster": [
             {"unit_id": u.unit_id, "unit_name": u.unit_name, "kind": u.kind, "routes": u.routes}
             for u in view.roster
         ],

@@ -1086,7 +1086,7 @@
     };
 
     // ---- initial state ----------------------------------------------------------------
-    (cfg.units || []).forEach(function (u) {
+    (cfg.roster || []).forEach(function (u) {
       state.units[String(u.unit_id)] = {
         unit_id: u.unit_id,
         unit_name: u.unit_name,
