@@ -390,6 +390,9 @@ def test_labels_of_close_units_do_not_overlap(
                 # On a phone the panels start folded, and open within the screen.
                 assert page.locator("#patroli-board .patroli-panel-body").is_hidden()
                 assert page.locator("#patroli-alerts .patroli-panel-body").is_hidden()
+                title, alerts = _boxes(page, "#patroli-title, #patroli-alerts")
+                assert not _overlap(title, alerts)
+                assert alerts["x"] + alerts["width"] <= PHONE["width"]
                 page.locator("#patroli-board .patroli-toggle").click()
                 assert page.locator(".patroli-board-row:visible").count() == 5
                 box = page.locator("#patroli-board").bounding_box()
