@@ -73,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             part.start()
         app.state.store, app.state.geo, app.state.writer = store, geo, writer
         app.state.scheduler, app.state.webhooks, app.state.broker = scheduler, dispatcher, broker
+        app.state.fanout = fanout
         try:
             yield
         finally:

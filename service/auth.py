@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service.errors import InvalidInput, NotFound
 from service.store.models import ApiKey, Unit, utcnow
 
-ROLES = ("admin", "viewer", "tracker")
+ROLES = ("admin", "operator", "viewer", "tracker")
 KEY_PREFIX = "ptl_"
 
 
@@ -26,6 +26,12 @@ class Principal:
     role: str
     unit_id: int | None = None
     key_id: int | None = None
+    name: str | None = None  # the stored key's name (None: bootstrap admin key, open read)
+
+    @property
+    def who(self) -> str:
+        """How acknowledgements name this caller: the key's name."""
+        return self.name if self.name is not None else f"{self.role} (bootstrap key)"
 
 
 def hash_key(key: str) -> str:
@@ -72,7 +78,7 @@ def resolve_key(session: Session, key: str) -> Principal | None:
     row = session.scalars(select(ApiKey).where(ApiKey.key_hash == hash_key(key))).one_or_none()
     if row is None or row.revoked_at is not None:
         return None
-    return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)
+    return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id, name=row.name)
 
 
 def still_valid(session: Session, principal: Principal) -> bool:

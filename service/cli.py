@@ -238,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="manage API keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="issue a key (printed alone on the last line)")
-    create.add_argument("--role", required=True, choices=["admin", "viewer", "tracker"])
+    create.add_argument("--role", required=True, choices=["admin", "operator", "viewer", "tracker"])
     create.add_argument("--name")
     create.add_argument("--unit", type=int, help="unit id (tracker keys)")
     create.set_defaults(func=_keys_create)

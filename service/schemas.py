@@ -20,7 +20,7 @@ from pydantic import (
 from service.fields import Id, Line, check_json_text
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes, to_utc
 
-Role = Literal["admin", "viewer", "tracker"]
+Role = Literal["admin", "operator", "viewer", "tracker"]
 ALARM_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]{0,39}$"
 G = TypeVar("G")
 P = TypeVar("P", bound=BaseModel)

@@ -76,7 +76,7 @@ def test_demo_seeds_and_exits(tmp_path: Path) -> None:
     out = result.stdout
     assert "5 units" in out and "pings stored" in out
     assert "/maps/coverage?from=" in out
-    for role in ("admin", "viewer", "tracker"):
+    for role in ("admin", "operator", "viewer", "tracker"):
         assert f"{role} key" in out
     stored = int(out.split("pings stored")[0].split(":")[-1].strip())
     assert stored > 5 * 2 * 360 * 0.7  # 5 units, 2 h, every 10 s, minus gaps

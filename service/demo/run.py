@@ -71,6 +71,7 @@ def seed(store: Store, scenario: Scenario, settings: Settings) -> dict[str, str]
                 keys["tracker"] = created.device_secret
         keys["admin"] = create_key(session, role="admin", name="demo admin")[1]
         keys["viewer"] = create_key(session, role="viewer", name="demo viewer")[1]
+        keys["operator"] = create_key(session, role="operator", name="demo operator")[1]
     return keys
 
 
@@ -140,6 +141,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print()
     print(f"  API docs        {base}/docs")
     print(f"  Live map        {base}/maps/live?key={keys['viewer']}")
+    print(f"  (acknowledging) {base}/maps/live?key={keys['operator']}")
     print(f"  Coverage map    {base}/maps/coverage?{win}&key={keys['viewer']}")
     print(f"  Replay          {base}/maps/replay?{win}&key={keys['viewer']}")
     print(
@@ -148,6 +150,7 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  Route coverage  {base}/api/v1/coverage/patrol-routes/1?{win}")
     print()
     print(f"  admin key       {keys['admin']}")
+    print(f"  operator key    {keys['operator']}")
     print(f"  viewer key      {keys['viewer']}")
     print(f"  tracker key     {keys['tracker']}   ({scenario.units[0].device_id})")
     print()

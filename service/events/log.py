@@ -20,7 +20,7 @@ def event_dict(event: Event, unit_name: str | None = None) -> dict[str, Any]:
         "type": event.type,
         "unit_id": event.unit_id,
         "unit_name": unit_name,
-        "ts": event.ts.isoformat().replace("+00:00", "Z"),
+        "ts": _iso(event.ts),
         "position": (
             None
             if event.lon is None or event.lat is None
@@ -30,7 +30,14 @@ def event_dict(event: Event, unit_name: str | None = None) -> dict[str, Any]:
         "geofence_id": event.geofence_id,
         "ping_id": event.ping_id,
         "details": event.details or {},
+        "acked_at": _iso(event.acked_at),
+        "acked_by": event.acked_by,
+        "ack_note": event.ack_note,
     }
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat().replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)

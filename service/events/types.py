@@ -19,7 +19,11 @@ EventType = Literal[
     "revisited",
     "alarm",
     "low_battery",
+    "ack",
 ]
+
+# Alerts that stay pinned on the live map until someone acknowledges them.
+PINNED_TYPES: tuple[EventType, ...] = ("alarm", "off_route", "offline", "low_battery")
 
 EVENT_TYPES: tuple[EventType, ...] = get_args(EventType)
 

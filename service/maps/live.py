@@ -18,6 +18,7 @@ from service.analytics.positions import ELIGIBLE
 from service.config import Settings
 from service.events.log import event_dict
 from service.events.machine import UnitMachine
+from service.events.types import PINNED_TYPES
 from service.maps.kit import (
     OVERDUE_COLOR,
     Bounds,
@@ -35,11 +36,20 @@ from service.maps.kit import (
 )
 from service.maps.labels import event_labels, page_labels
 from service.notify.stream import Cursor, current_cursor
-from service.store.models import Event, OverdueMark, Ping, Unit, UnitState
+from service.store.models import (
+    Event,
+    OverdueMark,
+    PatrolRoute,
+    Ping,
+    Unit,
+    UnitPatrolRoute,
+    UnitState,
+)
 
 TRAIL_LENGTH = 20  # fixes per unit trail, also the most a trail starts with on load
 TRAIL_SEED_S = 600.0  # trails start with the good fixes of this many seconds before load
 ALERTS_MAX = 50
+PINNED_MAX = 200  # unacknowledged high-priority alerts read on load
 RECENT_EVENTS_H = 24.0  # events shown in the alerts panel on load
 
 
@@ -60,6 +70,18 @@ class LiveUnit:
     lat: float
     ts: datetime
     speed_mps: float | None = None
+    heading: float | None = None
+    battery: float | None = None
+
+
+@dataclass
+class RosterUnit:
+    """A unit as the unit board lists it: name, kind, assigned routes with shifts."""
+
+    unit_id: int
+    unit_name: str
+    kind: str
+    routes: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -85,6 +107,11 @@ class LiveMapView(PageView):
     overdue: list[OverdueSegment]
     cursor: str
     offline: list[int] = field(default_factory=list)
+    stopped: list[int] = field(default_factory=list)
+    roster: list[RosterUnit] = field(default_factory=list)
+    pinned: list[dict[str, Any]] = field(default_factory=list)
+    can_ack: bool = False
+    ack_path: str = "/api/v1/events/{id}/ack"
     trails: dict[int, list[tuple[float, float]]] = field(default_factory=dict)
     stream_path: str = "/api/v1/stream"
     trail_length: int = TRAIL_LENGTH
@@ -121,7 +148,16 @@ def _latest_units(session: Session) -> list[LiveUnit]:
         .scalar_subquery()
     )
     rows = session.execute(
-        select(Unit.id, Unit.name, Ping.lon, Ping.lat, Ping.ts, Ping.speed_mps)
+        select(
+            Unit.id,
+            Unit.name,
+            Ping.lon,
+            Ping.lat,
+            Ping.ts,
+            Ping.speed_mps,
+            Ping.heading,
+            Ping.battery,
+        )
         .join(Ping, Ping.id == newest)
         .order_by(Unit.id)
     )
@@ -133,16 +169,48 @@ def _latest_units(session: Session) -> list[LiveUnit]:
             lat=float(lat),
             ts=ts,
             speed_mps=speed,
+            heading=heading,
+            battery=battery,
         )
-        for unit_id, name, lon, lat, ts, speed in rows
+        for unit_id, name, lon, lat, ts, speed, heading, battery in rows
         if math.isfinite(lon) and math.isfinite(lat)
     ]
 
 
-def _unit_states(session: Session, route_ids: set[int]) -> tuple[dict[int, list[int]], list[int]]:
-    """Routes each unit is off of now, and the units offline now, from their event machines."""
+def _roster(session: Session) -> list[RosterUnit]:
+    """Every unit with its kind and assigned patrol routes (with their daily shifts)."""
+    units = {
+        uid: RosterUnit(uid, name, kind)
+        for uid, name, kind in session.execute(
+            select(Unit.id, Unit.name, Unit.kind).order_by(Unit.id)
+        )
+    }
+    rows = session.execute(
+        select(
+            UnitPatrolRoute.unit_id,
+            PatrolRoute.id,
+            PatrolRoute.name,
+            UnitPatrolRoute.shift_start,
+            UnitPatrolRoute.shift_end,
+        )
+        .join(PatrolRoute, PatrolRoute.id == UnitPatrolRoute.patrol_route_id)
+        .order_by(UnitPatrolRoute.unit_id, PatrolRoute.id)
+    )
+    for uid, route_id, name, start, end in rows:
+        if uid in units:
+            units[uid].routes.append(
+                {"id": route_id, "name": name, "shift_start": start, "shift_end": end}
+            )
+    return list(units.values())
+
+
+def _unit_states(
+    session: Session, route_ids: set[int]
+) -> tuple[dict[int, list[int]], list[int], list[int]]:
+    """Routes each unit is off of now, and the units offline and stopped now (event machines)."""
     off_route: dict[int, list[int]] = {}
     offline: list[int] = []
+    stopped: list[int] = []
     rows = session.execute(
         select(UnitState.unit_id, UnitState.machine)
         .where(UnitState.machine.is_not(None))
@@ -158,19 +226,41 @@ def _unit_states(session: Session, route_ids: set[int]) -> tuple[dict[int, list[
             off_route[unit_id] = off
         if machine.offline:
             offline.append(unit_id)
-    return off_route, offline
+        if machine.stop.stopped:
+            stopped.append(unit_id)
+    return off_route, offline, stopped
 
 
 def _recent_events(session: Session, since: datetime, cursor: Cursor) -> list[dict[str, Any]]:
-    """The newest ALERTS_MAX events since `since` up to the cursor, oldest first."""
+    """The newest ALERTS_MAX events (by event time) since `since` up to the cursor, oldest first.
+
+    Acknowledgements are not alerts: they only change the alerts they acknowledge.
+    """
     rows = session.execute(
         select(Event, Unit.name)
         .outerjoin(Unit, Unit.id == Event.unit_id)
-        .where(Event.ts >= since, Event.id <= cursor.event_id)
-        .order_by(Event.id.desc())
+        .where(Event.ts >= since, Event.id <= cursor.event_id, Event.type != "ack")
+        .order_by(Event.ts.desc(), Event.id.desc())
         .limit(ALERTS_MAX)
     ).all()
     return [event_dict(event, name) for event, name in reversed(rows)]
+
+
+def _pinned_events(session: Session, since: datetime, cursor: Cursor) -> list[dict[str, Any]]:
+    """Unacknowledged high-priority events since `since` up to the cursor, newest first."""
+    rows = session.execute(
+        select(Event, Unit.name)
+        .outerjoin(Unit, Unit.id == Event.unit_id)
+        .where(
+            Event.ts >= since,
+            Event.id <= cursor.event_id,
+            Event.type.in_(PINNED_TYPES),
+            Event.acked_at.is_(None),
+        )
+        .order_by(Event.ts.desc(), Event.id.desc())
+        .limit(PINNED_MAX)
+    ).all()
+    return [event_dict(event, name) for event, name in rows]
 
 
 def _recent_trails(
@@ -225,7 +315,12 @@ def _overdue_segments(
 
 
 def live_map_view(
-    session: Session, settings: Settings, *, lang: str | None = None, now: datetime | None = None
+    session: Session,
+    settings: Settings,
+    *,
+    lang: str | None = None,
+    now: datetime | None = None,
+    can_ack: bool = False,
 ) -> LiveMapView:
     """What the live map shows on load: geometry, latest positions, recent events, stream cursor."""
     now = now or datetime.now(UTC)
@@ -233,7 +328,7 @@ def live_map_view(
     cursor = current_cursor(session)
     routes = route_lines(session)
     since = now - timedelta(hours=RECENT_EVENTS_H)
-    off_route, offline = _unit_states(session, {r.id for r in routes})
+    off_route, offline, stopped = _unit_states(session, {r.id for r in routes})
     trail_since = now - timedelta(seconds=TRAIL_SEED_S)
     return LiveMapView(
         routes=routes,
@@ -242,6 +337,10 @@ def live_map_view(
         events=_recent_events(session, since, cursor),
         off_route=off_route,
         offline=offline,
+        stopped=stopped,
+        roster=_roster(session),
+        pinned=_pinned_events(session, since, cursor),
+        can_ack=can_ack,
         trails=_recent_trails(session, trail_since, cursor, TRAIL_LENGTH),
         overdue=_overdue_segments(session, routes, settings.segment_m),
         cursor=str(cursor),
@@ -293,6 +392,8 @@ def live_config(view: LiveMapView, bounds: Bounds) -> dict[str, Any]:
             "lat": round(u.lat, 7),
             "ts": u.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "speed_mps": u.speed_mps,
+            "heading": u.heading,
+            "battery": u.battery,
         }
         for u in view.units
     }
@@ -307,6 +408,15 @@ def live_config(view: LiveMapView, bounds: Bounds) -> dict[str, Any]:
         "events": view.events,
         "offRoute": {str(k): v for k, v in view.off_route.items()},
         "offline": view.offline,
+        "stopped": view.stopped,
+        "roster": [
+            {"unit_id": u.unit_id, "unit_name": u.unit_name, "kind": u.kind, "routes": u.routes}
+            for u in view.roster
+        ],
+        "pinned": view.pinned,
+        "pinnedTypes": list(PINNED_TYPES),
+        "canAck": view.can_ack,
+        "ackPath": view.ack_path,
         "trails": {str(k): [[lon, lat] for lon, lat in v] for k, v in view.trails.items()},
         "overdue": [
             {

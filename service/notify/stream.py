@@ -294,6 +294,7 @@ class Reader:
                 Ping.lat,
                 Ping.speed_mps,
                 Ping.heading,
+                Ping.battery,
                 Ping.flags,
             )
             .join(Unit, Unit.id == Ping.unit_id)
@@ -313,6 +314,7 @@ class Reader:
                 "lat": row.lat,
                 "speed_mps": row.speed_mps,
                 "heading": row.heading,
+                "battery": row.battery,
                 "flags": flag_names(row.flags),
             }
             for row in rows

@@ -157,8 +157,13 @@ def _require(
     return dependency
 
 
-_VIEWERS = ("admin", "viewer")
+# Operators read everything viewers read and acknowledge alerts; they change nothing else.
+_VIEWERS = ("admin", "operator", "viewer")
+_ACKNOWLEDGERS = ("admin", "operator")
+ACK_ROLES = _ACKNOWLEDGERS
 AdminDep = Annotated[Principal, Depends(_require(("admin",)))]
+# Acknowledging an alert: an operator or admin key as a bearer key (never a map session).
+AckDep = Annotated[Principal, Depends(_require(_ACKNOWLEDGERS))]
 ViewerDep = Annotated[Principal, Depends(_require(_VIEWERS, open_read=True))]
 # The event stream and the API description: a key (bearer or ?key=) or a map session.
 MapViewerDep = Annotated[

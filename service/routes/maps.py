@@ -19,6 +19,7 @@ from service.maps.enroll import enroll_data, render_enroll_page
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
 from service.routes.deps import (
+    ACK_ROLES,
     AdminDep,
     KeysDep,
     PageViewerDep,
@@ -50,9 +51,9 @@ def coverage_map(
     return map_page(render_coverage_map(view), settings.tile_url)
 
 
-def _live_page(store: Store, settings: Settings, lang: str | None) -> str:
+def _live_page(store: Store, settings: Settings, lang: str | None, can_ack: bool) -> str:
     with store.read() as session:
-        view = live_map_view(session, settings, lang=lang)
+        view = live_map_view(session, settings, lang=lang, can_ack=can_ack)
     return render_live_map(view)
 
 
@@ -68,10 +69,14 @@ def _replay_page(
 
 @router.get("/live", response_class=HTMLResponse)
 async def live_map(
-    store: StoreDep, settings: SettingsDep, _: PageViewerDep, lang: LangQuery = None
+    store: StoreDep, settings: SettingsDep, principal: PageViewerDep, lang: LangQuery = None
 ) -> HTMLResponse:
-    """Live map: unit markers moved by the event stream, trails, alerts and overdue segments."""
-    page = await run_in_threadpool(_live_page, store, settings, lang)
+    """Live map: unit markers and board moved by the event stream, trails, alerts, overdue segments.
+
+    Opened with an operator or admin key, its pinned alerts have an Acknowledge button.
+    """
+    can_ack = principal.role in ACK_ROLES
+    page = await run_in_threadpool(_live_page, store, settings, lang, can_ack)
     return map_page(page, settings.tile_url)
 
 

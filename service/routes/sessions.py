@@ -133,7 +133,7 @@ def key_by_id(session: Session, key_id: int, prefix: str) -> Principal | None:
     row = session.get(ApiKey, key_id)
     if row is None or row.revoked_at is not None or row.prefix != prefix:
         return None
-    return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id)
+    return Principal(role=row.role, unit_id=row.unit_id, key_id=row.id, name=row.name)
 
 
 def redirect_without_key(request: Request, token: str, ttl_s: float) -> Response:

@@ -44,11 +44,11 @@ def test_live_map_raises_an_alarm_banner_until_dismissed(
                 f'.patroli-unit.patroli-alarm[data-unit-id="{uid}"]', state="attached"
             )
             post(15, alarm="sos")  # the same press repeated: nothing new
-            # A later, lower alert goes below the alarm, which stays pinned on top.
+            # A later, lower pinned alert goes below the alarm, which stays on top.
             post(20, battery=10)
             page.locator('#patroli-alerts li[data-type="low_battery"]').wait_for(timeout=3000)
-            alarm = page.locator('.patroli-alarm-list li[data-type="alarm"]')
-            low = page.locator('.patroli-alert-list li[data-type="low_battery"]')
+            alarm = page.locator('.patroli-pinned-list li[data-type="alarm"]')
+            low = page.locator('.patroli-pinned-list li[data-type="low_battery"]')
             alarm_box, low_box = alarm.bounding_box(), low.bounding_box()
             assert alarm_box is not None and low_box is not None
             assert alarm_box["y"] < low_box["y"]
@@ -63,6 +63,6 @@ def test_live_map_raises_an_alarm_banner_until_dismissed(
 
         # Another screen lists the stored alarm on top but raises no banner of its own.
         with live_page(browser, base, viewer) as (page, errors):
-            page.locator('.patroli-alarm-list li[data-type="alarm"]').wait_for(timeout=3000)
+            page.locator('.patroli-pinned-list li[data-type="alarm"]').wait_for(timeout=3000)
             assert page.locator("#patroli-alarm-banner").is_hidden()
         assert errors == []

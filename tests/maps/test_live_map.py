@@ -180,7 +180,16 @@ def test_live_map_follows_the_stream(
             assert overdue.count() == 1
             assert overdue.get_attribute("data-start-m") == "600"
             box = overdue.bounding_box()
-            assert box is not None and 30 < box["width"] < 80
+            px_per_m = page.evaluate(
+                """() => {
+                    const m = window.patroliLive.map;
+                    const a = m.containerPointToLatLng([0, 300]);
+                    const b = m.containerPointToLatLng([100, 300]);
+                    return 100 / m.distance(a, b);
+                }"""
+            )
+            # 50 m long (the line's round caps add its width of 7 px).
+            assert box is not None and 50 * px_per_m < box["width"] < 50 * px_per_m + 10
             assert page.locator('#patroli-alerts li[data-type="revisit_overdue"]').count() == 1
             screenshot(page, artifacts_dir / "live-map", backend)
         assert errors == []

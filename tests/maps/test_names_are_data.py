@@ -131,7 +131,10 @@ def test_names_show_as_text_in_the_browser(settings: Settings, backend: str, bro
                     }"""
                 )
                 bold = set(page.locator(".leaflet-tooltip b").all_inner_texts())
-                labels = page.locator(".leaflet-tooltip.patroli-label").all_inner_texts()
+                # Leaflet tooltips, or the live map's own de-cluttered unit labels.
+                labels = page.locator(
+                    ".leaflet-tooltip.patroli-label, .patroli-unit-label"
+                ).all_inner_texts()
                 for payload in PAYLOADS:
                     # Unit labels: the name (on the coverage map: "name · HH:MM").
                     assert any(t == payload or t.startswith(f"{payload} \u00b7") for t in labels), (
