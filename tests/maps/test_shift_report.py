@@ -6,6 +6,7 @@ from __future__ import annotations
 import html
 import io
 import re
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
@@ -384,3 +385,37 @@ def test_the_page_at_a4_in_chromium(
 def seed_http(http: Any) -> dict:
     """`seed` through an httpx client of a running server."""
     return seed(http)
+
+
+def test_a_print_that_hangs_is_killed(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    # A printer that never finishes (and starts a helper, as Chromium does): the request gets
+    # 503 after PATROLI_PDF_TIMEOUT_S and no process of it is left running.
+    pids = tmp_path / "pids"
+    hang = tmp_path / "chromium"
+    hang.write_text(f"#!/bin/sh\nsleep 300 &\necho $$ $! > {pids}\nwait\n")
+    hang.chmod(0o755)
+    settings = make_settings(chromium_path=str(hang), pdf_timeout_s=1.5)
+    with TestClient(create_app(settings)) as c:
+        c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
+        r = c.get("/reports/shift.pdf", params={"date": DATE})
+    assert r.status_code == 503, r.text
+    assert "took longer than" in r.json()["detail"]
+    assert "PATROLI_PDF_TIMEOUT_S" in r.json()["detail"]
+    for pid in map(int, pids.read_text().split()):
+        assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    """Whether a process is alive (a zombie, killed but not yet reaped, is not)."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            return False
+        if state in ("Z", "X"):
+            return False
+        time.sleep(0.05)
+    return True
