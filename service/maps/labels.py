@@ -310,6 +310,7 @@ _REPORT_ID: dict[str, str] = {
     "print_hint": "Cetak halaman ini dari peramban (A4, tegak).",
     "page": "Halaman",
     "battery": "baterai",
+    "late": "terkirim terlambat",
     "durations": "Durasi ditulis jam:menit:detik.",
 }
 _REPORT_EN: dict[str, str] = {
@@ -352,6 +353,7 @@ _REPORT_EN: dict[str, str] = {
     "print_hint": "Print this page from the browser (A4, portrait).",
     "page": "Page",
     "battery": "battery",
+    "late": "sent late",
     "durations": "Durations are hours:minutes:seconds.",
 }
 

@@ -23,6 +23,7 @@ from shapely.geometry import LineString, Polygon
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from service.analytics.reports import MAX_STEP_GAP_S
 from service.analytics.shift import Shift, ShiftFigures, shift_figures
 from service.config import Settings
 from service.geo.projection import web_mercator
@@ -54,7 +55,7 @@ from service.maps.labels import (
 from service.store.models import Event, Geofence, PatrolRoute, Unit
 from service.window import Window
 
-MAP_W, MAP_H = 1000.0, 640.0
+MAP_W, MAP_H, MAP_MIN_H = 1000.0, 640.0, 360.0
 MAP_PAD = 0.06  # of the drawn extent, on every side
 CHART_W, CHART_H = 1000.0, 130.0
 TIMELINE_W, TIMELINE_LABEL_W, TIMELINE_ROW_H = 1000.0, 230.0, 22.0
@@ -267,7 +268,7 @@ def _extent(
     return (float(mx[ok].min()), float(my[ok].min()), float(mx[ok].max()), float(my[ok].max()))
 
 
-def _scale_bar(frame: _Frame, lat: float, lang: str) -> ScaleBar:
+def _scale_bar(frame: _Frame, lat: float, height: float, lang: str) -> ScaleBar:
     """A scale bar of a round length about a fifth of the map's width."""
     ground_per_px = np.cos(np.radians(lat)) / frame.scale
     target = MAP_W / 5 * ground_per_px
@@ -278,32 +279,49 @@ def _scale_bar(frame: _Frame, lat: float, lang: str) -> ScaleBar:
                 length = float(step * 10**exp)
     px = length / ground_per_px
     label = f"{format_decimal(length / 1000, 1, lang)} km" if length >= 1000 else f"{length:g} m"
-    return ScaleBar(20.0, 20.0 + px, MAP_H - 20.0, label)
+    return ScaleBar(20.0, 20.0 + px, height - 20.0, label)
 
 
-def _map_picture(figures: ShiftFigures, names: dict[int, str], lang: str) -> MapPicture:
+def _track_pieces(t: np.ndarray, coords: np.ndarray, cap: int) -> list[np.ndarray]:
+    """A unit's track cut where fixes are over 10 minutes apart, each piece simplified."""
+    cuts = np.flatnonzero(np.diff(t) > MAX_STEP_GAP_S) + 1
+    pieces = []
+    for piece_t, piece in zip(np.split(t, cuts), np.split(coords, cuts), strict=True):
+        if piece.shape[0] < 2:
+            continue
+        share = max(2, int(cap * piece_t.size / max(t.size, 1)))
+        pieces.append(np.asarray(thin_track([tuple(p) for p in piece.tolist()], max_points=share)))
+    return pieces
+
+
+def _map_picture(
+    figures: ShiftFigures, names: dict[int, str], segment_m: float, lang: str
+) -> MapPicture:
     """Routes coloured by segment age, corridors, geofences by presence, tracks, last fixes."""
     fixes = figures.fixes
-    runs: list[tuple[int, np.ndarray, float]] = []
+    runs: list[tuple[int, np.ndarray, np.ndarray]] = []
     if fixes.t.size:
         starts = np.flatnonzero(np.r_[True, fixes.unit_id[1:] != fixes.unit_id[:-1]])
         ends = np.r_[starts[1:], fixes.unit_id.size]
         for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
             coords = np.column_stack((fixes.lon[a:b], fixes.lat[a:b]))
-            runs.append((int(fixes.unit_id[a]), coords, float(fixes.t[b - 1])))
+            runs.append((int(fixes.unit_id[a]), fixes.t[a:b], coords))
     geoms = [r.corridor.area for r in figures.routes] + [f.fence.outline for f in figures.fences]
-    box = _extent(geoms, (c for _, c, _ in runs))
+    box = _extent(geoms, (c for _, _, c in runs))
     picture = MapPicture()
     if box is None:
         return picture
-    frame = _Frame(box, MAP_W, MAP_H)
+    # As tall as the drawn extent needs (with its margins) at the full width, within limits.
+    dx, dy = max(box[2] - box[0], 1.0), max(box[3] - box[1], 1.0)
+    picture.height = round(min(MAP_H, max(MAP_MIN_H, MAP_W * dy / dx)), 1)
+    frame = _Frame(box, MAP_W, picture.height)
     end = figures.window.end
     for route in figures.routes:
         picture.corridors.append(
             Path(_polygon_d(frame, route.corridor.area), CORRIDOR_COLOR, route.row.name)
         )
         by_age: dict[str, list[str]] = {"fresh": [], "stale": [], "overdue": []}
-        lines = route.corridor.segment_lines(_segment_m(route))
+        lines = route.corridor.segment_lines(segment_m)
         for seg, line in zip(route.coverage.segments, lines, strict=True):
             if line is None or line.is_empty:
                 continue
@@ -326,25 +344,17 @@ def _map_picture(figures: ShiftFigures, names: dict[int, str], lang: str) -> Map
         title = f"{f.row.name} · {format_percent(f.presence.coverage_ratio, lang)}"
         picture.fences.append(Path(_polygon_d(frame, f.fence.outline), color, title, outline))
     cap = track_point_cap(len(runs), TRACK_BUDGET)
-    for unit_id, coords, _last_t in runs:
+    for unit_id, t, coords in runs:
         name = names.get(unit_id, f"unit {unit_id}")
-        pts = np.asarray(thin_track([tuple(p) for p in coords.tolist()], max_points=cap))
         color = unit_color(unit_id)
-        if pts.shape[0] >= 2:
-            picture.tracks.append(Path(_ring_d(frame, pts, False), color, name))
+        d = " ".join(_ring_d(frame, piece, False) for piece in _track_pieces(t, coords, cap))
+        if d:
+            picture.tracks.append(Path(d, color, name))
         x, y = frame.px(coords[-1:, 0], coords[-1:, 1])
         picture.dots.append(Dot(float(x[0]), float(y[0]), color, name))
     centre_lat = float(np.degrees(2 * np.arctan(np.exp(((box[1] + box[3]) / 2) / 6378137.0))) - 90)
-    picture.scale = _scale_bar(frame, centre_lat, lang)
+    picture.scale = _scale_bar(frame, centre_lat, picture.height, lang)
     return picture
-
-
-def _segment_m(route: Any) -> float:
-    """The segment length the route's coverage was computed with."""
-    segments = route.coverage.segments
-    if len(segments) < 2:
-        return max(route.corridor.length_m, 1e-9)
-    return float(segments[0].end_m - segments[0].start_m)
 
 
 # ---- charts -----------------------------------------------------------------------------
@@ -516,7 +526,7 @@ def _detail(event: Event, t: dict[str, str], lang: str) -> str:
     if isinstance(battery, int | float) and not isinstance(battery, bool):
         parts.append(f"{t['battery']} {format_decimal(float(battery), 0, lang)}%")
     if details.get("late") is True:
-        parts.append("late")
+        parts.append(t["late"])
     return ", ".join(parts)
 
 
@@ -603,7 +613,7 @@ def shift_report_view(
         zone=zone_label(tz),
         generated=format_time(datetime.now(UTC), tz),
         running=shift.running,
-        map=_map_picture(figures, names, code),
+        map=_map_picture(figures, names, settings.segment_m, code),
         legend=legend,
         routes=_route_table(figures, t, code, tz),
         sites=_site_table(figures, t, code, tz),
