@@ -19,6 +19,9 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.maps.shift_report import alert_rows
+from service.store.db import Store
+from service.window import Window
 from tests.conftest import ADMIN_KEY, CHROMIUM, IN_CI
 from tests.helpers import T0, along, browser_page, circle_feature, live_app, ping, route_feature
 
@@ -281,14 +284,18 @@ def test_same_auth_as_the_maps(client: TestClient) -> None:
     r = client.get("/reports/shift", params={"date": DATE}, headers={"Authorization": ""})
     assert r.status_code == 401
     viewer = client.post("/api/v1/keys", json={"name": "cc", "role": "viewer"}).json()["key"]
-    tracker = client.post("/api/v1/keys", json={"name": "t", "role": "tracker", "unit_id": 1})
-    if tracker.status_code == 201:
+    unit = client.post("/api/v1/units", json={"name": "Samapta 9", "device_id": "u9"}).json()
+    tracker = client.post(
+        "/api/v1/keys", json={"name": "t", "role": "tracker", "unit_id": unit["id"]}
+    )
+    assert tracker.status_code == 201, tracker.text
+    for path in ("/reports/shift", "/reports/shift.pdf"):
         r = client.get(
-            "/reports/shift",
+            path,
             params={"date": DATE},
             headers={"Authorization": f"Bearer {tracker.json()['key']}"},
         )
-        assert r.status_code == 403
+        assert r.status_code == 403, r.text
     # A ?key= link moves the key into the map session cookie, which then opens the report.
     client.headers.pop("Authorization")
     r = client.get("/reports/shift", params={"date": DATE, "key": viewer}, follow_redirects=False)
@@ -297,6 +304,23 @@ def test_same_auth_as_the_maps(client: TestClient) -> None:
     assert r.cookies.get("patroli_session") or client.cookies.get("patroli_session")
     r = client.get(r.headers["location"])
     assert r.status_code == 200 and "Laporan Shift Patroli" in r.text
+
+
+def test_the_alerts_table_is_bounded(client: TestClient, settings: Settings) -> None:
+    seed(client)
+    events = client.get("/api/v1/events", params={**DAY, "limit": 1000}).json()["events"]
+    assert len(events) > 2
+    store = Store.from_url(settings.database_url)
+    try:
+        with store.read() as session:
+            window = Window(T0, T0 + timedelta(hours=12))
+            table = alert_rows(session, window, "en", WITA, limit=2)
+    finally:
+        store.dispose()
+    assert table.columns == ["Time", "Type", "Unit", "Place", "Details"]
+    assert len(table.rows) == 2 and table.more == len(events) - 2
+    newest = max(events, key=lambda e: (e["ts"], e["id"]))
+    assert table.rows[0][0] == local(newest["ts"])
 
 
 def test_without_chromium_the_pdf_is_503(make_settings: Callable[..., Settings]) -> None:
