@@ -535,7 +535,8 @@ def alert_rows(
 ) -> Table:
     """The alerts table: the window's events, newest first, at most `limit` (older counted).
 
-    The one place that decides the alerts' columns and cells (plain text).
+    The one place that decides the alerts' columns and cells (plain text): a column added here
+    (its header and one cell per row) shows on the page and in the PDF as it is.
     """
     t = report_labels(lang)
     names = event_labels(lang)

@@ -224,6 +224,15 @@ def test_english_and_header(client: TestClient, make_settings: Callable[..., Set
         assert "Operasi Mantap Praja" in c.get("/reports/shift", params={"date": DATE}).text
 
 
+def test_an_empty_shift(client: TestClient) -> None:
+    page = report(client)
+    assert page.tables == {}
+    text = "".join(page.text)
+    for empty in ("Tidak ada data pada periode ini", "Tidak ada rute patroli", "Tidak ada unit"):
+        assert empty in text
+    assert "Tidak ada peringatan pada periode ini" in text
+
+
 HOSTILE = "</td><script>alert(1)</script><img src=x onerror=alert(1)> S {{7*7}} E"
 
 
