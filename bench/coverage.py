@@ -10,6 +10,7 @@ same window:
   presence              the critical site's presence report;
   unit report           every unit's report (distance, time on route, stops, ...);
   coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
+  shift report (HTML)   building and rendering /reports/shift for the window (size printed);
   NumPy path            on PostGIS also coverage the SQLite way: every fix read, located in NumPy.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
 Finally it serves the app and loads /maps/coverage for the window in headless Chromium
@@ -52,10 +53,11 @@ from common import (  # type: ignore[import-not-found]  # noqa: E402
     serve,
 )
 
-from service.analytics.compliance import compute_compliance  # noqa: E402
+from service.analytics.compliance import patrol_route_compliance  # noqa: E402
 from service.analytics.positions import eligible_fixes  # noqa: E402
 from service.analytics.presence import geofence_presence  # noqa: E402
 from service.analytics.reports import units_report  # noqa: E402
+from service.analytics.shift import Shift  # noqa: E402
 from service.analytics.tracks import stored_route_coverage  # noqa: E402
 from service.app import create_app  # noqa: E402
 from service.areas.features import get_route  # noqa: E402
@@ -64,6 +66,7 @@ from service.config import Settings  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
 from service.maps.coverage import render_coverage_map  # noqa: E402
 from service.maps.data import coverage_map_view  # noqa: E402
+from service.maps.shift_report import render_shift_report, shift_report_view  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
@@ -239,7 +242,7 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 return lambda: stored_route_coverage(session, corridor, window, 50.0, 60.0, method)
 
             def compliance() -> object:
-                return compute_compliance(session, route_id, window, 1800.0, 50.0, 60.0)
+                return patrol_route_compliance(session, route_id, window, 1800.0, 50.0, 60.0)
 
             ratio = stored_route_coverage(session, corridor, window, 50.0, 60.0).coverage_ratio
             t_read = best(args.repeat, read)
@@ -260,12 +263,20 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 html[:] = [render_coverage_map(coverage_map_view(session, settings, window))]
                 return html
 
+            shift = Shift(window.start.astimezone(settings.tz).date(), "bench", window, False)
+            report_html: list[str] = []
+
+            def shift_report() -> object:
+                report_html[:] = [render_shift_report(shift_report_view(session, settings, shift))]
+                return report_html
+
             figures = [
                 ("coverage", coverage()),
                 ("compliance", compliance),
                 ("presence (one site)", presence),
                 ("unit report", report),
                 ("coverage map (HTML)", coverage_map),
+                ("shift report (HTML)", shift_report),
             ]
             if name == "postgis":
                 figures.append(("coverage, NumPy path", coverage("numpy")))
@@ -274,6 +285,8 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 rows.append((name, f"{stored:,}", label, f"{t * 1e3:,.0f}", f"{t / t_read:.2f}"))
             size = len(html[0].encode()) if html else 0
             print(f"{name}: coverage map HTML {size / 1e6:.2f} MB")
+            size = len(report_html[0].encode()) if report_html else 0
+            print(f"{name}: shift report HTML {size / 1e6:.2f} MB")
         timing = browser_load(url, window)
         if timing is None:
             print(f"{name}: no Chromium/Playwright here, map page load not measured")

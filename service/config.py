@@ -220,6 +220,25 @@ class Settings(BaseSettings):
         parse_allow(value)  # a mistyped entry is refused at startup, not ignored
         return value
 
+    # The printable shift report (/reports/shift, service/maps/shift_report.py).
+    operation_name: str = Field(
+        "Operasi Patroli",
+        min_length=1,
+        max_length=200,
+        description="Name of the operation printed at the head of every shift report.",
+    )
+    chromium_path: str = Field(
+        "/usr/bin/chromium",
+        description="Headless Chromium that prints /reports/shift.pdf; without it the PDF "
+        "answers 503 and the HTML page is printed from a browser instead.",
+    )
+    pdf_timeout_s: float = Field(
+        60.0, gt=0, le=600, description="Longest time one PDF may take to print (s)."
+    )
+    pdf_concurrency: int = Field(
+        2, gt=0, le=16, description="Most PDFs printed at once; others wait up to pdf_timeout_s."
+    )
+
     # Geometry limits: a patrol route or geofence is checked against these before any work on
     # its shape, so that no single geometry can exhaust the service.
     max_geometry_vertices: int = Field(

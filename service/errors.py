@@ -59,6 +59,10 @@ class StoreUnavailable(PatroliError):
     """The database could not durably store or read the data."""
 
 
+class RendererUnavailable(PatroliError):
+    """A document cannot be rendered here now (no PDF printer, or it is busy or failed)."""
+
+
 ERROR_STATUS: dict[type[PatroliError], int] = {
     BadRequest: status.HTTP_400_BAD_REQUEST,
     InvalidGeometry: status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -69,6 +73,7 @@ ERROR_STATUS: dict[type[PatroliError], int] = {
     Forbidden: status.HTTP_403_FORBIDDEN,
     PayloadTooLarge: status.HTTP_413_CONTENT_TOO_LARGE,
     StoreUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
+    RendererUnavailable: status.HTTP_503_SERVICE_UNAVAILABLE,
 }
 
 

@@ -76,6 +76,7 @@ def test_demo_seeds_and_exits(tmp_path: Path) -> None:
     out = result.stdout
     assert "5 units" in out and "pings stored" in out
     assert "/maps/coverage?from=" in out
+    assert "/reports/shift?date=" in out and "&shift=" in out
     for role in ("admin", "operator", "viewer", "tracker"):
         assert f"{role} key" in out
     stored = int(out.split("pings stored")[0].split(":")[-1].strip())

@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
+from datetime import time as clock
 from pathlib import Path
 
 from shapely.geometry import mapping
@@ -103,6 +104,26 @@ def _live_feed(
         stop.wait(1.0)
 
 
+def last_shift(start: datetime, now: datetime, settings: Settings) -> tuple[str, str]:
+    """Local date and name of the latest whole day or night shift in [start, now].
+
+    Shifts as the shift report's defaults (day 07:00-19:00, night 19:00-07:00); the shift
+    running now when no whole one fits.
+    """
+    local = now.astimezone(settings.tz)
+    begun: list[tuple[datetime, str, str]] = []
+    for days in (0, 1, 2):
+        day = (local - timedelta(days=days)).date()
+        for name, at in (("night", clock(19)), ("day", clock(7))):
+            began = datetime.combine(day, at, settings.tz)
+            if start <= began <= now:
+                begun.append((began, day.isoformat(), name))
+    begun.sort(reverse=True)
+    whole = [b for b in begun if b[0] + timedelta(hours=12) <= now]
+    pick = (whole or begun or [(now, local.date().isoformat(), "day")])[0]
+    return pick[1], pick[2]
+
+
 def _z(t: datetime) -> str:
     return t.isoformat().replace("+00:00", "Z")
 
@@ -144,6 +165,9 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     print(f"  (acknowledging) {base}/maps/live?key={keys['operator']}")
     print(f"  Coverage map    {base}/maps/coverage?{win}&key={keys['viewer']}")
     print(f"  Replay          {base}/maps/replay?{win}&key={keys['viewer']}")
+    day, shift = last_shift(start, now, settings)
+    report = f"{base}/reports/shift?date={day}&shift={shift}&key={keys['viewer']}"
+    print(f"  Shift report    {report}   (PDF: /reports/shift.pdf?…)")
     print(
         f"  Latest          {base}/api/v1/positions/latest   (Authorization: Bearer <viewer key>)"
     )

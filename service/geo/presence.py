@@ -175,3 +175,33 @@ def hourly_presence(covered: ArrayLike, start: float, end: float, tz: tzinfo) ->
     hit = np.bincount(hours, weights=acc[1:] - acc[:-1], minlength=24)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(seen > 0.0, hit / np.where(seen > 0.0, seen, 1.0), np.nan)
+
+
+def hour_bins(
+    covered: ArrayLike, start: float, end: float, tz: tzinfo
+) -> list[tuple[float, float, int, float]]:
+    """The window cut at local clock hours, in time order: (from, to, local hour, covered share).
+
+    Unlike hourly_presence (by hour of day), a window longer than a day lists an hour of day
+    once for every time it comes round.
+    """
+    _check_window(start, end)
+    cov = union(clip(_as_intervals(covered), start, end))
+    first = math.floor(start / _GRID_S) * _GRID_S
+    grid = np.arange(first + _GRID_S, end, _GRID_S, dtype=np.float64)
+    cuts = [start]
+    for edge in grid[grid > start].tolist():
+        local = datetime.fromtimestamp(edge, UTC).astimezone(tz)
+        if local.minute == 0 and local.second == 0:
+            cuts.append(edge)
+    cuts.append(end)
+    edges = np.asarray(cuts, dtype=np.float64)
+    acc = _covered_before(cov, edges)
+    bins = []
+    for i in range(edges.size - 1):
+        lo, hi = float(edges[i]), float(edges[i + 1])
+        if hi <= lo:
+            continue
+        hour = datetime.fromtimestamp(lo, UTC).astimezone(tz).hour
+        bins.append((lo, hi, hour, float(acc[i + 1] - acc[i]) / (hi - lo)))
+    return bins

@@ -18,6 +18,7 @@ G = TypeVar("G", bound=BaseGeometry)
 XY = tuple[NDArray[np.float64], NDArray[np.float64]]
 
 WGS84 = CRS.from_epsg(4326)
+WEB_MERCATOR = 3857
 
 
 def utm_zone(lon: float, lat: float) -> int:
@@ -110,3 +111,10 @@ class LocalProjection:
 
     def __repr__(self) -> str:
         return f"LocalProjection(epsg={self.epsg})"
+
+
+def web_mercator(lons: ArrayLike, lats: ArrayLike) -> XY:
+    """Web Mercator (EPSG:3857) x, y metres of WGS84 longitudes and latitudes."""
+    forward, _ = _transformers(WEB_MERCATOR)
+    x, y = forward.transform(np.asarray(lons, dtype=np.float64), np.asarray(lats, dtype=np.float64))
+    return np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)

@@ -329,3 +329,116 @@ def page_labels(lang: str) -> dict[str, str]:
 def event_labels(lang: str) -> dict[EventType, str]:
     """Display names of event types in `lang`."""
     return dict(_EVENT_ID if normalize_lang(lang) == "id" else _EVENT_EN)
+
+
+# Labels of the printable shift report (/reports/shift).
+_REPORT_ID: dict[str, str] = {
+    "report_title": "Laporan Shift Patroli",
+    "shift_day": "Shift siang",
+    "shift_night": "Shift malam",
+    "shift_span": "Shift",
+    "running": "shift masih berjalan: dilaporkan sampai saat ini",
+    "generated": "Dibuat",
+    "summary": "Ringkasan",
+    "map_title": "Peta periode",
+    "route_coverage": "Cakupan rute patroli",
+    "site_presence": "Kehadiran di objek vital",
+    "hourly_title": "Kehadiran per jam di objek vital",
+    "timeline_title": "Waktu tanpa unit di rute patroli dan objek vital",
+    "timeline_note": "Merah: tidak ada unit di koridor rute / di dalam area",
+    "units_title": "Kegiatan unit",
+    "alerts_title": "Peringatan",
+    "no_alerts": "Tidak ada peringatan pada periode ini",
+    "alerts_more": "peringatan yang lebih lama tidak ditampilkan",
+    "no_routes": "Tidak ada rute patroli",
+    "no_sites": "Tidak ada objek vital",
+    "no_units": "Tidak ada unit",
+    "col_unit": "Unit",
+    "col_distance": "Jarak (km)",
+    "col_on_route": "Di rute",
+    "col_off_route": "Di luar rute",
+    "col_stops": "Berhenti",
+    "col_last_fix": "Posisi terakhir",
+    "col_time": "Waktu",
+    "col_type": "Jenis",
+    "col_place": "Lokasi",
+    "col_detail": "Keterangan",
+    "col_route": "Rute patroli",
+    "col_site": "Objek vital",
+    "col_coverage": "Cakupan",
+    "col_uncovered": "Waktu kosong",
+    "col_longest": "Kekosongan terlama",
+    "pdf": "Unduh PDF",
+    "print_hint": "Cetak halaman ini dari peramban (A4, tegak).",
+    "page": "Halaman",
+    "battery": "baterai",
+    "late": "terkirim terlambat",
+    "durations": "Durasi ditulis jam:menit:detik.",
+}
+_REPORT_EN: dict[str, str] = {
+    "report_title": "Patrol shift report",
+    "shift_day": "Day shift",
+    "shift_night": "Night shift",
+    "shift_span": "Shift",
+    "running": "the shift is still running: reported up to now",
+    "generated": "Generated",
+    "summary": "Summary",
+    "map_title": "Map of the window",
+    "route_coverage": "Patrol route coverage",
+    "site_presence": "Presence at critical sites",
+    "hourly_title": "Presence per hour at critical sites",
+    "timeline_title": "Time with no unit on the patrol routes and at the critical sites",
+    "timeline_note": "Red: no unit in the route's corridor / inside the site",
+    "units_title": "Unit activity",
+    "alerts_title": "Alerts",
+    "no_alerts": "No alerts in this window",
+    "alerts_more": "older alerts not shown",
+    "no_routes": "No patrol routes",
+    "no_sites": "No critical sites",
+    "no_units": "No units",
+    "col_unit": "Unit",
+    "col_distance": "Distance (km)",
+    "col_on_route": "On route",
+    "col_off_route": "Off route",
+    "col_stops": "Stops",
+    "col_last_fix": "Last fix",
+    "col_time": "Time",
+    "col_type": "Type",
+    "col_place": "Place",
+    "col_detail": "Details",
+    "col_route": "Patrol route",
+    "col_site": "Critical site",
+    "col_coverage": "Coverage",
+    "col_uncovered": "Uncovered time",
+    "col_longest": "Longest gap",
+    "pdf": "Download PDF",
+    "print_hint": "Print this page from the browser (A4, portrait).",
+    "page": "Page",
+    "battery": "battery",
+    "late": "sent late",
+    "durations": "Durations are hours:minutes:seconds.",
+}
+
+
+def report_labels(lang: str) -> dict[str, str]:
+    """Labels of the shift report (coverage labels plus report-specific ones)."""
+    code = normalize_lang(lang)
+    out = dict(labels(code))
+    out.update(_REPORT_ID if code == "id" else _REPORT_EN)
+    return out
+
+
+def format_decimal(value: float, digits: int, lang: str) -> str:
+    """`value` with `digits` decimals and the language's separators ("1.234,50" in Indonesian)."""
+    text = f"{value:,.{digits}f}"
+    if normalize_lang(lang) == "id":
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".")
+    return text
+
+
+def format_duration(seconds: float) -> str:
+    """Seconds as hours:minutes:seconds, e.g. "1:05:09" (rounded to the second)."""
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"

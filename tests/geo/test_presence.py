@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 from service.errors import InvalidInput
 from service.geo.presence import (
     complement,
+    hour_bins,
     hourly_presence,
     presence_intervals,
     total,
@@ -108,3 +110,13 @@ def test_visits_clip_to_window() -> None:
     assert sambang.tolist() == [False, True]
     edge, _ = visits([300.0, 59.0], [True, True], 0.0, 1.0, start=60.0, end=300.0)
     assert edge.shape == (0, 2)
+
+
+def test_hour_bins_follow_the_local_clock_in_time_order() -> None:
+    start = datetime(2024, 11, 26, 22, 30, tzinfo=UTC).timestamp()  # 06:30 WITA
+    end = start + 3 * 3600  # to 09:30 WITA
+    covered = np.array([[start, start + 900], [start + 5400, start + 7200]])
+    bins = hour_bins(covered, start, end, WITA)
+    assert [b[2] for b in bins] == [6, 7, 8, 9]
+    assert [b[1] - b[0] for b in bins] == [1800, 3600, 3600, 1800]
+    assert [round(b[3], 4) for b in bins] == [0.5, 0.0, 0.5, 0.0]

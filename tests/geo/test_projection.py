@@ -107,3 +107,13 @@ def test_projections_are_cheap_to_create_repeatedly() -> None:
     for i in range(2_000):
         LocalProjection.for_point(100.0 + (i % 30), -1.0 + (i % 7))
     assert time.perf_counter() - started < 1.0
+
+
+def test_web_mercator_matches_the_spherical_formula() -> None:
+    from service.geo.projection import web_mercator
+
+    lon, lat = np.array([116.83, -10.0]), np.array([-1.268, 45.0])
+    x, y = web_mercator(lon, lat)
+    r = 6378137.0
+    assert np.allclose(x, r * np.radians(lon))
+    assert np.allclose(y, r * np.log(np.tan(np.pi / 4 + np.radians(lat) / 2)))
