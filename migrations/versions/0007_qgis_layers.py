@@ -128,7 +128,7 @@ lines AS (
            count(*) AS fixes,
            min(p.ts) AS first_fix,
            max(p.ts) AS last_fix,
-           ST_MakeLine(p.geom ORDER BY p.ts, p.id) AS line
+           ST_MakeLine(ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326) ORDER BY p.ts, p.id) AS line
     FROM pings AS p CROSS JOIN day
     WHERE p.ts >= day.day_from AND p.ts < day.day_to AND (p.flags & {_EXCLUDED}) = 0
     GROUP BY p.unit_id
@@ -176,15 +176,17 @@ fences AS (
     FROM geofences AS g
 ),
 fixes AS (
-    SELECT p.unit_id, p.geom,
-           round(extract(epoch FROM p.ts)::numeric, 3)::double precision AS t,
-           lag(p.geom) OVER w AS prev_geom,
-           round(extract(epoch FROM lag(p.ts) OVER w)::numeric, 3)::double precision AS prev_t,
-           lead(p.geom) OVER w AS next_geom,
-           round(extract(epoch FROM lead(p.ts) OVER w)::numeric, 3)::double precision AS next_t
-    FROM pings AS p CROSS JOIN win
-    WHERE p.ts >= win.read_from AND p.ts <= win.read_to AND (p.flags & {_EXCLUDED}) = 0
-    WINDOW w AS (PARTITION BY p.unit_id ORDER BY p.ts, p.id)
+    SELECT unit_id, geom, t,
+           lag(geom) OVER w AS prev_geom, lag(t) OVER w AS prev_t,
+           lead(geom) OVER w AS next_geom, lead(t) OVER w AS next_t
+    FROM (
+        -- As the API reads fixes: longitude and latitude, device time to the millisecond.
+        SELECT p.unit_id, p.ts, p.id, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326) AS geom,
+               round(extract(epoch FROM p.ts)::numeric, 3)::double precision AS t
+        FROM pings AS p CROSS JOIN win
+        WHERE p.ts >= win.read_from AND p.ts <= win.read_to AND (p.flags & {_EXCLUDED}) = 0
+    ) AS eligible
+    WINDOW w AS (PARTITION BY unit_id ORDER BY ts, id)
 ),
 inside AS (
     SELECT f.id AS fence_id, x.unit_id, x.t, x.prev_t, x.next_t,
