@@ -119,16 +119,14 @@ def scenario(qclient: TestClient) -> dict[str, Any]:
     # Yesterday evening, local time: in no layer of today.
     _post(c, [_fix("u1", now - timedelta(hours=14), along(900))])
     # u1 rides 0 -> 600 m at 2 m/s (a fix every 10 s), then waits at 605 m.
-    u1 = [
-        _fix("u1", start + timedelta(seconds=10 * k), along(20 * k), speed_mps=2.0) for k in range(31)
-    ]
+    u1 = [_fix("u1", start + timedelta(seconds=10 * k), along(20 * k)) for k in range(31)]
     u1 += [_fix("u1", start + timedelta(seconds=310 + 30 * k), along(605)) for k in range(5)]
     # u2 stands at the site for 20 minutes, leaves for 5, comes back for one fix; an inaccurate
     # fix far away is in no track.
     u2 = [_fix("u2", start + timedelta(minutes=5, seconds=30 * k), SITE) for k in range(41)]
     u2 += [_fix("u2", start + timedelta(minutes=26), along(900), accuracy_m=500)]
     u2 += [_fix("u2", start + timedelta(minutes=26, seconds=30), along(950, 200))]
-    u2 += [_fix("u2", start + timedelta(minutes=31), SITE)]
+    u2 += [_fix("u2", start + timedelta(minutes=31), SITE, speed_mps=1.5)]
     _post(c, u1)
     _post(c, u2)
     return {"now": now, "route": route, "circle": circle, "box": box, "units": units}
@@ -182,7 +180,7 @@ def test_latest_positions_and_tracks_today(
     qclient: TestClient, scenario: dict[str, Any], qsettings: Settings
 ) -> None:
     _refresh(qsettings, scenario["now"])  # writes the time zone the views read
-    url, units = qsettings.database_url, scenario["units"]
+    url = qsettings.database_url
     latest = {
         r["name"]: r
         for r in _rows(
@@ -208,6 +206,7 @@ def test_latest_positions_and_tracks_today(
     assert latest["Samapta 1"]["patrol_routes"] == "Jl. Sudirman"
     assert latest["Samapta 1"]["speed_kmh"] is None  # its last fix carried no speed
     assert latest["Samapta 2"]["route_status"] is None  # no route assigned
+    assert (latest["Samapta 2"]["speed_mps"], latest["Samapta 2"]["speed_kmh"]) == (1.5, 5.4)
     local_fix = scenario["now"] - timedelta(minutes=9)
     assert latest["Samapta 2"]["fix_time_local"] == local_fix.astimezone(qsettings.tz).strftime(
         "%Y-%m-%d %H:%M:%S"
@@ -224,7 +223,7 @@ def test_latest_positions_and_tracks_today(
     assert set(tracks) == {"Samapta 1", "Samapta 2"}
     today = scenario["now"].astimezone(qsettings.tz).date()
     day_from = datetime.combine(today, datetime.min.time(), qsettings.tz)
-    for name, row in tracks.items():
+    for row in tracks.values():
         assert (row["valid"], row["srid"], row["day"]) == (True, 4326, today), row["reason"]
         r = qclient.get(
             f"/api/v1/units/{row['id']}/track",
