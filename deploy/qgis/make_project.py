@@ -152,7 +152,9 @@ def main() -> None:
     positions.setLabelsEnabled(True)
 
     # Top to bottom as on the coverage map: units, segments, tracks under them, sites below.
-    for item in (geofences, tracks, segments, positions):
+    for item, refresh_s in ((geofences, 60), (tracks, 30), (segments, 60), (positions, 10)):
+        item.setAutoRefreshInterval(refresh_s * 1000)
+        item.setAutoRefreshEnabled(True)
         project.addMapLayer(item)
     lat, lon = c["DEFAULT_CENTER"]
     project.viewSettings().setDefaultViewExtent(view_extent(lon, lat, project.crs()))

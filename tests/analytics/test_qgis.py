@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from alembic import command
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
 from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
 
 from service.analytics.qgis import (
     LAYERS,
@@ -540,3 +542,30 @@ def test_qgis_opens_every_layer(
         assert layer["count"] == counts[table] > 0, table
     assert "route_status" in report["layers"]["qgis_latest_positions"]["fields"]
     assert png.stat().st_size > 10_000
+
+
+def test_a_read_only_role_reads_the_layers_and_nothing_else(
+    scenario: dict[str, Any], qsettings: Settings
+) -> None:
+    role = f"patroli_qgis_{uuid.uuid4().hex[:8]}"
+    _refresh(qsettings, scenario["now"])
+    store = Store.from_url(qsettings.database_url)
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
+            conn.commit()
+            try:
+                # As README grants it: SELECT on the four layers (the views read as their owner).
+                conn.execute(text(f'GRANT SELECT ON {", ".join(LAYERS)} TO "{role}"'))
+                conn.execute(text(f'SET ROLE "{role}"'))
+                for layer in LAYERS:
+                    assert conn.execute(text(f"SELECT count(*) FROM {layer}")).scalar()
+                with pytest.raises(ProgrammingError, match="permission denied"):
+                    conn.execute(text("SELECT count(*) FROM api_keys"))
+            finally:
+                conn.rollback()
+                conn.execute(text(f'DROP OWNED BY "{role}"'))
+                conn.execute(text(f'DROP ROLE "{role}"'))
+                conn.commit()
+    finally:
+        store.dispose()
