@@ -107,6 +107,18 @@ def main() -> None:
         symbol = QgsFillSymbol.createSimple(
             {"color": fill.name(QColor.HexArgb), "outline_color": colour.name(), "outline_width": "0.6"}
         )
+        # As on the web maps: critical sites solid and bolder, other geofences dashed.
+        outline = symbol.symbolLayer(0)
+        outline.setDataDefinedProperty(
+            QgsSymbolLayer.PropertyStrokeStyle,
+            QgsProperty.fromExpression(
+                "CASE WHEN \"kind\" = 'critical_site' THEN 'solid' ELSE 'dash' END"
+            ),
+        )
+        outline.setDataDefinedProperty(
+            QgsSymbolLayer.PropertyStrokeWidth,
+            QgsProperty.fromExpression("CASE WHEN \"kind\" = 'critical_site' THEN 0.8 ELSE 0.5 END"),
+        )
         categories.append(QgsRendererCategory(level, symbol, label))
     geofences.setRenderer(QgsCategorizedSymbolRenderer("presence", categories))
 
