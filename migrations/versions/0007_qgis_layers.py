@@ -158,7 +158,20 @@ COMMENT ON VIEW qgis_tracks_today IS
 # inside and at most max_gap_s apart, make it present in between; an isolated inside fix is an
 # instant. Fixes up to max_gap_s beyond the window's edges count; visits are clipped to it.
 _GEOFENCES = f"""
-CREATE VIEW qgis_geofences AS
+CREATE FUNCTION qgis_geofences_rows() RETURNS TABLE (
+    id integer, name varchar, kind varchar, radius_m double precision,
+    min_dwell_s double precision, day date, inside_s double precision, inside text,
+    inside_ratio double precision, presence text, visits integer, sambang integer,
+    units integer, last_visit timestamptz, last_visit_local text, last_unit varchar,
+    geom geometry
+)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = public, pg_temp
+-- The planner's estimates for the geography tests would have a day of fixes JIT-compiled, which
+-- takes longer than the query itself.
+SET jit = off
+SET work_mem = '64MB'
+AS $fn$
 WITH {_CFG},
 win AS (
     SELECT day.local_day,
@@ -168,21 +181,26 @@ win AS (
            least(now(), day.day_to) + make_interval(secs => cfg.max_gap_s) AS read_to
     FROM day CROSS JOIN cfg
 ),
-fences AS (
-    SELECT g.id, g.geom, g.radius_m,
-           CASE WHEN g.radius_m IS NOT NULL
-                THEN ST_Buffer(g.geom::geography, g.radius_m, 'quad_segs=18')::geometry
-                ELSE g.geom END AS area
+-- Materialised: each fence's outline and box once, not once per fix.
+fences AS MATERIALIZED (
+    SELECT g.id, g.geom, g.radius_m, box.area,
+           ST_XMin(box.area) AS xmin, ST_XMax(box.area) AS xmax,
+           ST_YMin(box.area) AS ymin, ST_YMax(box.area) AS ymax
     FROM geofences AS g
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN g.radius_m IS NOT NULL
+                    THEN ST_Buffer(g.geom::geography, g.radius_m * 1.01, 'quad_segs=18')::geometry
+                    ELSE g.geom END AS area
+    ) AS box
 ),
 fixes AS (
-    SELECT unit_id, geom, t,
-           lag(geom) OVER w AS prev_geom, lag(t) OVER w AS prev_t,
-           lead(geom) OVER w AS next_geom, lead(t) OVER w AS next_t
+    SELECT unit_id, lon, lat, t,
+           lag(lon) OVER w AS prev_lon, lag(lat) OVER w AS prev_lat, lag(t) OVER w AS prev_t,
+           lead(lon) OVER w AS next_lon, lead(lat) OVER w AS next_lat, lead(t) OVER w AS next_t
     FROM (
         -- As the API reads fixes: longitude and latitude, device time to the millisecond.
-        SELECT p.unit_id, p.ts, p.id, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326) AS geom,
-               round(extract(epoch FROM p.ts)::numeric, 3)::double precision AS t
+        SELECT p.unit_id, p.ts, p.id, p.lon, p.lat,
+               round(date_part('epoch', p.ts) * 1000.0) / 1000.0 AS t
         FROM pings AS p CROSS JOIN win
         WHERE p.ts >= win.read_from AND p.ts <= win.read_to AND (p.flags & {_EXCLUDED}) = 0
     ) AS eligible
@@ -192,18 +210,28 @@ inside AS (
     SELECT f.id AS fence_id, x.unit_id, x.t, x.prev_t, x.next_t,
            x.t - x.prev_t <= cfg.max_gap_s AND CASE
                WHEN f.radius_m IS NOT NULL
-               THEN ST_DWithin(f.geom::geography, x.prev_geom::geography, f.radius_m)
-               ELSE ST_Intersects(f.geom, x.prev_geom) END AS link_prev,
+               THEN ST_DWithin(f.geom::geography,
+                               ST_SetSRID(ST_MakePoint(x.prev_lon, x.prev_lat), 4326)::geography,
+                               f.radius_m)
+               ELSE ST_Intersects(f.geom, ST_SetSRID(ST_MakePoint(x.prev_lon, x.prev_lat), 4326))
+           END AS link_prev,
            x.next_t - x.t <= cfg.max_gap_s AND CASE
                WHEN f.radius_m IS NOT NULL
-               THEN ST_DWithin(f.geom::geography, x.next_geom::geography, f.radius_m)
-               ELSE ST_Intersects(f.geom, x.next_geom) END AS link_next
+               THEN ST_DWithin(f.geom::geography,
+                               ST_SetSRID(ST_MakePoint(x.next_lon, x.next_lat), 4326)::geography,
+                               f.radius_m)
+               ELSE ST_Intersects(f.geom, ST_SetSRID(ST_MakePoint(x.next_lon, x.next_lat), 4326))
+           END AS link_next
     FROM fixes AS x
-    JOIN fences AS f ON x.geom && f.area
+    -- A box around each fence first (a circle's with 1 % to spare), then the exact test.
+    JOIN fences AS f
+      ON x.lon BETWEEN f.xmin AND f.xmax AND x.lat BETWEEN f.ymin AND f.ymax
     CROSS JOIN cfg
     WHERE CASE WHEN f.radius_m IS NOT NULL
-               THEN ST_DWithin(f.geom::geography, x.geom::geography, f.radius_m)
-               ELSE ST_Intersects(f.geom, x.geom) END
+               THEN ST_DWithin(f.geom::geography,
+                               ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)::geography,
+                               f.radius_m)
+               ELSE ST_Intersects(f.geom, ST_SetSRID(ST_MakePoint(x.lon, x.lat), 4326)) END
 ),
 pieces AS (
     SELECT fence_id, unit_id, prev_t AS lo, t AS hi FROM inside WHERE link_prev
@@ -293,13 +321,21 @@ SELECT g.id AS id,
        s.last_visit AS last_visit,
        {_LOCAL.format(col="s.last_visit")} AS last_visit_local,
        u.name AS last_unit,
-       ST_Multi(f.area)::geometry(MultiPolygon, 4326) AS geom
+       ST_Multi(CASE WHEN g.radius_m IS NOT NULL
+                     THEN ST_Buffer(g.geom::geography, g.radius_m, 'quad_segs=18')::geometry
+                     ELSE g.geom END) AS geom
 FROM geofences AS g
-JOIN fences AS f ON f.id = g.id
 JOIN summary AS s ON s.id = g.id
 LEFT JOIN units AS u ON u.id = s.last_unit_id
 CROSS JOIN win
-CROSS JOIN cfg;
+CROSS JOIN cfg
+$fn$;
+REVOKE ALL ON FUNCTION qgis_geofences_rows() FROM PUBLIC;
+CREATE VIEW qgis_geofences AS
+SELECT id, name, kind, radius_m, min_dwell_s, day, inside_s, inside, inside_ratio, presence,
+       visits, sambang, units, last_visit, last_visit_local, last_unit,
+       geom::geometry(MultiPolygon, 4326) AS geom
+FROM qgis_geofences_rows();
 COMMENT ON VIEW qgis_geofences IS
     'Geofences with today''s presence (time inside, visits, last visit); key: id (geofence id)';
 """
@@ -344,6 +380,7 @@ def downgrade() -> None:
         return
     op.execute("DROP TABLE IF EXISTS qgis_coverage_segments")
     op.execute("DROP VIEW IF EXISTS qgis_geofences")
+    op.execute("DROP FUNCTION IF EXISTS qgis_geofences_rows()")
     op.execute("DROP VIEW IF EXISTS qgis_tracks_today")
     op.execute("DROP VIEW IF EXISTS qgis_latest_positions")
     op.execute("DROP TABLE IF EXISTS qgis_settings")

@@ -555,8 +555,10 @@ def test_a_read_only_role_reads_the_layers_and_nothing_else(
             conn.execute(text(f'CREATE ROLE "{role}" NOLOGIN'))
             conn.commit()
             try:
-                # As README grants it: SELECT on the four layers (the views read as their owner).
+                # As README grants it: SELECT on the four layers (the views read as their owner)
+                # and EXECUTE on the function behind qgis_geofences (it too runs as its owner).
                 conn.execute(text(f'GRANT SELECT ON {", ".join(LAYERS)} TO "{role}"'))
+                conn.execute(text(f'GRANT EXECUTE ON FUNCTION qgis_geofences_rows() TO "{role}"'))
                 conn.execute(text(f'SET ROLE "{role}"'))
                 for layer in LAYERS:
                     assert conn.execute(text(f"SELECT count(*) FROM {layer}")).scalar()
