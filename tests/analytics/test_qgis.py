@@ -571,3 +571,18 @@ def test_a_read_only_role_reads_the_layers_and_nothing_else(
                 conn.commit()
     finally:
         store.dispose()
+
+
+def test_shift_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="shift_day_start must be earlier"):
+        Settings(_env_file=None, shift_day_start="19:00", shift_night_start="07:00")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="shift_day_start"):
+        Settings(_env_file=None, shift_day_start="7:00")  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="qgis_refresh_s"):
+        Settings(_env_file=None, qgis_refresh_s=1)  # type: ignore[call-arg]
+    night = Settings(_env_file=None, timezone="Asia/Makassar")  # type: ignore[call-arg]
+    # 02:00 WITA belongs to the night shift that began at 19:00 the day before.
+    shift = current_shift(datetime(2024, 11, 26, 18, 0, tzinfo=UTC), night)
+    assert shift.name == "night"
+    assert shift.window.start == datetime(2024, 11, 26, 11, 0, tzinfo=UTC)
+    assert shift.window.end == datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
