@@ -19,7 +19,9 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from qgis.core import (  # noqa: E402
+import contextlib
+
+from qgis.core import (
     QgsApplication,
     QgsCategorizedSymbolRenderer,
     QgsCoordinateReferenceSystem,
@@ -41,7 +43,7 @@ from qgis.core import (  # noqa: E402
     QgsVectorLayerSimpleLabeling,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtGui import QColor  # noqa: E402
+from qgis.PyQt.QtGui import QColor
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent / "patroli.qgs"
@@ -69,10 +71,8 @@ def kit_constants() -> dict[str, object]:
                         if k is not None
                     }
                     continue
-                try:
+                with contextlib.suppress(ValueError):
                     found[target.id] = ast.literal_eval(value)
-                except ValueError:
-                    pass
     return found
 
 
@@ -100,12 +100,20 @@ def main() -> None:
 
     geofences = layer("qgis_geofences", "Geofences (today)", QgsWkbTypes.MultiPolygon)
     categories = []
-    for level, label in (("good", "Presence ≥ 90 %"), ("fair", "Presence ≥ 50 %"), ("poor", "Presence < 50 %")):
+    for level, label in (
+        ("good", "Presence ≥ 90 %"),
+        ("fair", "Presence ≥ 50 %"),
+        ("poor", "Presence < 50 %"),
+    ):
         colour = QColor(c["PRESENCE_COLORS"][level])
         fill = QColor(colour)
         fill.setAlphaF(0.2)
         symbol = QgsFillSymbol.createSimple(
-            {"color": fill.name(QColor.HexArgb), "outline_color": colour.name(), "outline_width": "0.6"}
+            {
+                "color": fill.name(QColor.HexArgb),
+                "outline_color": colour.name(),
+                "outline_width": "0.6",
+            }
         )
         # As on the web maps: critical sites solid and bolder, other geofences dashed.
         outline = symbol.symbolLayer(0)
@@ -117,13 +125,17 @@ def main() -> None:
         )
         outline.setDataDefinedProperty(
             QgsSymbolLayer.PropertyStrokeWidth,
-            QgsProperty.fromExpression("CASE WHEN \"kind\" = 'critical_site' THEN 0.8 ELSE 0.5 END"),
+            QgsProperty.fromExpression(
+                "CASE WHEN \"kind\" = 'critical_site' THEN 0.8 ELSE 0.5 END"
+            ),
         )
         categories.append(QgsRendererCategory(level, symbol, label))
     geofences.setRenderer(QgsCategorizedSymbolRenderer("presence", categories))
 
     tracks = layer("qgis_tracks_today", "Tracks today", QgsWkbTypes.LineString)
-    track = QgsLineSymbol.createSimple({"line_width": "0.8", "capstyle": "round", "joinstyle": "round"})
+    track = QgsLineSymbol.createSimple(
+        {"line_width": "0.8", "capstyle": "round", "joinstyle": "round"}
+    )
     track.setOpacity(0.75)
     track.symbolLayer(0).setDataDefinedProperty(
         QgsSymbolLayer.PropertyStrokeColor, QgsProperty.fromField("color")
@@ -176,7 +188,9 @@ def main() -> None:
     print(f"wrote {OUT}")
 
 
-def view_extent(lon: float, lat: float, crs: QgsCoordinateReferenceSystem) -> QgsReferencedRectangle:
+def view_extent(
+    lon: float, lat: float, crs: QgsCoordinateReferenceSystem
+) -> QgsReferencedRectangle:
     """About 4 km around a WGS84 point, in the project CRS."""
     wgs84 = QgsCoordinateReferenceSystem("EPSG:4326")
     box = QgsRectangle(lon - 0.02, lat - 0.02, lon + 0.02, lat + 0.02)
