@@ -20,6 +20,13 @@ def _url() -> str:
     return get_settings().database_url
 
 
+def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+    # The QGIS layers (0007) are PostGIS-only views and tables declared in their migration.
+    if name and name.startswith("qgis_"):
+        return False
+    return bool(alembic_helpers.include_object(obj, name, type_, reflected, other))
+
+
 def run_migrations() -> None:
     """Apply migrations on one connection, in one transaction per migration."""
     connection = config.attributes.get("connection")
@@ -36,7 +43,7 @@ def _run(connection: object) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        include_object=alembic_helpers.include_object,
+        include_object=_include,
         process_revision_directives=alembic_helpers.writer,
         render_item=alembic_helpers.render_item,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]

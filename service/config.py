@@ -195,6 +195,25 @@ class Settings(BaseSettings):
         "and CIDR networks, e.g. `hooks.polda.local,10.20.0.0/16`.",
     )
 
+    qgis_refresh_s: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="How often (s) the scheduler rewrites the QGIS coverage layer "
+        "`qgis_coverage_segments` and the settings the QGIS views read (PostGIS only).",
+    )
+    shift_day_start: str = Field(
+        "07:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local start (HH:MM) of the day shift; the QGIS coverage layer covers the "
+        "current shift.",
+    )
+    shift_night_start: str = Field(
+        "19:00",
+        pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$",
+        description="Local start (HH:MM) of the night shift, after shift_day_start.",
+    )
+
     public_url: str | None = Field(
         None,
         description="The service's external base URL as phones reach it, e.g. "
@@ -323,6 +342,12 @@ class Settings(BaseSettings):
         if not READ_EARLIEST <= value < READ_LATEST - timedelta(days=366):
             raise ValueError("must lie in the years 1970-2198, which reads accept")
         return value
+
+    @model_validator(mode="after")
+    def _shift_order(self) -> Settings:
+        if not self.shift_day_start < self.shift_night_start:
+            raise ValueError("shift_day_start must be earlier than shift_night_start")
+        return self
 
     @model_validator(mode="after")
     def _future_limits(self) -> Settings:

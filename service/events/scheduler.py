@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from service.analytics.positions import eligible_fixes
+from service.analytics.qgis import refresh_qgis
 from service.areas.index import GeoCache
 from service.config import Settings
 from service.events.overdue import lookback_start, overdue_events
@@ -22,6 +23,8 @@ log = logging.getLogger(__name__)
 
 class Scheduler:
     """Checks for silent units every `tick_s`; with several workers, each unit fires once.
+
+    Also rewrites the QGIS coverage layer every `qgis_refresh_s` on PostgreSQL.
 
     The unit rows are taken with `FOR UPDATE SKIP LOCKED`, and the machine state records that
     `offline` fired, so a second worker (or a second pass) finds nothing left to fire.
@@ -40,6 +43,7 @@ class Scheduler:
     ) -> None:
         self._overdue_every_s = overdue_every_s
         self._next_overdue = datetime.min.replace(tzinfo=UTC)
+        self._next_qgis = datetime.min.replace(tzinfo=UTC)
         self._store, self._geo, self._settings = store, geo, settings
         self._in_transaction = in_transaction
         self._after_commit = after_commit
@@ -68,7 +72,18 @@ class Scheduler:
             self._next_overdue = now + timedelta(seconds=self._overdue_every_s)
         if events and self._after_commit is not None:
             self._after_commit(events)
+        if not self._store.is_sqlite and now >= self._next_qgis:
+            self._next_qgis = now + timedelta(seconds=self._settings.qgis_refresh_s)
+            self.refresh_qgis(now)
         return events
+
+    def refresh_qgis(self, now: datetime) -> None:
+        """Rewrite the QGIS coverage layer (PostGIS only; one writer across instances)."""
+        try:
+            with self._store.write() as session:
+                refresh_qgis(session, self._geo.get(session, fresh=True), self._settings, now)
+        except Exception:  # the layer waits for the next interval; events are not held up
+            log.warning("QGIS layer refresh failed", exc_info=True)
 
     def _store_events(self, session: Session, events: list[EventRow]) -> None:
         if events:

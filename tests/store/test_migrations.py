@@ -19,6 +19,9 @@ def _compared(obj: object, name: str | None, type_: str, reflected: bool, other:
     # GiST indexes exist on PostGIS only and are declared in the migration, not the models.
     if type_ == "index" and name and name.endswith(("_geom", "_geog")):
         return False
+    # The QGIS layers are PostGIS-only views and tables declared in migration 0007.
+    if name and name.startswith("qgis_"):
+        return False
     return bool(alembic_helpers.include_object(obj, name, type_, reflected, other))
 
 
