@@ -200,7 +200,7 @@ class Bridge:
             times=FixTimes.of(self._settings),
         )
         if parsed:
-            await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks")
+            await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks", door="mqtt")
 
 
 def acl(device_ids: list[str], patroli_user: str, prefix: str = "owntracks") -> str:
