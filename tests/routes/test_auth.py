@@ -74,7 +74,8 @@ def test_metrics_count_pings_and_need_a_key(client: TestClient) -> None:
     client.post("/api/v1/pings", json=[{"device_id": "a", "lat": -1.27, "lon": 116.83, "ts": 0}])
     assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
     text = client.get("/metrics").text
-    accepted = re.search(r'^patroli_pings_total\{door="json",status="accepted"\} (\S+)$', text, re.M)
+    sample = r'^patroli_pings_total\{door="json",status="accepted"\} (\S+)$'
+    accepted = re.search(sample, text, re.M)
     assert accepted and float(accepted.group(1)) >= 1
     assert 'route="/api/v1/pings"' in text
 
