@@ -13,27 +13,31 @@ from service.config import Settings, get_settings
 from service.store.db import Store
 from service.store.migrate import current_revision, upgrade
 
+# Where the worker processes keep their metrics (prometheus_client's multi-process mode).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
 
 @contextmanager
 def _metrics_dir(workers: int) -> Iterator[None]:
     """PROMETHEUS_MULTIPROC_DIR for the workers, empty at start: /metrics adds up every worker.
 
     The folder named by the variable is emptied of an earlier run's files; without it, with
-    several workers, a new temporary folder is used and removed at the end.
+    several workers, a new temporary folder is used and removed at the end. This runs before
+    anything imports prometheus_client, which picks its mode (and makes its files) on import.
     """
     import os
     import shutil
     import tempfile
     from pathlib import Path
 
-    from service.metrics import MULTIPROC_ENV, prepare_multiproc_dir
-
     given = os.environ.get(MULTIPROC_ENV)
     if not given and workers <= 1:
         yield
         return
     path = Path(given) if given else Path(tempfile.mkdtemp(prefix="patroli-metrics-"))
-    prepare_multiproc_dir(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
     os.environ[MULTIPROC_ENV] = str(path)  # inherited by the worker processes
     try:
         yield

@@ -141,13 +141,6 @@ def multiproc_dir() -> Path | None:
     return Path(value) if value else None
 
 
-def prepare_multiproc_dir(path: Path) -> None:
-    """Create the shared folder, empty of the files of an earlier run (called before workers)."""
-    path.mkdir(parents=True, exist_ok=True)
-    for stale in path.glob("*.db"):
-        stale.unlink()
-
-
 _LIVE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
 
 

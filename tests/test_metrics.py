@@ -95,15 +95,7 @@ def two_workers(postgis_url: str, tmp_path: Path) -> Iterator[tuple[str, Path]]:
     _truncate(postgis_url)
     folder = tmp_path / "metrics"
     folder.mkdir()
-    # A file of an earlier run that counted 1000 pings: a new start must not add it up.
-    stale = "from service import metrics; metrics.count_pings(['accepted'] * 1000, 'json')"
-    subprocess.run(
-        [sys.executable, "-c", stale],
-        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
-        check=True,
-        timeout=60,
-    )
-    assert list(folder.glob("counter_*.db"))
+    stale_counts(folder)  # a new start must not add them up
     env = cli_env(
         postgis_url,
         PATROLI_ADMIN_KEY=ADMIN_KEY,
@@ -195,6 +187,35 @@ def test_metrics_add_up_every_worker(two_workers: tuple[str, Path]) -> None:
         assert total(found, "patroli_pings_total", status="accepted") == n
         assert total(found, "patroli_stream_clients") == 0
     assert not [f for f in folder.glob("gauge_live*.db") if any(str(p) in f.name for p in workers)]
+
+
+def stale_counts(folder: Path) -> None:
+    """Leave in `folder` the files of an earlier run that counted 1000 accepted JSON pings."""
+    stale = "from service import metrics; metrics.count_pings(['accepted'] * 1000, 'json')"
+    subprocess.run(
+        [sys.executable, "-c", stale],
+        env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(folder)},
+        check=True,
+        timeout=60,
+    )
+    assert list(folder.glob("counter_*.db"))
+
+
+def test_one_worker_with_a_metrics_folder_counts_from_zero(tmp_path: Path) -> None:
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    stale_counts(folder)
+    env = cli_env(
+        f"sqlite:///{tmp_path / 'patroli.db'}",
+        PATROLI_ADMIN_KEY=ADMIN_KEY,
+        PROMETHEUS_MULTIPROC_DIR=str(folder),
+    )
+    with run_server([*PATROLI, "serve"], env, tmp_path) as (base, _):
+        with httpx.Client(base_url=base, headers=ADMIN, timeout=30) as http:
+            http.post("/api/v1/units", json={"name": "M1", "device_id": "m1"}).raise_for_status()
+            assert http.post("/api/v1/pings", json=_json_ping(1)).status_code == 200
+        found = scrape(base)
+    assert total(found, "patroli_pings_total", status="accepted", door="json") == 1
 
 
 # --- the Grafana dashboard ------------------------------------------------------------------
