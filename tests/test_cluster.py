@@ -108,13 +108,18 @@ class Instance:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(30)
 
+    def running(self) -> bool:
+        return self.proc.poll() is None
+
     def output(self) -> str:
         self.log.seek(0)
         return self.log.read()
 
 
-def _wait_ready(url: str, alive: Callable[[], bool], what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
+def _wait_ready(
+    url: str, alive: Callable[[], bool], what: str, output: Callable[[], str] = str
+) -> None:
+    deadline = time.monotonic() + 60
     while True:
         try:
             if httpx.get(url, timeout=5).status_code == 200:
@@ -122,7 +127,7 @@ def _wait_ready(url: str, alive: Callable[[], bool], what: str, seconds: float =
         except httpx.TransportError:
             pass
         if not alive() or time.monotonic() > deadline:
-            pytest.fail(f"{what} did not become ready")
+            pytest.fail(f"{what} did not become ready:\n{output()}")
         time.sleep(0.2)
 
 
@@ -133,8 +138,7 @@ class Cluster:
     instances: list[Instance]
     proxy: str
     database_url: str
-    nginx_log: Path
-    webhook_hits: list[dict[str, Any]] = field(default_factory=list)
+    nginx_log: Path  # nginx's error log: what it retried and why
 
     def admin(self, base: str | None = None) -> httpx.Client:
         return httpx.Client(base_url=base or self.proxy, headers=ADMIN, timeout=30)
@@ -185,7 +189,7 @@ def cluster(postgis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             )
             instances.append(Instance(port, proc, log))
         for i in instances:
-            _wait_ready(f"{i.base}/readyz", lambda i=i: i.proc.poll() is None, f"instance {i.port}")
+            _wait_ready(f"{i.base}/readyz", i.running, f"instance {i.port}", i.output)
         listen = free_port()
         conf = nginx_config(tmp_path, listen, [i.port for i in instances])
         nginx_proc = subprocess.Popen(
@@ -194,7 +198,13 @@ def cluster(postgis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             stderr=subprocess.STDOUT,
         )
         proxy = f"http://127.0.0.1:{listen}"
-        _wait_ready(f"{proxy}/readyz", lambda: nginx_proc.poll() is None, "nginx")
+        error_log = tmp_path / "error.log"
+        _wait_ready(
+            f"{proxy}/readyz",
+            lambda: nginx_proc.poll() is None,
+            "nginx",
+            lambda: error_log.read_text() if error_log.exists() else "",
+        )
         yield Cluster(instances, proxy, postgis_url, tmp_path / "error.log")
     finally:
         if nginx_proc is not None:
