@@ -127,6 +127,7 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
 ENROLL_TITLES = {
     "traccar": "Traccar Client (Settings: scan the QR code)",
     "owntracks": "OwnTracks (scan with the phone's camera, or open the link on the phone)",
+    "owntracks-mqtt": "OwnTracks in MQTT mode, through the broker (scan it instead of the above)",
 }
 
 
@@ -202,13 +203,11 @@ def _mqtt(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _mqtt_users(args: argparse.Namespace, settings: Settings) -> int:
-    import os
-    import secrets
     from pathlib import Path
 
     from sqlalchemy import select
 
-    from service.ingest.mqtt import acl, owntracks_users, password_lines
+    from service.areas.broker import acl, add_users, phones, write_private
     from service.store.models import Unit
 
     store = Store.from_url(settings.database_url)
@@ -221,15 +220,13 @@ def _mqtt_users(args: argparse.Namespace, settings: Settings) -> int:
     Path(args.acl).write_text(acl(device_ids, args.patroli_user, prefix))
     passwords = Path(args.passwords)
     existing = passwords.read_text() if passwords.exists() else ""
-    text, added = password_lines(
-        existing, [args.patroli_user, *owntracks_users(device_ids)], secrets.token_urlsafe
-    )
-    fd = os.open(passwords, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    print(f"wrote {args.acl}; {len(added)} new user(s) in {args.passwords}: {', '.join(added)}")
+    text, added = add_users(existing, [args.patroli_user, *phones(device_ids)])
+    write_private(passwords, text)
+    print(f"wrote {args.acl}; {len(added)} new user(s) in {args.passwords}")
     if added:
-        print(f"hash the new passwords with: mosquitto_passwd -U {args.passwords}")
+        print("new passwords (stored hashed; shown only now):")
+        for user, password in added.items():
+            print(f"{user} {password}")
     return 0
 
 

@@ -73,6 +73,26 @@ def parse_allow(text: str) -> Allow:
     return Allow(frozenset(hosts), tuple(networks))
 
 
+def _base_url(value: str | None, schemes: tuple[str, ...], *, path: bool) -> str | None:
+    """An address as clients reach it (a scheme of `schemes`, a host, a valid port and, if
+    `path`, a path), without a trailing slash; None when empty."""
+    if not value:
+        return None
+    parts = urlsplit(value.strip())
+    names = " or ".join(f"{scheme}://" for scheme in schemes)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(f"must be an {names} URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ValueError("must have no query, fragment or user name")
+    if not path and parts.path.strip("/"):
+        raise ValueError(f"must be only scheme, host and port, e.g. {schemes[-1]}://host:8883")
+    try:
+        parts.port  # noqa: B018 - a port outside 0..65535 raises here
+    except ValueError as exc:
+        raise ValueError(str(exc)) from exc
+    return value.strip().rstrip("/")
+
+
 class Settings(BaseSettings):
     """Service configuration; every field can be set as PATROLI_<NAME> in the environment."""
 
@@ -192,14 +212,7 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ValueError("must have no query, fragment or user name")
-        return value.strip().rstrip("/")
+        return _base_url(value, ("http", "https"), path=True)
 
     @field_validator("webhook_allow")
     @classmethod
@@ -262,6 +275,27 @@ class Settings(BaseSettings):
     mqtt_topic_prefix: str = Field(
         "owntracks", min_length=1, description="Topic prefix the OwnTracks apps publish under."
     )
+    mqtt_waypoints_s: float = Field(
+        60.0,
+        ge=0,
+        description="How often `patroli mqtt` looks for changed critical sites of each phone's "
+        "routes and sends those phones their regions again (s; 0: only on connecting).",
+    )
+    mqtt_public_url: str | None = Field(
+        None,
+        description="The broker as phones reach it, `mqtts://host:8883` (or `mqtt://host:1883`): "
+        "with mqtt_password_file set, enrolment also gives an OwnTracks link in MQTT mode.",
+    )
+    mqtt_password_file: str | None = Field(
+        None,
+        description="Mosquitto's password_file, writable by Patroli: an OwnTracks enrolment in "
+        "MQTT mode sets a new password for the phone's broker user there.",
+    )
+
+    @field_validator("mqtt_public_url")
+    @classmethod
+    def _mqtt_public_url(cls, value: str | None) -> str | None:
+        return _base_url(value, ("mqtt", "mqtts"), path=False)
 
     @field_validator("min_fix_time")
     @classmethod

@@ -13,18 +13,29 @@ import base64
 import io
 import json
 from dataclasses import dataclass
-from urllib.parse import quote, urlencode
+from pathlib import Path
+from urllib.parse import quote, urlencode, urlsplit
 
 import segno
 from sqlalchemy.orm import Session
 
+from service.areas.broker import (
+    broker_user,
+    new_password,
+    phone_identity,
+    phone_topic,
+    set_password,
+    write_private,
+)
 from service.areas.units import read_unit, rotate_secret
 from service.config import Settings
 from service.errors import Conflict
 
 TRACCAR = "traccar"
 OWNTRACKS = "owntracks"
+OWNTRACKS_MQTT = "owntracks-mqtt"
 # OwnTracks connection modes (its `mode` setting).
+OWNTRACKS_MQTT_MODE = 0
 OWNTRACKS_HTTP = 3
 
 
@@ -77,14 +88,6 @@ def traccar_link(base: str, secret: str, device_id: str, interval_s: int) -> str
     return f"{base}/api/v1/osmand/{quote(secret, safe='')}?{query}"
 
 
-def owntracks_identity(device_id: str) -> tuple[str, str] | None:
-    """(user, device) of a unit whose device_id is `user/device`, as OwnTracks names phones."""
-    user, slash, device = device_id.partition("/")
-    if not slash or not user or not device or "/" in device:
-        return None
-    return user, device
-
-
 def tracker_id(name: str) -> str:
     """OwnTracks' two-character label of a unit: first and last letter or digit of its name."""
     chars = [c for c in name if c.isalnum()]
@@ -111,6 +114,35 @@ def owntracks_config(
     }
 
 
+def owntracks_mqtt_config(
+    broker_url: str, prefix: str, device_id: str, password: str, tid: str, interval_s: int
+) -> dict[str, object]:
+    """OwnTracks' configuration in MQTT mode: the broker, the phone's own user and topic."""
+    parts = urlsplit(broker_url)
+    tls = parts.scheme == "mqtts"
+    _, device = device_id.split("/", 1)
+    return {
+        "_type": "configuration",
+        "mode": OWNTRACKS_MQTT_MODE,
+        "host": parts.hostname,
+        "port": parts.port or (8883 if tls else 1883),
+        "tls": tls,
+        "auth": True,
+        "username": device_id,  # the phone's broker user (see service/areas/broker.py)
+        "password": password,
+        "deviceId": device,
+        "clientId": device_id.replace("/", "-"),
+        "pubTopicBase": phone_topic(device_id, prefix),  # the topic its unit is named by
+        "pubQos": 1,
+        "cleanSession": False,
+        "cmd": True,  # accept the critical sites Patroli sends as regions
+        "tid": tid,
+        "monitoring": 2,
+        "locatorInterval": interval_s,
+        "moveModeLocatorInterval": interval_s,
+    }
+
+
 def owntracks_link(config: dict[str, object]) -> str:
     """The `owntracks:///config?inline=` link that imports `config` into the app."""
     text = json.dumps(config, separators=(",", ":")).encode()
@@ -125,13 +157,42 @@ def enrol(session: Session, unit_id: int, settings: Settings) -> Enrolment:
     interval = settings.enroll_interval_s
     links = [Link(TRACCAR, traccar_link(base, secret, unit.device_id, interval))]
     notes: list[str] = []
-    identity = owntracks_identity(unit.device_id)
+    identity = phone_identity(unit.device_id)
     if identity is None:
         notes.append(
             f"OwnTracks names a phone user/device: give the unit a device_id such as "
             f"'{unit.device_id.replace('/', '-')}/phone' to enrol it with OwnTracks"
         )
     else:
-        config = owntracks_config(base, secret, *identity, tracker_id(unit.name), interval)
+        tid = tracker_id(unit.name)
+        config = owntracks_config(base, secret, *identity, tid, interval)
         links.append(Link(OWNTRACKS, owntracks_link(config)))
+        mqtt = _mqtt_link(unit.device_id, tid, settings)
+        if isinstance(mqtt, Link):
+            links.append(mqtt)
+        elif mqtt:
+            notes.append(mqtt)
     return Enrolment(unit.id, unit.name, unit.device_id, tuple(links), tuple(notes))
+
+
+def _mqtt_link(device_id: str, tid: str, settings: Settings) -> Link | str | None:
+    """The OwnTracks MQTT-mode link, with a new broker password written to the password file.
+
+    A note instead when the unit cannot have a broker account; None when MQTT is not set up.
+    """
+    if not settings.mqtt_public_url or not settings.mqtt_password_file:
+        return None
+    if not broker_user(device_id):
+        return "no MQTT link: the device_id must not contain + # : $ or spaces for a broker user"
+    password = new_password()
+    path = Path(settings.mqtt_password_file)
+    try:
+        existing = path.read_text() if path.exists() else ""
+        write_private(path, set_password(existing, device_id, password))
+    except OSError as exc:
+        raise Conflict(f"cannot write PATROLI_MQTT_PASSWORD_FILE: {exc.strerror}") from exc
+    prefix = settings.mqtt_topic_prefix.strip("/")
+    config = owntracks_mqtt_config(
+        settings.mqtt_public_url, prefix, device_id, password, tid, settings.enroll_interval_s
+    )
+    return Link(OWNTRACKS_MQTT, owntracks_link(config))

@@ -120,6 +120,11 @@ class _Alarm:
     battery_low: bool = False  # low_battery fired and not re-armed yet
 
 
+def _where(fix: Fix) -> tuple[float | None, float | None]:
+    """Where an alert happened: unknown for a tracker without a fix or a status report."""
+    return (None, None) if fix.flags & _ZERO else (fix.lon, fix.lat)
+
+
 def _iso(ts: datetime | None) -> str | None:
     return None if ts is None else ts.isoformat()
 
@@ -212,9 +217,7 @@ class UnitMachine:
             details["battery"] = fix.battery
         if late:
             details["late"] = True
-        if fix.flags & _ZERO:  # a tracker without a fix: where it is is not known
-            return [Event("alarm", fix.ts, None, None, details=details)]
-        return [Event("alarm", fix.ts, fix.lon, fix.lat, details=details)]
+        return [Event("alarm", fix.ts, *_where(fix), details=details)]
 
     def _step_battery(self, fix: Fix, params: Params) -> list[Event]:
         """`low_battery` once when the battery falls below the threshold; re-armed above it."""
@@ -230,7 +233,7 @@ class UnitMachine:
             return []
         st.battery_low = True
         details = {"battery": level, "threshold_pct": threshold}
-        return [Event("low_battery", fix.ts, fix.lon, fix.lat, details=details)]
+        return [Event("low_battery", fix.ts, *_where(fix), details=details)]
 
     def _connectivity(self, fix: Fix, params: Params) -> list[Event]:
         if self.last_ts is None:

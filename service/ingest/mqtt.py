@@ -15,6 +15,7 @@ import itertools
 import json
 import logging
 import ssl
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +27,7 @@ from pyproj import Geod
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from service.areas.broker import phone_identity
 from service.areas.index import corridor_from_row, fence_from_row
 from service.auth import Principal
 from service.config import Settings
@@ -107,6 +109,9 @@ class Bridge:
         self._prefix = settings.mqtt_topic_prefix.strip("/")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[concurrent.futures.Future[None]] = set()  # held until done
+        self._refresh: asyncio.Task[None] | None = None
+        self._sent: dict[str, str] = {}  # the waypoints command last published, by topic
+        self._sent_lock = threading.Lock()
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=settings.mqtt_client_id,
@@ -127,11 +132,22 @@ class Bridge:
         self._loop = asyncio.get_running_loop()
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=30)
         self.client.loop_start()
+        if self._db is not None and self._settings.mqtt_waypoints_s > 0:
+            self._refresh = self._loop.create_task(self._refresh_waypoints(self._db))
 
     def stop(self) -> None:
         """Disconnect; messages not yet acknowledged stay with the broker."""
+        if self._refresh is not None:
+            self._refresh.cancel()
         self.client.disconnect()
         self.client.loop_stop()
+
+    async def _refresh_waypoints(self, store: Store) -> None:
+        """Send the phones whose critical sites changed (a geofence, route or assignment edit)."""
+        while True:
+            await asyncio.sleep(self._settings.mqtt_waypoints_s)
+            if self.client.is_connected():
+                await asyncio.to_thread(self.publish_waypoints, self.client, store, True)
 
     def _on_connect(self, client: mqtt.Client, _: Any, __: Any, reason: Any, ___: Any) -> None:
         if reason.is_failure:
@@ -142,17 +158,25 @@ class Bridge:
         if self._db is not None:
             self.publish_waypoints(client, self._db)
 
-    def publish_waypoints(self, client: mqtt.Client, store: Store) -> None:
-        """Send each phone its routes' critical sites as OwnTracks regions (retained)."""
+    def publish_waypoints(self, client: mqtt.Client, store: Store, changed: bool = False) -> None:
+        """Send each phone (or only those whose sites changed) its routes' critical sites as
+        OwnTracks regions, retained."""
         try:
             with store.read() as session:
                 commands = waypoint_commands(session, self._prefix)
         except Exception:
             log.exception("could not read the critical sites for the phones")
             return
-        for topic, command in commands.items():
-            client.publish(topic, json.dumps(command), qos=1, retain=True)
-        log.info("sent critical sites as waypoints to %d phone(s)", len(commands))
+        with self._sent_lock:
+            payloads = {topic: json.dumps(command) for topic, command in commands.items()}
+            if changed:
+                payloads = {t: p for t, p in payloads.items() if self._sent.get(t) != p}
+                if not payloads:
+                    return
+            for topic, payload in payloads.items():
+                client.publish(topic, payload, qos=1, retain=True)
+                self._sent[topic] = payload
+        log.info("sent critical sites as waypoints to %d phone(s)", len(payloads))
 
     def _on_subscribe(self, _: mqtt.Client, __: Any, ___: int, codes: Any, ____: Any) -> None:
         failed = [code for code in codes if code.is_failure]
@@ -203,54 +227,12 @@ class Bridge:
             await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks", door="mqtt")
 
 
-def acl(device_ids: list[str], patroli_user: str, prefix: str = "owntracks") -> str:
-    """Mosquitto ACL: each OwnTracks user publishes only its phones' topics; Patroli reads all."""
-    lines = [f"user {patroli_user}", f"topic read {prefix}/#", f"topic write {prefix}/+/+/cmd", ""]
-    phones = _phones(device_ids)
-    for user, devices in phones.items():
-        lines.append(f"user {user}")
-        for device in devices:
-            topic = f"{prefix}/{user}/{device}"
-            lines += [
-                f"topic write {topic}",
-                f"topic write {topic}/event",
-                f"topic read {topic}/cmd",
-            ]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def password_lines(existing: str, users: list[str], new_password: Any) -> tuple[str, list[str]]:
-    """A Mosquitto password file with a line for each user; returns it and the users added.
-
-    Lines already there (hashed by `mosquitto_passwd -U` or not) are kept as they are; new
-    users get `user:password` in plain text, for `mosquitto_passwd -U` to hash.
-    """
-    kept = [line for line in existing.splitlines() if line.strip()]
-    known = {line.split(":", 1)[0] for line in kept}
-    added = [user for user in dict.fromkeys(users) if user not in known]
-    lines = kept + [f"{user}:{new_password()}" for user in added]
-    return "\n".join(lines) + "\n", added
-
-
-def owntracks_users(device_ids: list[str]) -> list[str]:
-    """The OwnTracks user names of the units whose device_id is `<user>/<device>`."""
-    return list(_phones(device_ids))
-
-
-def _phones(device_ids: list[str]) -> dict[str, list[str]]:
-    phones: dict[str, list[str]] = {}
-    for device_id in sorted(device_ids):
-        if _is_phone(device_id):
-            user, _, device = device_id.partition("/")
-            phones.setdefault(user, []).append(device)
-    return phones
-
-
 def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, dict[str, Any]]:
     """For each OwnTracks unit, its `.../cmd` topic and a setWaypoints command holding the
     critical sites (geofences of kind critical_site) that its patrol routes' corridors touch."""
-    units = [u for u in session.scalars(select(Unit).order_by(Unit.id)) if _is_phone(u.device_id)]
+    units = [
+        u for u in session.scalars(select(Unit).order_by(Unit.id)) if phone_identity(u.device_id)
+    ]
     fences = list(
         session.scalars(
             select(Geofence).where(Geofence.kind == CRITICAL_SITE).order_by(Geofence.id)
@@ -278,11 +260,6 @@ def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, 
             "waypoints": {"_type": "waypoints", "waypoints": [_region(f) for f in sites]},
         }
     return commands
-
-
-def _is_phone(device_id: str) -> bool:
-    user, _, device = device_id.partition("/")
-    return bool(user and device and "/" not in device)
 
 
 def _region(fence: Geofence) -> dict[str, Any]:

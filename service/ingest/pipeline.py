@@ -25,7 +25,7 @@ from service.events.runner import run_machines
 from service.fixtime import DEFAULT_FIX_TIMES, FixTimes
 from service.protocols import DeviceReport
 from service.quality import Flag, assess, eligible, flag_names
-from service.schemas import PingIn, PingResult
+from service.schemas import PingIn, PingResult, alarm_name
 from service.store.bulk import insert_pings, update_unit_states
 from service.store.db import Store
 from service.store.models import DeviceReportRow, Ping, Unit, UnitState, utcnow
@@ -92,19 +92,26 @@ _UNITS_AND_STATES = (
 )
 
 
+def lock_units(
+    session: Session, items: Sequence[WorkItem], devices: Collection[str] = ()
+) -> list[Any]:
+    """Lock the state rows of every unit the items (and the extra device ids) name, in one go.
+
+    One statement in unit id order: a transaction that later locks a subset of them (ingest,
+    alarm reports) cannot deadlock with another doing the same.
+    """
+    names = {it.ping.device_id for it in items if it.ping.device_id} | set(devices)
+    ids = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
+    ids |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
+    params = {"devices": sorted(names), "ids": sorted(ids)}
+    return list(session.execute(_UNITS_AND_STATES, params))
+
+
 def _load_units(
     session: Session, items: Sequence[WorkItem], auto_register: bool
 ) -> tuple[dict[str, int], dict[int, _State]]:
     """Unit ids by device id, and the locked states of every unit the items name."""
-    devices = sorted({it.ping.device_id for it in items if it.ping.device_id})
-    ids = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
-    ids |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
-
-    def load() -> list[Any]:
-        params = {"devices": devices, "ids": sorted(ids)}
-        return list(session.execute(_UNITS_AND_STATES, params))
-
-    rows = load()
+    rows = lock_units(session, items)
     if auto_register:
         # Only callers not bound to a unit may bring new devices; a tracker key may not.
         unbound = {
@@ -116,7 +123,7 @@ def _load_units(
         for dev in sorted(missing):
             register_device(session, dev)
         if missing:
-            rows = load()
+            rows = lock_units(session, items)
     by_device = {row.device_id: row.id for row in rows}
     states = {
         row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat, row.machine)
@@ -386,14 +393,61 @@ def _flag_and_advance(
         }
 
 
+def alert_fix(report: DeviceReport) -> Fix | None:
+    """The alarm and battery level a report without a position carries, as a fix without one."""
+    attributes = report.attributes
+    alarm = alarm_name(attributes.get("alarm"))
+    level = attributes.get("battery", attributes.get("batt"))  # PingIn's name, OwnTracks' name
+    battery = (
+        float(level)
+        if isinstance(level, int | float) and not isinstance(level, bool) and 0 <= level <= 100
+        else None
+    )
+    if alarm is None and battery is None:
+        return None
+    return Fix(report.ts, 0.0, 0.0, None, int(Flag.ZERO), alarm, battery)
+
+
+def report_events(
+    session: Session, geo: GeoCache, settings: Settings, alerts: Sequence[tuple[int, Fix]]
+) -> list[EventRow]:
+    """Step the alarm and battery state of the units whose status reports carry them.
+
+    The units' state rows must be locked already (see lock_units). Returns the events, stored.
+    """
+    if not alerts or not settings.events_enabled:
+        return []
+    ids = sorted({unit_id for unit_id, _ in alerts})
+    machines: dict[int, dict[str, Any] | None] = dict(
+        session.execute(
+            select(UnitState.unit_id, UnitState.machine).where(UnitState.unit_id.in_(ids))
+        ).all()
+    )
+    steps = sorted(((uid, fix, None) for uid, fix in alerts), key=lambda s: (s[0], s[1].ts))
+    rows, states = run_machines(steps, machines, geo.get(session), settings)
+    for uid, machine in states.items():
+        if machine != machines.get(uid):
+            session.execute(
+                sa_update(UnitState).where(UnitState.unit_id == uid).values(machine=machine)
+            )
+    if rows:
+        session.add_all(rows)
+        session.flush()
+    return rows
+
+
 def store_reports(
     session: Session,
     reports: Sequence[DeviceReport],
     source: str,
     principal: Principal,
     times: FixTimes = DEFAULT_FIX_TIMES,
+    alerts: list[tuple[int, Fix]] | None = None,
 ) -> list[str | None]:
-    """Store non-position tracker messages; returns a rejection reason (or None) per report."""
+    """Store non-position tracker messages; returns a rejection reason (or None) per report.
+
+    Stored reports that carry an alarm or a battery level are appended to `alerts`.
+    """
     device_ids = {r.device_id for r in reports}
     by_device = {
         dev: uid
@@ -425,6 +479,8 @@ def store_reports(
                 attributes=report.attributes,
             )
         )
+        if alerts is not None and (fix := alert_fix(report)) is not None:
+            alerts.append((unit_id, fix))
         reasons.append(None)
     return reasons
 

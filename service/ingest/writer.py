@@ -23,8 +23,16 @@ from service.areas.index import GeoCache
 from service.auth import Principal
 from service.config import Settings
 from service.errors import InvalidInput, StoreUnavailable
+from service.events.machine import Fix
 from service.fixtime import FixTimes
-from service.ingest.pipeline import WorkItem, ingest_items, store_reports
+from service.ingest.pipeline import (
+    WorkItem,
+    alert_fix,
+    ingest_items,
+    lock_units,
+    report_events,
+    store_reports,
+)
 from service.limits import attributes_refusal
 from service.metrics import COMMIT_PINGS, COMMIT_SECONDS, WRITER_QUEUE
 from service.protocols import DeviceReport
@@ -242,10 +250,14 @@ class GroupCommitter:
             for index, ping in request.pings
         ]
         events: list[EventRow] = []
+        alerts: list[tuple[int, Fix]] = []
         times = FixTimes.of(self._settings)
+        alerting = {r.device_id for q in batch for r in q.reports if alert_fix(r) is not None}
         began = time.perf_counter()
         try:
             with self._store.write() as session:
+                if alerting:  # every unit this batch may step, locked in one ordered statement
+                    lock_units(session, items, alerting)
                 results = ingest_items(
                     session,
                     self._geo,
@@ -254,14 +266,15 @@ class GroupCommitter:
                     auto_register=self._settings.auto_register,
                     events=events,
                 )
-                if self._in_transaction is not None:
-                    self._in_transaction(session, events)
                 reasons = [
-                    store_reports(session, r.reports, r.source, r.principal, times)
+                    store_reports(session, r.reports, r.source, r.principal, times, alerts)
                     if r.reports
                     else []
                     for r in batch
                 ]
+                events += report_events(session, self._geo, self._settings, alerts)
+                if self._in_transaction is not None:
+                    self._in_transaction(session, events)
         except DBAPIError as exc:
             if exc.connection_invalidated:
                 raise OperationalError(str(exc), None, exc.orig or exc) from exc

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from service.areas.enroll import OWNTRACKS, TRACCAR, Enrolment
+from service.areas.enroll import OWNTRACKS, OWNTRACKS_MQTT, TRACCAR, Enrolment
 from service.maps.assets import patroli_url
 from service.maps.labels import normalize_lang
 from service.maps.page import DATA_ID, json_for_script
@@ -28,6 +28,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "phones reach it.",
         TRACCAR: "Traccar Client: Settings, scan the QR code",
         OWNTRACKS: "OwnTracks: scan with the phone's camera, or open the link on the phone",
+        OWNTRACKS_MQTT: "OwnTracks in MQTT mode (through the broker): scan as above, instead "
+        "of the HTTP code",
         "issued": "A new device secret was issued; the previous one no longer works.",
         "failed": "Enrolment failed",
     },
@@ -43,6 +45,8 @@ _TEXT: dict[str, dict[str, str]] = {
         "sebagaimana dijangkau ponsel.",
         TRACCAR: "Traccar Client: Pengaturan, pindai kode QR",
         OWNTRACKS: "OwnTracks: pindai dengan kamera ponsel, atau buka tautan di ponsel",
+        OWNTRACKS_MQTT: "OwnTracks mode MQTT (melalui broker): pindai seperti di atas, sebagai "
+        "ganti kode HTTP",
         "issued": "Rahasia perangkat baru telah diterbitkan; yang lama tidak berlaku lagi.",
         "failed": "Pendaftaran gagal",
     },
@@ -93,7 +97,7 @@ def render_enroll_page(
     t = _TEXT[code]
     data = {
         "action": f"/maps/enroll/{unit_id}",
-        "labels": {k: t[k] for k in (TRACCAR, OWNTRACKS, "issued", "failed")},
+        "labels": {k: t[k] for k in (TRACCAR, OWNTRACKS, OWNTRACKS_MQTT, "issued", "failed")},
     }
     notice = (
         f'<p class="warning">{html.escape(t["warning"])}</p>'

@@ -95,20 +95,47 @@ TRACCAR_LOCATION: dict[str, Any] = {
     },
 }
 
+# The OsmAnd parameters as one flat object (a form, or an element of a JSON list of positions).
+OSMAND_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        field["name"]: {**field["schema"], "description": field["description"]}
+        for field in OSMAND_FIELDS
+    },
+}
+
+# One element of a JSON list of positions: values as in a query string, or JSON numbers/booleans.
+OSMAND_JSON_ITEM: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        field["name"]: {
+            "type": ["string", "number", "boolean"],
+            "description": field["description"],
+        }
+        for field in OSMAND_FIELDS
+    },
+}
+
 OSMAND_POST: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/x-www-form-urlencoded": {
+            "application/x-www-form-urlencoded": {"schema": OSMAND_OBJECT},
+            "application/json": {
                 "schema": {
-                    "type": "object",
-                    "properties": {
-                        field["name"]: {**field["schema"], "description": field["description"]}
-                        for field in OSMAND_FIELDS
-                    },
+                    "oneOf": [
+                        TRACCAR_JSON,
+                        {
+                            "type": "array",
+                            "description": "A list of positions (Traccar Client's upload of "
+                            "stored fixes), each read like one OsmAnd request; at most "
+                            "PATROLI_MAX_BATCH.",
+                            "minItems": 1,
+                            "items": OSMAND_JSON_ITEM,
+                        },
+                    ]
                 }
             },
-            "application/json": {"schema": TRACCAR_JSON},
         },
     }
 }

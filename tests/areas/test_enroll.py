@@ -14,13 +14,13 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from service.app import create_app
+from service.areas.broker import phone_identity
 from service.areas.enroll import (
     OWNTRACKS,
     TRACCAR,
     Enrolment,
     Link,
     enrol,
-    owntracks_identity,
     tracker_id,
 )
 from service.config import Settings
@@ -200,9 +200,9 @@ def test_a_device_id_without_user_gets_only_traccar(http: TestClient) -> None:
 def test_identity_tracker_id_and_public_url_setting(
     make_settings: Callable[..., Settings],
 ) -> None:
-    assert owntracks_identity("polres/hp1") == ("polres", "hp1")
+    assert phone_identity("polres/hp1") == ("polres", "hp1")
     for bare in ("p01", "/hp", "polres/", "a/b/c"):
-        assert owntracks_identity(bare) is None
+        assert phone_identity(bare) is None
     assert tracker_id("Polwan 01") == "P1"
     assert tracker_id("--") == "PT"
     assert make_settings(public_url="https://patroli.example.org/").public_url == (
@@ -212,6 +212,11 @@ def test_identity_tracker_id_and_public_url_setting(
     for bad in ("patroli.example.org", "ftp://x", "https://x/?k=1", "https://u:p@x"):
         with pytest.raises(ValidationError):
             make_settings(public_url=bad)
+    broker = make_settings(mqtt_public_url="mqtts://mqtt.example.org:8883/")
+    assert broker.mqtt_public_url == "mqtts://mqtt.example.org:8883"
+    for bad in ("mqtt.example.org", "https://x", "mqtt://x/t", "mqtt://u@x", "mqtt://x:99999"):
+        with pytest.raises(ValidationError):
+            make_settings(mqtt_public_url=bad)
 
 
 def test_qr_renders_as_svg_and_terminal_text() -> None:

@@ -243,6 +243,12 @@ def _post_alarms(http: httpx.Client) -> None:
     query = {"id": "357000", "lat": lat, "lon": lon, "alarm": "sos", "key": osmand_key}
     for stamp in (epoch, epoch, epoch + 10):
         assert http.get("/api/v1/osmand", params={**query, "timestamp": stamp}).status_code == 200
+    # OsmAnd without a fix: a status report with SOS and a low battery, sent twice (a retry).
+    status_key = _unit(http, "357001")
+    status = {"id": "357001", "alarm": "sos", "batt": 9, "key": status_key, "timestamp": epoch}
+    for _ in range(2):
+        r = http.get("/api/v1/osmand", params=status)
+        assert r.status_code == 200, r.text
     # OwnTracks: a location message carrying the alarm.
     message = {"_type": "location", "lat": lat, "lon": lon, "tst": epoch, "alarm": "sos"}
     r = http.post(
@@ -270,16 +276,27 @@ def _post_alarms(http: httpx.Client) -> None:
 
 def _expected(http: httpx.Client) -> list[tuple[str, int]]:
     """The alarm events in the log, checked: one per occurrence."""
-    osmand, owntracks, js = (_unit_id(http, d) for d in ("357000", "polres/hp-07", "hp-json"))
-    alarms = [("alarm", osmand), ("alarm", owntracks), ("alarm", js)]
-    expected = sorted([*alarms, ("low_battery", js), ("low_battery", js)])
+    devices = ("357000", "polres/hp-07", "hp-json", "357001")
+    osmand, owntracks, js, status = (_unit_id(http, d) for d in devices)
+    alarms = [("alarm", osmand), ("alarm", owntracks), ("alarm", js), ("alarm", status)]
+    batteries = [("low_battery", js), ("low_battery", js), ("low_battery", status)]
+    expected = sorted([*alarms, *batteries])
     events = http.get("/api/v1/events", params={"type": ["alarm", "low_battery"]})
     assert events.status_code == 200, events.text
     logged = events.json()
     rows = logged["events"] if isinstance(logged, dict) else logged
     assert sorted((e["type"], e["unit_id"]) for e in rows) == expected
-    assert [e["details"].get("battery") for e in rows if e["type"] == "low_battery"] == [14, 13]
+    by_js = [
+        e["details"]["battery"] for e in rows if e["type"] == "low_battery" and e["unit_id"] == js
+    ]
+    assert by_js == [14, 13]
     assert {e["details"]["alarm"] for e in rows if e["type"] == "alarm"} == {"sos"}
+    # The status report's alerts: no position is known, none is made up.
+    assert all(
+        e["position"] is None and e["details"].get("battery") == 9
+        for e in rows
+        if e["unit_id"] == status
+    )
 
     return expected
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import getpass
 import json
 import os
@@ -21,20 +22,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy import func, select
 
+from service.areas.broker import acl, add_users, hash_password, phones, set_password
 from service.areas.features import create_fence, create_route, geometry_limits, new_fence, new_route
 from service.areas.units import assign, create_unit
 from service.config import Settings
-from service.ingest.mqtt import (
-    acl,
-    device_of,
-    owntracks_users,
-    parse_url,
-    password_lines,
-    waypoint_commands,
-)
+from service.ingest.mqtt import device_of, parse_url, waypoint_commands
 from service.schemas import AssignmentIn, GeofenceIn, PatrolRouteIn, UnitCreate
 from service.store.db import Store, make_engine
-from service.store.models import Ping, Unit
+from service.store.models import PatrolRoute, Ping, Unit
 from tests.helpers import (
     PATROLI,
     along,
@@ -44,10 +39,12 @@ from tests.helpers import (
     route_feature,
     run_patroli,
 )
+from tests.qrcodes import decode_terminal, owntracks_config
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PASSWD = shutil.which("mosquitto_passwd")
 PHONE = "polres/hp-07"
+SIBLING = "polres/hp-08"  # another phone of the same OwnTracks user
 OTHER = "lantas/hp-01"
 
 # Skipped locally without Mosquitto; under CI (which installs it) they run, and fail without it.
@@ -98,6 +95,12 @@ class Mosquitto:
     def start(self) -> None:
         self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)])
         _wait_port(self.port)
+
+    def reload(self) -> None:
+        """Re-read the password and ACL files, as `kill -HUP` does for an operator."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
 
     def stop(self) -> None:
         if self.process is not None:
@@ -241,7 +244,7 @@ def store(database_url: str) -> Iterator[Store]:
     """The database under test, holding an OwnTracks phone and another unit."""
     store = Store.from_url(database_url)
     with store.write() as session:
-        for name, device_id in (("Polres 07", PHONE), ("Lantas 01", OTHER)):
+        for name, device_id in (("Polres 07", PHONE), ("Polres 08", SIBLING), ("Lantas 01", OTHER)):
             create_unit(session, UnitCreate(name=name, device_id=device_id))
     yield store
     store.dispose()
@@ -265,13 +268,13 @@ def broker(
         timeout=60,
     )
     assert made.returncode == 0, made.stderr
-    assert "mosquitto_passwd -U" in made.stdout
-    passwords = dict(
-        line.split(":", 1) for line in (folder / "passwd").read_text().splitlines() if line
-    )
-    assert set(passwords) == {"patroli", "polres", "lantas"}
-    subprocess.run([str(PASSWD), "-U", str(folder / "passwd")], check=True, timeout=30)
-    assert "polres:$" in (folder / "passwd").read_text()  # hashed now
+    # The new passwords are shown once; the file holds them hashed, as mosquitto_passwd would.
+    shown = made.stdout.split("shown only now):\n", 1)[1]
+    passwords = dict(line.split(" ", 1) for line in shown.splitlines() if line)
+    assert set(passwords) == {"patroli", PHONE, SIBLING, OTHER}
+    stored = (folder / "passwd").read_text()
+    assert all(f"{user}:$7$101$" in stored for user in passwords)
+    assert not any(password in stored for password in passwords.values())
     mosquitto = Mosquitto(folder)
     mosquitto.start()
     yield mosquitto, passwords
@@ -297,7 +300,7 @@ def test_stored_acked_after_commit_and_nothing_lost_across_restarts(
     env = _env(database_url, mosquitto.port, passwords["patroli"])
 
     def phone(topic: str, payloads: list[bytes]) -> list[mqtt.ReasonCode]:
-        return _publish(mosquitto.port, "polres", passwords["polres"], topic, payloads)
+        return _publish(mosquitto.port, PHONE, passwords[PHONE], topic, payloads)
 
     topic = f"owntracks/{PHONE}"
     with _patroli_mqtt(env, tmp_path) as patroli:
@@ -338,32 +341,100 @@ def test_wrong_password_and_foreign_topic_refused_critical_sites_sent(
 ) -> None:
     mosquitto, passwords = broker
     _critical_sites(store, settings)
-    assert _connect_code(mosquitto.port, "polres", "wrong").is_failure
-    assert _connect_code(mosquitto.port, "polres", passwords["polres"]).value == 0
+    assert _connect_code(mosquitto.port, PHONE, "wrong").is_failure
+    assert _connect_code(mosquitto.port, PHONE, passwords[PHONE]).value == 0
     env = _env(database_url, mosquitto.port, passwords["patroli"])
     with _patroli_mqtt(env, tmp_path) as patroli:
-        # polres may not publish as lantas: the broker refuses and nothing reaches Patroli.
-        [code] = _publish(
-            mosquitto.port, "polres", passwords["polres"], f"owntracks/{OTHER}", [_location(0)]
-        )
-        assert code.is_failure  # MQTT 5: "Not authorized"
+        # A phone may publish only as itself, not as another user's phone nor as a phone of
+        # its own OwnTracks user: the broker refuses and nothing reaches Patroli.
+        for topic in (f"owntracks/{OTHER}", f"owntracks/{SIBLING}"):
+            [code] = _publish(mosquitto.port, PHONE, passwords[PHONE], topic, [_location(0)])
+            assert code.is_failure  # MQTT 5: "Not authorized"
         # A message Patroli can never store is acknowledged and logged, not redelivered forever.
-        _publish(mosquitto.port, "polres", passwords["polres"], f"owntracks/{PHONE}", [b"{oops"])
+        _publish(mosquitto.port, PHONE, passwords[PHONE], f"owntracks/{PHONE}", [b"{oops"])
         patroli.wait_for(f"MQTT message on owntracks/{PHONE} refused: ")
-        _publish(
-            mosquitto.port, "lantas", passwords["lantas"], f"owntracks/{OTHER}", [_location(1)]
-        )
+        _publish(mosquitto.port, OTHER, passwords[OTHER], f"owntracks/{OTHER}", [_location(1)])
         _wait_count(store, OTHER, 1)
-        patroli.wait_for("sent critical sites as waypoints to 2 phone(s)")
-    assert _count(store, PHONE) == 0
+        patroli.wait_for("sent critical sites as waypoints to 3 phone(s)")
+    assert _count(store, PHONE) == 0 and _count(store, SIBLING) == 0
     # The command topic keeps the regions (retained) for the phone, and only for it.
     cmd = f"owntracks/{PHONE}/cmd"
-    [message] = _received(mosquitto.port, "polres", passwords["polres"], cmd)
+    [message] = _received(mosquitto.port, PHONE, passwords[PHONE], cmd)
     command = json.loads(message.payload)
     assert command["action"] == "setWaypoints"
     [region] = command["waypoints"]["waypoints"]
     assert region["desc"] == "Kantor KPU" and region["rad"] == 150
-    assert _received(mosquitto.port, "lantas", passwords["lantas"], cmd) == []
+    assert _received(mosquitto.port, OTHER, passwords[OTHER], cmd) == []
+    assert _received(mosquitto.port, SIBLING, passwords[SIBLING], cmd) == []
+
+
+@needs_mosquitto
+def test_mqtt_enrolment_qr_configures_a_phone_that_publishes(
+    store: Store,
+    broker: tuple[Mosquitto, dict[str, str]],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """The MQTT-mode QR code: a new broker password for this phone alone, which then reports."""
+    mosquitto, passwords = broker
+    with store.read() as session:
+        unit_id = session.scalar(select(Unit.id).where(Unit.device_id == PHONE))
+    env = cli_env(
+        database_url,
+        PATROLI_PUBLIC_URL="https://patroli.example.org",
+        PATROLI_MQTT_PUBLIC_URL=f"mqtt://127.0.0.1:{mosquitto.port}",
+        PATROLI_MQTT_PASSWORD_FILE=str(mosquitto.folder / "passwd"),
+    )
+    done = run_patroli("units", "enroll", str(unit_id), env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    codes = [decode_terminal(block) for block in done.stdout.split("\n\n") if "█" in block]
+    assert len(codes) == 3  # Traccar Client, OwnTracks over HTTP, OwnTracks over MQTT
+    config = owntracks_config(codes[2])
+    assert (config["mode"], config["host"], config["port"]) == (0, "127.0.0.1", mosquitto.port)
+    assert config["username"] == PHONE and config["pubTopicBase"] == f"owntracks/{PHONE}"
+    assert config["password"] not in (mosquitto.folder / "passwd").read_text()  # hashed
+    mosquitto.reload()
+    assert _connect_code(mosquitto.port, PHONE, passwords[PHONE]).is_failure  # the old QR
+    assert _connect_code(mosquitto.port, SIBLING, passwords[SIBLING]).value == 0  # untouched
+    with _patroli_mqtt(_env(database_url, mosquitto.port, passwords["patroli"]), tmp_path):
+        [code] = _publish(
+            mosquitto.port,
+            config["username"],
+            config["password"],
+            config["pubTopicBase"],
+            [_location(3)],
+        )
+        assert code.value == 0
+        _wait_count(store, PHONE, 1)
+
+
+@needs_mosquitto
+def test_an_assignment_edit_sends_the_phone_its_new_sites(
+    store: Store,
+    broker: tuple[Mosquitto, dict[str, str]],
+    database_url: str,
+    settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A running `patroli mqtt` sends new regions to the phones whose sites changed, only them."""
+    mosquitto, passwords = broker
+    _critical_sites(store, settings)
+    env = {**_env(database_url, mosquitto.port, passwords["patroli"])}
+    env["PATROLI_MQTT_WAYPOINTS_S"] = "0.3"
+    cmd = f"owntracks/{SIBLING}/cmd"
+    with _patroli_mqtt(env, tmp_path) as patroli:
+        patroli.wait_for("sent critical sites as waypoints to 3 phone(s)")
+        [before] = _received(mosquitto.port, SIBLING, passwords[SIBLING], cmd)
+        assert json.loads(before.payload)["waypoints"]["waypoints"] == []
+        with store.write() as session:  # the sibling joins the route past the KPU office
+            route_id = session.scalar(select(PatrolRoute.id))
+            unit_id = session.scalar(select(Unit.id).where(Unit.device_id == SIBLING))
+            assert route_id is not None and unit_id is not None
+            assign(session, unit_id, AssignmentIn(patrol_route_id=route_id))
+        patroli.wait_for("sent critical sites as waypoints to 1 phone(s)")
+    [after] = _received(mosquitto.port, SIBLING, passwords[SIBLING], cmd)
+    [region] = json.loads(after.payload)["waypoints"]["waypoints"]
+    assert region["desc"] == "Kantor KPU"
 
 
 def test_waypoints_are_the_critical_sites_of_the_units_routes(
@@ -372,12 +443,13 @@ def test_waypoints_are_the_critical_sites_of_the_units_routes(
     _critical_sites(store, settings)
     with store.read() as session:
         commands = waypoint_commands(session)
-    assert set(commands) == {f"owntracks/{PHONE}/cmd", f"owntracks/{OTHER}/cmd"}
+    assert set(commands) == {f"owntracks/{d}/cmd" for d in (PHONE, SIBLING, OTHER)}
     [region] = commands[f"owntracks/{PHONE}/cmd"]["waypoints"]["waypoints"]
     lon, lat = along(100)
     assert region["_type"] == "waypoint" and region["desc"] == "Kantor KPU"
     assert (region["lon"], region["lat"]) == (round(lon, 6), round(lat, 6))
     assert commands[f"owntracks/{OTHER}/cmd"]["waypoints"]["waypoints"] == []
+    assert commands[f"owntracks/{SIBLING}/cmd"]["waypoints"]["waypoints"] == []
 
 
 def test_topics_acl_and_password_file() -> None:
@@ -395,14 +467,28 @@ def test_topics_acl_and_password_file() -> None:
     assert parse_url("mqtts://h").port == 8883
     with pytest.raises(ValueError):
         parse_url("http://h")
-    ids = ["polres/hp-07", "polres/hp-08", "p05", "a/b/c"]
-    assert owntracks_users(ids) == ["polres"]
+    ids = ["polres/hp-07", "polres/hp-08", "p05", "a/b/c", "x/+", "x/#", "x/a:b", "x/a b"]
+    # A phone per user name; a wildcard, `:` or space in a device_id would open other topics or
+    # break the files, so such a unit gets no account.
+    assert phones(ids) == ["polres/hp-07", "polres/hp-08"]
     text = acl(ids, "patroli")
     assert "user patroli\ntopic read owntracks/#" in text
+    assert "user polres/hp-08\ntopic write owntracks/polres/hp-08\n" in text
     assert "topic write owntracks/polres/hp-08/event" in text and "p05" not in text
+    assert "x/" not in text
     existing = "patroli:$7$hashed\n"
-    made, added = password_lines(existing, ["patroli", "polres"], lambda: "pw")
-    assert made == "patroli:$7$hashed\npolres:pw\n" and added == ["polres"]
+    made, added = add_users(existing, ["patroli", "polres/hp-07"])
+    assert list(added) == ["polres/hp-07"] and made.startswith(
+        "patroli:$7$hashed\npolres/hp-07:$7$"
+    )
+    replaced = set_password(made, "polres/hp-07", "new")
+    assert replaced.count("polres/hp-07:") == 1 and replaced.startswith("patroli:$7$hashed\n")
+    # Mosquitto's own format: the same salt and password give mosquitto_passwd's line.
+    salt = base64.b64decode("bc9QbhgmQ4ShBnTY")
+    assert hash_password("s3cret", salt) == (
+        "$7$101$bc9QbhgmQ4ShBnTY$ytj4s/+Rn6MUIe8tiUxG4n5e3aDPnx4FEhx7jTF3hiSj9041ZRT7Q8E4yQVDOvZl"
+        "9yit7TUihJ1YudMm/p5zXg=="
+    )
 
 
 def _machine_broker_up() -> bool:
@@ -472,9 +558,7 @@ def test_crash_before_commit_means_redelivery(
     mosquitto, passwords = broker
     env = _env(database_url, mosquitto.port, passwords["patroli"])
     with _patroli_mqtt(env, tmp_path) as patroli, _writes_blocked(database_url, backend):
-        _publish(
-            mosquitto.port, "polres", passwords["polres"], f"owntracks/{PHONE}", [_location(0)]
-        )
+        _publish(mosquitto.port, PHONE, passwords[PHONE], f"owntracks/{PHONE}", [_location(0)])
         time.sleep(2)  # delivered to Patroli, whose commit now waits for the lock
         patroli.process.kill()
     assert _count(store, PHONE) == 0

@@ -84,6 +84,19 @@ def test_content_types_are_documented(document: dict[str, Any]) -> None:
     assert ping_body["schema"]["oneOf"][0] == {"$ref": "#/components/schemas/PingIn"}
 
 
+def test_the_osmand_json_bodies_validate_against_the_document(document: dict[str, Any]) -> None:
+    """Both JSON bodies the OsmAnd door takes: Traccar Client's object and a list of positions."""
+    body = document["paths"]["/api/v1/osmand"]["post"]["requestBody"]["content"]
+    schema = {**body["application/json"]["schema"], "components": document["components"]}
+    traccar = {"device_id": "1", "location": {"coords": {"latitude": -1.2, "longitude": 116.8}}}
+    positions = [{"id": "1", "lat": -1.2, "lon": 116.8, "timestamp": 1732672800}]
+    for valid in (traccar, positions):
+        jsonschema.validate(valid, schema)
+    for invalid in ([], [1], {"location": {}}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(invalid, schema)
+
+
 def test_ids_are_documented_with_their_range(document: dict[str, Any]) -> None:
     [param] = document["paths"]["/api/v1/units/{unit_id}"]["get"]["parameters"]
     assert (param["schema"]["minimum"], param["schema"]["maximum"]) == (1, 2**31 - 1)
