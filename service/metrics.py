@@ -203,6 +203,7 @@ class _Families:
         self._families = list(families)
 
     def collect(self) -> Iterable[Metric]:
+        """The families given."""
         return self._families
 
 
