@@ -204,6 +204,25 @@ def test_metrics_add_up_every_worker(two_workers: tuple[str, Path]) -> None:
         assert total(found, "patroli_pings_total", status="accepted") == n
         assert total(found, "patroli_stream_clients") == 0
     assert not [f for f in folder.glob("gauge_live*.db") if any(str(p) in f.name for p in workers)]
+    # Every worker's scheduler runs every 5 s.
+    deadline = time.monotonic() + 20
+    while total(scrape(base), "patroli_scheduler_runs_total", outcome="ok") < 2:
+        assert time.monotonic() < deadline, "no scheduler passes counted"
+        time.sleep(0.5)
+    assert total(scrape(base), "patroli_scheduler_run_seconds_count") >= 2
+
+
+def test_events_are_counted_by_type(client: TestClient) -> None:
+    def alarms() -> float:
+        return total(samples(client.get("/metrics").text), "patroli_events_total", type="alarm")
+
+    client.post("/api/v1/units", json={"name": "M1", "device_id": "m1"}).raise_for_status()
+    before = alarms()
+    sos = {**_json_ping(1), "alarm": "sos"}
+    assert client.post("/api/v1/pings", json=sos).status_code == 200
+    assert alarms() - before == 1
+    assert client.post("/api/v1/pings", json=sos).json()["duplicates"] == 1  # a retry
+    assert alarms() - before == 1
 
 
 def stale_counts(folder: Path) -> None:
