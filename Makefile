@@ -1,5 +1,6 @@
 # Patroli developer tasks. Needs only python3 (with its venv module) and make; `make test`
-# installs the system packages it needs (PostgreSQL + PostGIS, Chromium) on Debian/Ubuntu.
+# installs the system packages it needs (PostgreSQL + PostGIS, Chromium, Mosquitto, nginx) on
+# Debian/Ubuntu.
 #
 #   make demo                  run the demo on embedded SQLite (no database server)
 #   make test                  lint, type-check and run the whole test suite

@@ -5,6 +5,8 @@
 #   - PostGIS for every installed server major version (postgresql-<major>-postgis-3),
 #   - Chromium, for the browser tests,
 #   - Mosquitto (the broker and mosquitto_passwd), for the OwnTracks-over-MQTT tests,
+#   - nginx, for the tests of several instances behind a proxy (deploy/nginx/patroli.conf;
+#     the tests run it as their own foreground process, the system service is not needed),
 #
 # and make sure the local `main` cluster(s) are running.
 #
@@ -57,6 +59,7 @@ missing_packages() {
     done
     is_installed chromium || echo chromium
     is_installed mosquitto || echo mosquitto
+    is_installed nginx || echo nginx
 }
 
 # --- acting ------------------------------------------------------------------------------

@@ -10,12 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
-from service import redact
+from service import metrics, redact
 from service.areas.index import GeoCache
 from service.auth import KeyCache
 from service.config import Settings, get_settings
 from service.errors import add_exception_handlers
 from service.events.scheduler import Scheduler
+from service.events.types import EVENT_TYPES
 from service.ingest.writer import GroupCommitter
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        metrics.init_event_types(EVENT_TYPES)
         store = Store.from_url(settings.database_url)
         if settings.migrate_on_start:
             try:
@@ -84,6 +86,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             unsubscribe()
             broker.stop()
             store.dispose()
+            metrics.worker_exit()
 
     app = FastAPI(
         title="Patroli",

@@ -13,6 +13,38 @@ from service.config import Settings, get_settings
 from service.store.db import Store
 from service.store.migrate import current_revision, upgrade
 
+# Where the worker processes keep their metrics (prometheus_client's multi-process mode).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextmanager
+def _metrics_dir(workers: int) -> Iterator[None]:
+    """PROMETHEUS_MULTIPROC_DIR for the workers, empty at start: /metrics adds up every worker.
+
+    The folder named by the variable is emptied of an earlier run's files; without it, with
+    several workers, a new temporary folder is used and removed at the end. This runs before
+    anything imports prometheus_client, which picks its mode (and makes its files) on import.
+    """
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    given = os.environ.get(MULTIPROC_ENV)
+    if not given and workers <= 1:
+        yield
+        return
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix="patroli-metrics-"))
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink()
+    os.environ[MULTIPROC_ENV] = str(path)  # inherited by the worker processes
+    try:
+        yield
+    finally:
+        if not given:
+            shutil.rmtree(path, ignore_errors=True)
+
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
@@ -26,17 +58,26 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if settings.is_sqlite:
             print("error: SQLite allows one writer process; use --workers 1", file=sys.stderr)
             return 2
-        uvicorn.run(
-            "service.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            timeout_graceful_shutdown=10,  # open live streams must not hold up a restart
-            **server_options(settings),
-        )
+        with _metrics_dir(args.workers):
+            uvicorn.run(
+                "service.app:create_app",
+                factory=True,
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                timeout_graceful_shutdown=10,  # open live streams must not hold up a restart
+                **server_options(settings),
+            )
         return 0
+    with _metrics_dir(1):
+        return _serve_one(args, settings)
+
+
+def _serve_one(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
     from service.app import create_app
+    from service.limits import server_options
 
     uvicorn.run(
         create_app(settings),

@@ -246,7 +246,9 @@ def test_app_environment_names_real_settings(
         for name, op, arg in placeholders(raw_env[key]):
             if op in (":-", "-") and field in Settings.model_fields and name == key:
                 default = Settings.model_fields[field].default
-                assert str(default) == arg, f"{key} default {arg!r} differs from {default!r}"
+                # An empty value leaves an optional setting unset.
+                expected = "" if default is None else str(default)
+                assert expected == arg, f"{key} default {arg!r} differs from {default!r}"
 
 
 class _Readyz(http.server.BaseHTTPRequestHandler):
@@ -308,6 +310,116 @@ def test_app_is_built_from_the_dockerfile(services: dict[str, dict[str, Any]]) -
     context = ROOT / (build if isinstance(build, str) else build.get("context", "."))
     dockerfile = "Dockerfile" if isinstance(build, str) else build.get("dockerfile", "Dockerfile")
     assert (context / dockerfile).resolve() == DOCKERFILE
+
+
+# --- several instances behind nginx (profile "cluster") --------------------------------------
+
+NGINX_CONF = ROOT / "deploy" / "nginx" / "patroli.conf"
+CLUSTER = "cluster"
+
+
+def nginx_directives(text: str) -> list[tuple[tuple[str, ...], str, list[str]]]:
+    """Every directive of an nginx configuration: (enclosing blocks, name, arguments)."""
+    found: list[tuple[tuple[str, ...], str, list[str]]] = []
+    blocks: list[str] = []
+    words: list[str] = []
+    for token in re.findall(r'"[^"]*"|[{};]|[^\s{};"]+', re.sub(r"#[^\n]*", "", text)):
+        if token == "{":
+            blocks.append(" ".join(words))
+            words = []
+        elif token == "}":
+            assert not words, f"unterminated directive {words}"
+            blocks.pop()
+        elif token == ";":
+            found.append((tuple(blocks), words[0], words[1:]))
+            words = []
+        else:
+            words.append(token.strip('"'))
+    assert not blocks and not words, "unbalanced nginx configuration"
+    return found
+
+
+def directive(
+    found: list[tuple[tuple[str, ...], str, list[str]]], block: str, name: str
+) -> list[str]:
+    """The arguments of a directive in the innermost block `block` or, failing that, in `server`."""
+    for where in (block, "server"):
+        for blocks, key, args in found:
+            if blocks and blocks[-1] == where and key == name:
+                return args
+    raise AssertionError(f"no {name} for {block}")
+
+
+def test_replicas_and_nginx_come_with_the_cluster_profile(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    assert services["app2"].get("profiles") == [CLUSTER]
+    assert services["nginx"].get("profiles") == [CLUSTER]
+    # Without the profile nothing changes: the database and one app.
+    default = {name for name, svc in services.items() if not svc.get("profiles")}
+    assert default == {"db", "app"}
+
+
+def test_the_second_replica_is_the_app_but_for_migrating(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    app, app2 = services["app"], services["app2"]
+    assert app2["build"] == app["build"]
+    env, env2 = environment(app), environment(app2)
+    assert env2.pop("PATROLI_SKIP_MIGRATE") == "1"
+    assert env2 == env, "the replicas must share every setting"
+    # app migrates at start; app2 starts after app is healthy (its /readyz: schema current).
+    assert app2["depends_on"]["app"]["condition"] == "service_healthy"
+    assert healthcheck_command(app2) == healthcheck_command(app)
+    assert "PATROLI_SESSION_SECRET" in env, "map sessions must hold on every replica"
+
+
+def test_nginx_fronts_every_replica_with_the_shipped_config(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    nginx = services["nginx"]
+    image = nginx.get("image", "")
+    assert re.fullmatch(r"nginx:\d+\.\d+\.\d+(-alpine)?", image), f"{image} is not pinned"
+    mounts = [str(v).split(":") for v in nginx.get("volumes", [])]
+    assert [m[:2] for m in mounts] == [
+        ["./deploy/nginx/patroli.conf", "/etc/nginx/conf.d/default.conf"]
+    ]
+    assert (ROOT / mounts[0][0]).resolve() == NGINX_CONF
+    assert 80 in container_ports(nginx.get("ports", []))
+    replicas = {
+        name
+        for name, svc in services.items()
+        if svc.get("build") and "command" not in svc  # the image's command: patroli serve
+    }
+    assert replicas == {"app", "app2"}
+    for name in replicas:
+        assert nginx["depends_on"][name]["condition"] == "service_healthy"
+    found = nginx_directives(NGINX_CONF.read_text())
+    upstreams = {
+        args[0]
+        for blocks, key, args in found
+        if blocks == ("upstream patroli",) and key == "server"
+    }
+    assert upstreams == {f"{name}:8000" for name in replicas}
+
+
+def test_nginx_streams_events_unbuffered_and_retries_only_what_it_may() -> None:
+    found = nginx_directives(NGINX_CONF.read_text())
+    stream = "location = /api/v1/stream"
+    assert directive(found, stream, "proxy_pass") == ["http://patroli"]
+    assert directive(found, stream, "proxy_buffering") == ["off"]
+    assert directive(found, stream, "proxy_http_version") == ["1.1"]
+    # Upstream connections kept alive: no "Connection: close" passed on.
+    assert any(key == "proxy_set_header" and args == ["Connection", ""] for _, key, args in found)
+    timeout = directive(found, stream, "proxy_read_timeout")[0]
+    seconds = int(timeout[:-1]) * {"s": 1, "m": 60, "h": 3600}[timeout[-1]]
+    assert seconds > 60, "longer than the keep-alive comments (15 s) by far"
+    retry = directive(found, "location /", "proxy_next_upstream")
+    assert "error" in retry and "timeout" in retry
+    assert "non_idempotent" not in retry, "a POST that reached an instance is never resent"
+    # Idle upstream connections end before uvicorn's own keep-alive timeout (5 s).
+    keepalive = directive(found, "upstream patroli", "keepalive_timeout")[0]
+    assert int(keepalive.rstrip("s")) < 5
 
 
 # --- Dockerfile -----------------------------------------------------------------------------
@@ -662,7 +774,7 @@ def run_system_deps(
 
 ONLINE_15 = "15 main 5432 online postgres /var/lib/postgresql/15/main log"
 DOWN_15 = "15 main 5432 down postgres /var/lib/postgresql/15/main log"
-EVERYTHING = ["postgresql-15", "postgresql-15-postgis-3", "chromium", "mosquitto"]
+EVERYTHING = ["postgresql-15", "postgresql-15-postgis-3", "chromium", "mosquitto", "nginx"]
 
 
 def test_system_deps_do_nothing_when_all_is_in_place(tmp_path: Path) -> None:
@@ -681,14 +793,14 @@ def test_system_deps_add_postgis_for_the_server_version_and_start_it(tmp_path: P
     assert updates == ["apt-get -qq -o DPkg::Lock::Timeout=600 update"]
     installs = [call.split() for call in calls if " install " in call]
     assert len(installs) == 1
-    assert installs[0][-3:] == ["postgresql-16-postgis-3", "chromium", "mosquitto"]
+    assert installs[0][-4:] == ["postgresql-16-postgis-3", "chromium", "mosquitto", "nginx"]
     assert calls[-1] == "pg_ctlcluster --skip-systemctl-redirect 16 main start"
     again, calls = run_system_deps(tmp_path, [], [])
     assert again.returncode == 0 and calls == [], "a second run must find everything in place"
 
 
 def test_system_deps_ignore_removed_server_versions(tmp_path: Path) -> None:
-    installed = ["postgresql-15", "chromium", "mosquitto"]
+    installed = ["postgresql-15", "chromium", "mosquitto", "nginx"]
     result, calls = run_system_deps(
         tmp_path, installed, [ONLINE_15], removed=("postgresql-13", "postgresql-13-postgis-3")
     )
@@ -700,8 +812,11 @@ def test_system_deps_ignore_removed_server_versions(tmp_path: Path) -> None:
 def test_system_deps_install_postgresql_first_on_a_bare_machine(tmp_path: Path) -> None:
     result, calls = run_system_deps(tmp_path, [], [])
     assert result.returncode == 0, result.stderr
-    installs = [call.split(" install ", 1)[1].split()[-3:] for call in calls if " install " in call]
-    assert installs == [["postgresql"], ["postgresql-15-postgis-3", "chromium", "mosquitto"]]
+    installs = [call.split(" install ", 1)[1].split()[-4:] for call in calls if " install " in call]
+    assert installs == [
+        ["postgresql"],
+        ["postgresql-15-postgis-3", "chromium", "mosquitto", "nginx"],
+    ]
     assert sum(" update" in call for call in calls) == 1
     assert calls[-1] == "pg_ctlcluster --skip-systemctl-redirect 15 main start"
 
@@ -710,7 +825,7 @@ def test_system_deps_only_advise_without_root(tmp_path: Path) -> None:
     result, calls = run_system_deps(tmp_path, ["postgresql-15"], [DOWN_15], uid=1000)
     assert result.returncode == 0
     assert calls == []
-    assert "apt-get install -y postgresql-15-postgis-3 chromium mosquitto" in result.stderr
+    assert "apt-get install -y postgresql-15-postgis-3 chromium mosquitto nginx" in result.stderr
     assert "pg_ctlcluster --skip-systemctl-redirect 15 main start" in result.stderr
 
 

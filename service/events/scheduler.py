@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -15,6 +16,7 @@ from service.areas.index import GeoCache
 from service.config import Settings
 from service.events.overdue import lookback_start, overdue_events
 from service.events.runner import offline_events
+from service.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
 from service.store.db import Store
 from service.store.models import Event as EventRow
 
@@ -107,7 +109,12 @@ class Scheduler:
 
     def _run(self) -> None:
         while not self._stop.wait(self._tick_s):
+            began = time.perf_counter()
             try:
                 self.run_once()
             except Exception:  # a failed pass (database down) is retried on the next tick
                 log.warning("scheduler pass failed", exc_info=True)
+                SCHEDULER_RUNS.labels(outcome="failed").inc()
+            else:
+                SCHEDULER_RUNS.labels(outcome="ok").inc()
+            SCHEDULER_SECONDS.observe(time.perf_counter() - began)

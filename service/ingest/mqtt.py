@@ -224,7 +224,7 @@ class Bridge:
             times=FixTimes.of(self._settings),
         )
         if parsed:
-            await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks")
+            await store_parsed(self._writer, _PRINCIPAL, parsed, "owntracks", door="mqtt")
 
 
 def waypoint_commands(session: Session, prefix: str = "owntracks") -> dict[str, dict[str, Any]]:

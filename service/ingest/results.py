@@ -17,14 +17,17 @@ from service.schemas import PingBatchResult, PingIn, PingResult
 Door = Literal["json", "gpx", "tracker"]
 
 
-def answer(outcome: Outcome, door: Door, *, single: bool = False) -> PingBatchResult:
+def answer(
+    outcome: Outcome, door: Door, *, single: bool = False, source: str | None = None
+) -> PingBatchResult:
     """Count the batch's pings by status, then its answer at `door` (or raise its refusal).
 
     A tracker sends again what is refused, so one refused message refuses its request; a JSON
     batch (`single`: one ping object) or a GPX file is refused only if none of it was stored.
+    The metrics name the door by `source` (osmand, owntracks, mqtt) where one is given.
     """
     results = outcome.pings
-    count_pings([r.status for r in results])
+    count_pings([r.status for r in results], source or door)
     rejected = [r for r in results if r.status == "rejected"]
     if door == "tracker":
         reasons = [r.reason or "" for r in rejected] + [why for why in outcome.reports if why]
@@ -59,9 +62,18 @@ def _listing(rejected: list[PingResult], most: int, item: Callable[[PingResult],
 
 
 async def store_parsed(
-    writer: GroupCommitter, principal: Principal, parsed: Sequence[Parsed], source: str
+    writer: GroupCommitter,
+    principal: Principal,
+    parsed: Sequence[Parsed],
+    source: str,
+    *,
+    door: str | None = None,
 ) -> None:
-    """Store parsed tracker messages; raises the error a tracker should see if any was refused."""
+    """Store parsed tracker messages; raises the error a tracker should see if any was refused.
+
+    `door` names the way in for the metrics (default: the source).
+    """
     pings = [(i, p) for i, p in enumerate(parsed) if isinstance(p, PingIn)]
     reports = [p for p in parsed if isinstance(p, DeviceReport)]
-    answer(await writer.store(principal, pings, reports=reports, source=source), "tracker")
+    outcome = await writer.store(principal, pings, reports=reports, source=source)
+    answer(outcome, "tracker", source=door or source)

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from service.ingest.pipeline import (
     store_reports,
 )
 from service.limits import attributes_refusal
+from service.metrics import COMMIT_PINGS, COMMIT_SECONDS, WRITER_QUEUE
 from service.protocols import DeviceReport
 from service.schemas import PingIn, PingResult
 from service.store.db import Store
@@ -125,6 +127,7 @@ class GroupCommitter:
             except queue.Empty:
                 break
             if request is not None:
+                WRITER_QUEUE.dec()
                 _fail(request, StoreUnavailable("the service is shutting down; retry later"))
 
     def submit(
@@ -143,6 +146,7 @@ class GroupCommitter:
                     StoreUnavailable("the writer is not running; retry later")
                 )
             else:
+                WRITER_QUEUE.inc()
                 self._queue.put(request)
         return request.future
 
@@ -204,6 +208,7 @@ class GroupCommitter:
                     break
                 batch.append(nxt)
                 size += nxt.size
+            WRITER_QUEUE.dec(len(batch))
             # A request whose caller gave up (cancelled its future) is not stored at all.
             batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
             if not batch:
@@ -248,6 +253,7 @@ class GroupCommitter:
         alerts: list[tuple[int, Fix]] = []
         times = FixTimes.of(self._settings)
         alerting = {r.device_id for q in batch for r in q.reports if alert_fix(r) is not None}
+        began = time.perf_counter()
         try:
             with self._store.write() as session:
                 if alerting:  # every unit this batch may step, locked in one ordered statement
@@ -274,6 +280,8 @@ class GroupCommitter:
                 raise OperationalError(str(exc), None, exc.orig or exc) from exc
             raise
         self.transactions += 1
+        COMMIT_SECONDS.observe(time.perf_counter() - began)
+        COMMIT_PINGS.observe(sum(r.size for r in batch))
         if self._after_commit is not None:
             try:
                 self._after_commit(events)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service.metrics import count_events
 from service.notify import webhooks
 from service.notify.stream import Broker, notify
 from service.store.models import Event as EventRow
@@ -26,4 +27,5 @@ class Fanout:
         """Wake this worker's stream clients and, if events were stored, the dispatcher."""
         self.broker.wake()
         if events:
+            count_events(event.type for event in events)
             self.dispatcher.wake()

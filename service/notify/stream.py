@@ -36,6 +36,7 @@ from starlette.types import Message, Send
 from service.analytics.positions import ELIGIBLE
 from service.errors import InvalidInput
 from service.events.log import EventFilter, query_events
+from service.metrics import STREAM_CLIENTS
 from service.quality import flag_names
 from service.store.models import Event, Ping, Unit
 
@@ -384,6 +385,7 @@ class EventStream(StreamingResponse):
             await asyncio.wait_for(send(msg), SEND_TIMEOUT_S)
 
         body = self.body_iterator
+        STREAM_CLIENTS.inc()
         try:
             await timed(
                 {
@@ -400,6 +402,7 @@ class EventStream(StreamingResponse):
             # Returning without completing the response makes the server close the connection.
             log.warning("dropped a stream client that read nothing for %g s", SEND_TIMEOUT_S)
         finally:
+            STREAM_CLIENTS.dec()
             aclose = getattr(body, "aclose", None)
             if aclose is not None:
                 with anyio.CancelScope(shield=True):

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -34,6 +34,7 @@ from service.errors import NotFound
 from service.events.log import event_dict
 from service.events.types import EVENT_TYPES, unknown_event_types
 from service.fields import Line
+from service.metrics import WEBHOOK_ATTEMPTS
 from service.notify.targets import Target, TargetRefused, parse_allow, targets
 from service.redact import safe_origin
 from service.store.db import Store
@@ -261,6 +262,18 @@ def redeliver(session: Session, delivery_id: int, now: datetime | None = None) -
     row.delivered_at = None
     session.flush()
     return _with_attempts(session, [row])[0]
+
+
+def outbox_counts(session: Session) -> dict[str, int]:
+    """How many deliveries are pending (the backlog) and dead, from the database."""
+    rows = session.execute(
+        select(WebhookDelivery.status, func.count())
+        .where(WebhookDelivery.status.in_(("pending", "dead")))
+        .group_by(WebhookDelivery.status)
+    )
+    counts = {"pending": 0, "dead": 0}
+    counts.update({status: int(n) for status, n in rows})
+    return counts
 
 
 # ---- the outbox ----------------------------------------------------------------------------
@@ -525,11 +538,13 @@ class WebhookDispatcher:
             if outcome.ok:
                 delivery.status = "delivered"
                 delivery.delivered_at = now
+                WEBHOOK_ATTEMPTS.labels(result="delivered").inc()
                 return
             retry_at = now + next_delay(delivery.attempts)
             budget_end = delivery.created_at + timedelta(hours=self.settings.webhook_retry_hours)
             if retry_at > budget_end:
                 delivery.status = "dead"
+                WEBHOOK_ATTEMPTS.labels(result="dead").inc()
                 log.warning(
                     "webhook delivery %d (webhook %d, %s) is dead after %d attempts: %s",
                     delivery.id,
@@ -540,6 +555,7 @@ class WebhookDispatcher:
                 )
             else:
                 delivery.next_attempt_at = retry_at
+                WEBHOOK_ATTEMPTS.labels(result="failed").inc()
 
 
 def _discard(response: httpx.Response) -> None:

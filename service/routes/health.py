@@ -9,7 +9,8 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.metrics import exposition
+from service.metrics import exposition, outbox_families
+from service.notify.webhooks import outbox_counts
 from service.routes.deps import StoreDep, ViewerDep
 from service.store.migrate import current_revision, head_revision
 
@@ -17,9 +18,15 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(_: ViewerDep) -> Response:
-    """Prometheus metrics: ping outcomes and request latency (viewer key)."""
-    return exposition()
+def metrics(_: ViewerDep, store: StoreDep) -> Response:
+    """Prometheus metrics of every worker of this instance, and the webhook outbox (viewer key)."""
+    counts: dict[str, int] | None
+    try:
+        with store.read() as session:
+            counts = outbox_counts(session)
+    except SQLAlchemyError:
+        counts = None
+    return exposition(outbox_families(counts))
 
 
 @router.get("/healthz")

@@ -20,11 +20,11 @@ GPX = b"""<?xml version="1.0" encoding="UTF-8"?>
 </gpx>"""
 
 
-def pings_total(client: TestClient) -> dict[str, float]:
-    """The value of patroli_pings_total by status, as /metrics shows it now."""
+def pings_total(client: TestClient) -> dict[tuple[str, str], float]:
+    """The value of patroli_pings_total by status and door, as /metrics shows it now."""
     families = text_string_to_metric_families(client.get("/metrics").text)
     return {
-        sample.labels["status"]: sample.value
+        (sample.labels["status"], sample.labels["door"]): sample.value
         for family in families
         if family.name == "patroli_pings"
         for sample in family.samples
@@ -32,8 +32,10 @@ def pings_total(client: TestClient) -> dict[str, float]:
     }
 
 
-def growth(client: TestClient, before: dict[str, float]) -> dict[str, float]:
-    """How much each status of patroli_pings_total grew since `before`."""
+def growth(
+    client: TestClient, before: dict[tuple[str, str], float]
+) -> dict[tuple[str, str], float]:
+    """How much each status and door of patroli_pings_total grew since `before`."""
     after = pings_total(client)
     return {s: n - before.get(s, 0) for s, n in after.items() if n != before.get(s, 0)}
 
@@ -49,11 +51,11 @@ def test_a_gpx_import_counts_each_point(client: TestClient, unit: dict[str, Any]
     before = pings_total(client)
     r = client.post(f"/api/v1/units/{unit['id']}/gpx", files={"file": ("pagi.gpx", GPX)})
     assert r.status_code == 200, r.text
-    assert growth(client, before) == {"accepted": 3}
+    assert growth(client, before) == {("accepted", "gpx"): 3}
     before = pings_total(client)
     again = client.post(f"/api/v1/units/{unit['id']}/gpx", files={"file": ("pagi.gpx", GPX)})
     assert again.json()["duplicates"] == 3
-    assert growth(client, before) == {"duplicate": 3}
+    assert growth(client, before) == {("duplicate", "gpx"): 3}
 
 
 def test_a_json_batch_counts_each_ping(client: TestClient, unit: dict[str, Any]) -> None:
@@ -61,7 +63,7 @@ def test_a_json_batch_counts_each_ping(client: TestClient, unit: dict[str, Any])
     batch = [ping("d1", 100, 0), ping("d1", 200, 30), {"device_id": "d1", "lat": 91}]
     r = client.post("/api/v1/pings", json=batch)
     assert r.status_code == 200, r.text
-    assert growth(client, before) == {"accepted": 2, "rejected": 1}
+    assert growth(client, before) == {("accepted", "json"): 2, ("rejected", "json"): 1}
 
 
 def test_an_osmand_ping_is_counted_stored_or_refused(
@@ -70,7 +72,7 @@ def test_an_osmand_ping_is_counted_stored_or_refused(
     fix = {"lat": LAT, "lon": LON0, "timestamp": int(T0.timestamp())}
     before = pings_total(client)
     assert client.get("/api/v1/osmand", params={"id": "d1", **fix}).status_code == 200
-    assert growth(client, before) == {"accepted": 1}
+    assert growth(client, before) == {("accepted", "osmand"): 1}
     before = pings_total(client)
     assert client.get("/api/v1/osmand", params={"id": "nobody", **fix}).status_code == 404
-    assert growth(client, before) == {"rejected": 1}
+    assert growth(client, before) == {("rejected", "osmand"): 1}

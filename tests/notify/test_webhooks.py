@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from service.config import Settings
@@ -349,12 +350,26 @@ def test_restart_between_attempts_and_crash_mid_send(
     assert [r["attempts"] for r in rows] == [2, 2, 2]
 
 
+def outbox_metrics(api: TestClient) -> dict[str, float]:
+    """The webhook gauges and attempt counters as /metrics shows them now."""
+    found = {}
+    for family in text_string_to_metric_families(api.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name in ("patroli_webhook_backlog", "patroli_webhook_dead"):
+                found[sample.name] = sample.value
+            elif sample.name == "patroli_webhook_attempts_total":
+                found[sample.labels["result"]] = sample.value
+    return found
+
+
 def test_dead_after_retry_budget_then_redeliver(
     api: TestClient, make_settings: Callable[..., Settings], receiver: tuple[Receiver, str]
 ) -> None:
     rec, url = receiver
     rec.fail_all = True
     hook, store, _ = hook_with_events(api, url, ["overspeed"])
+    before = outbox_metrics(api)
+    assert before["patroli_webhook_backlog"] == 1 and before["patroli_webhook_dead"] == 0
     # Three minutes of retries: attempts at 0, 10 s, 40 s and 100 s; the next (220 s) is too late.
     settings = make_settings(webhook_retry_hours=3 / 60, webhook_allow=LOCAL)
     clock = Clock(T0)
@@ -370,6 +385,9 @@ def test_dead_after_retry_budget_then_redeliver(
         assert row["last_status_code"] == 503 and row["delivered_at"] is None
         assert deliveries(api, hook["id"], status="dead")[0]["id"] == row["id"]
         assert not rec.accepted()
+        dead = outbox_metrics(api)
+        assert dead["patroli_webhook_backlog"] == 0 and dead["patroli_webhook_dead"] == 1
+        assert (dead["failed"] - before["failed"], dead["dead"] - before["dead"]) == (3, 1)
 
         rec.fail_all = False
         r = api.post(f"/api/v1/webhooks/deliveries/{row['id']}/redeliver")
@@ -386,6 +404,9 @@ def test_dead_after_retry_budget_then_redeliver(
     assert row["attempts"] == 5 and row["last_status_code"] == 200
     assert rec.accepted() == Counter({str(row["id"]): 1})
     check_signatures(rec)
+    after = outbox_metrics(api)
+    assert after["patroli_webhook_backlog"] == 0 and after["patroli_webhook_dead"] == 0
+    assert after["delivered"] - before["delivered"] == 1
 
 
 def test_unreachable_receiver_is_a_failed_attempt(api: TestClient, settings: Settings) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -70,10 +71,13 @@ def test_tracker_key_needs_unit(client: TestClient) -> None:
 
 def test_metrics_count_pings_and_need_a_key(client: TestClient) -> None:
     client.post("/api/v1/units", json={"name": "A", "device_id": "a"})
-    client.post("/api/v1/pings", json=[{"device_id": "a", "lat": -1.27, "lon": 116.83, "ts": 0}])
+    fix = {"device_id": "a", "lat": -1.27, "lon": 116.83, "ts": "2024-11-27T00:00:00Z"}
+    assert client.post("/api/v1/pings", json=[fix]).status_code == 200
     assert client.get("/metrics", headers={"Authorization": ""}).status_code == 401
     text = client.get("/metrics").text
-    assert 'patroli_pings_total{status="accepted"}' in text
+    sample = r'^patroli_pings_total\{door="json",status="accepted"\} (\S+)$'
+    accepted = re.search(sample, text, re.M)
+    assert accepted and float(accepted.group(1)) >= 1
     assert 'route="/api/v1/pings"' in text
 
 
