@@ -540,7 +540,8 @@ def alert_rows(
     """
     t = report_labels(lang)
     names = event_labels(lang)
-    in_window = (Event.ts >= window.start) & (Event.ts < window.end)
+    # An acknowledgement is shown with the alert it handles, not as an alert of its own.
+    in_window = (Event.ts >= window.start) & (Event.ts < window.end) & (Event.type != "ack")
     total = int(session.scalar(select(func.count()).select_from(Event).where(in_window)) or 0)
     stmt = (
         select(Event, Unit.name, PatrolRoute.name, Geofence.name)
@@ -560,10 +561,26 @@ def alert_rows(
                 unit or "",
                 " · ".join(n for n in (route, fence) if n),
                 _detail(event, t, lang),
+                _handled(event, t, tz),
             ]
         )
-    columns = [t["col_time"], t["col_type"], t["col_unit"], t["col_place"], t["col_detail"]]
+    columns = [
+        t["col_time"],
+        t["col_type"],
+        t["col_unit"],
+        t["col_place"],
+        t["col_detail"],
+        t["col_handled"],
+    ]
     return Table(columns, rows, [False] * len(columns), more=max(0, total - len(rows)))
+
+
+def _handled(event: Event, t: dict[str, str], tz: ZoneInfo) -> str:
+    """Who acknowledged an alert, when, and their note; empty when nobody has."""
+    if event.acked_at is None:
+        return ""
+    who = f"{format_time(event.acked_at, tz, with_zone=False)} {t['by']} {event.acked_by or '?'}"
+    return f"{who}: {event.ack_note}" if event.ack_note else who
 
 
 # ---- page -------------------------------------------------------------------------------

@@ -147,7 +147,9 @@ def _require(
                 )
             raise Unauthenticated("missing API key: send 'Authorization: Bearer <key>'")
         if principal.role not in roles:
-            raise Forbidden(f"this needs a {' or '.join(roles)} key; yours is {principal.role}")
+            needed = " or ".join(roles)
+            article = "an" if needed[0] in "aeiou" else "a"
+            raise Forbidden(f"this needs {article} {needed} key; yours is {principal.role}")
         if start_session and from_query and request.method in sessions.SESSION_METHODS:
             signer: sessions.SessionSigner = request.app.state.sessions
             token = signer.issue(principal, str(key))

@@ -101,7 +101,7 @@ def test_acknowledge_refusals(client: TestClient) -> None:
     url = ACK.format(event["id"])
     viewer = _key(client, "viewer", "layar dinding")
     cases: list[tuple[dict[str, str], Any, int, str]] = [
-        (_bearer(viewer), {}, 403, "this needs a admin or operator key; yours is viewer"),
+        (_bearer(viewer), {}, 403, "this needs an admin or operator key; yours is viewer"),
         (_bearer(unit["device_secret"]), {}, 403, "yours is tracker"),
         ({"Authorization": "Bearer nope-not-a-key"}, {}, 401, "invalid or revoked"),
         ({}, {"note": "baris\nbaru"}, 422, "body.note: must not contain control characters"),

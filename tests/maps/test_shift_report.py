@@ -326,10 +326,30 @@ def test_the_alerts_table_is_bounded(client: TestClient, settings: Settings) -> 
             table = alert_rows(session, window, "en", WITA, limit=2)
     finally:
         store.dispose()
-    assert table.columns == ["Time", "Type", "Unit", "Place", "Details"]
+    assert table.columns == ["Time", "Type", "Unit", "Place", "Details", "Acknowledged"]
     assert len(table.rows) == 2 and table.more == len(events) - 2
     newest = max(events, key=lambda e: (e["ts"], e["id"]))
     assert table.rows[0][0] == local(newest["ts"])
+
+
+def test_acknowledgements_show_with_their_alerts(client: TestClient) -> None:
+    """Who handled an alert, when and their note; the acknowledgement is no alert itself."""
+    seed(client)
+    events = client.get("/api/v1/events", params={**DAY, "limit": 1000}).json()["events"]
+    r = client.post("/api/v1/keys", json={"name": "Piket Bripka Sari", "role": "operator"})
+    operator = {"Authorization": f"Bearer {r.json()['key']}"}
+    handled = events[0]
+    r = client.post(
+        f"/api/v1/events/{handled['id']}/ack", json={"note": "ditelepon, aman"}, headers=operator
+    )
+    assert r.status_code == 200, r.text
+    page = report(client, lang="en")
+    header, *body = page.tables["alerts"]
+    assert header[-1] == "Acknowledged"
+    handled_rows = [row for row in body if row[-1]]
+    assert len(handled_rows) == 1, handled_rows
+    assert handled_rows[0][-1].endswith("by Piket Bripka Sari: ditelepon, aman")
+    assert len(body) == len(events)  # the acknowledgement itself is not listed
 
 
 def test_without_chromium_the_pdf_is_503(make_settings: Callable[..., Settings]) -> None:
