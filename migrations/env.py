@@ -7,6 +7,7 @@ from geoalchemy2 import alembic_helpers
 
 from service.store.db import make_engine
 from service.store.models import Base
+from service.store.partitions import is_partition_name
 
 config = context.config
 
@@ -18,6 +19,14 @@ def _url() -> str:
     from service.config import get_settings
 
     return get_settings().database_url
+
+
+def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
+    """Autogenerate leaves time partitions alone (the scheduler makes and drops them)."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    if table and is_partition_name(table):
+        return False
+    return bool(alembic_helpers.include_object(obj, name, type_, reflected, other))
 
 
 def run_migrations() -> None:
@@ -36,7 +45,7 @@ def _run(connection: object) -> None:
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,
-        include_object=alembic_helpers.include_object,
+        include_object=_include,
         process_revision_directives=alembic_helpers.writer,
         render_item=alembic_helpers.render_item,
         render_as_batch=connection.dialect.name == "sqlite",  # type: ignore[attr-defined]

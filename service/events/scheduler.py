@@ -1,4 +1,5 @@
-"""Time-driven events: `offline` for silent units, `revisit_overdue`/`revisited` for places."""
+"""Time-driven work: `offline` for silent units, `revisit_overdue`/`revisited` for places, and
+the upkeep of time partitions and retention (service/store/retention.py)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from service.events.overdue import lookback_start, overdue_events
 from service.events.runner import offline_events
 from service.store.db import Store
 from service.store.models import Event as EventRow
+from service.store.retention import Upkeep, maintain
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +26,9 @@ class Scheduler:
     """Checks for silent units every `tick_s`; with several workers, each unit fires once.
 
     The unit rows are taken with `FOR UPDATE SKIP LOCKED`, and the machine state records that
-    `offline` fired, so a second worker (or a second pass) finds nothing left to fire.
+    `offline` fired, so a second worker (or a second pass) finds nothing left to fire. Every
+    `upkeep_every_s` (and on the first pass) it creates the partitions ahead and applies
+    retention, each step under an advisory lock that only one instance gets.
     """
 
     def __init__(
@@ -37,7 +41,11 @@ class Scheduler:
         after_commit: Callable[[list[EventRow]], None] | None = None,
         tick_s: float = 5.0,
         overdue_every_s: float = 30.0,
+        upkeep_every_s: float = 3600.0,
     ) -> None:
+        self._upkeep_every_s = upkeep_every_s
+        self._next_upkeep = datetime.min.replace(tzinfo=UTC)
+        self.last_upkeep: Upkeep | None = None
         self._overdue_every_s = overdue_every_s
         self._next_overdue = datetime.min.replace(tzinfo=UTC)
         self._store, self._geo, self._settings = store, geo, settings
@@ -68,6 +76,13 @@ class Scheduler:
             self._next_overdue = now + timedelta(seconds=self._overdue_every_s)
         if events and self._after_commit is not None:
             self._after_commit(events)
+        if now >= self._next_upkeep:
+            self._next_upkeep = now + timedelta(seconds=self._upkeep_every_s)
+            try:
+                self.last_upkeep = maintain(self._store, self._settings, now)
+            except Exception:  # e.g. a lock not granted in time: tried again next time
+                log.warning("partition upkeep failed", exc_info=True)
+                self._next_upkeep = now + timedelta(seconds=min(60.0, self._upkeep_every_s))
         return events
 
     def _store_events(self, session: Session, events: list[EventRow]) -> None:
