@@ -98,7 +98,7 @@ def _retention(args: argparse.Namespace, settings: Settings) -> int:
     days = (now - cutoff).days
     print(f"retention: {days} days, cutoff {cutoff.isoformat().replace('+00:00', 'Z')}")
     for removal in removals:
-        print(("would " if args.dry_run else "") + removal.describe())
+        print(removal.describe(dry_run=args.dry_run))
     total = sum(r.rows for r in removals)
     print(f"{verb} {total} rows" + (" (dry run: nothing changed)" if args.dry_run else ""))
     return 0

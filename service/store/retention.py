@@ -49,15 +49,16 @@ class Removal:
     partition: str | None = None
     drop: bool = False  # the whole partition is dropped
 
-    def describe(self) -> str:
-        """One line for the operator."""
+    def describe(self, *, dry_run: bool = False) -> str:
+        """One line for the operator (`would ...` for a dry run)."""
+        would = "would " if dry_run else ""
         if self.drop and self.start is not None:
             return (
-                f"{self.table}: drop partition {self.partition} "
+                f"{self.table}: {would}drop partition {self.partition} "
                 f"[{_iso(self.start)}, {_iso(self.end)}): {self.rows} rows"
             )
         where = f" (from {self.partition})" if self.partition else ""
-        return f"{self.table}: delete {self.rows} rows older than {_iso(self.end)}{where}"
+        return f"{self.table}: {would}delete {self.rows} rows older than {_iso(self.end)}{where}"
 
 
 @dataclass
