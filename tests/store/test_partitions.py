@@ -1,7 +1,8 @@
-"""Time partitions: migration 0005 keeps every row, partitions ahead, default rows moved, pruning."""
+"""Time partitions: migration 0005 keeps every row; partitions ahead, rows moved, pruning."""
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -205,7 +206,7 @@ def test_weekly_partitions_fill_around_daily_ones(
     ]
     spans = [(p.start, p.end) for p in parts if p.start and p.start.year == 2033]
     assert spans == sorted(spans)
-    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))  # no gap, no overlap
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))  # no gap, no overlap
     assert spans[0][0] == datetime(2033, 3, 7, tzinfo=UTC)
     assert spans[-1][1] == period_end(datetime(2033, 3, 21, tzinfo=UTC), "week")
 
