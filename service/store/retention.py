@@ -233,9 +233,13 @@ def _delete_batch(
         return len(ids)
     model = _MODELS[table]
     chosen = select(model.id).where(model.ts < cutoff).order_by(model.id).limit(batch)
+    plain = {"synchronize_session": False}  # no objects to update: no RETURNING needed
     if table == "events":
-        session.execute(delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(chosen)))
-    result = session.execute(delete(model).where(model.id.in_(chosen)))
+        session.execute(
+            delete(WebhookDelivery).where(WebhookDelivery.event_id.in_(chosen)),
+            execution_options=plain,
+        )
+    result = session.execute(delete(model).where(model.id.in_(chosen)), execution_options=plain)
     return int(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -20,6 +21,7 @@ from service.store.models import (
     WebhookDelivery,
 )
 
+_IDS = itertools.count(1)  # client ping ids, unique in the test run
 TIME_TABLES = ("pings", "events", "device_reports")
 ALL_TABLES = (*TIME_TABLES, "webhook_deliveries", "webhook_attempts")
 
@@ -61,7 +63,7 @@ def seed(store: Store, unit_id: int, times: Iterable[datetime], per_time: int = 
         session.flush()
         for n, t in enumerate(times):
             rows = [
-                ping_row(unit_id, t + timedelta(seconds=10 * k), n * 100 + k, f"c{unit_id}-{n}-{k}")
+                ping_row(unit_id, t + timedelta(seconds=10 * k), n * 100 + k, f"c{next(_IDS)}")
                 for k in range(per_time)
             ]
             insert_pings(session, rows)
