@@ -159,7 +159,7 @@ def apply_retention(store: Store, cutoff: datetime, batch: int) -> list[Removal]
             partitioned = is_partitioned(conn, table)
             parts = partitions(conn, table) if partitioned else []
         if not partitioned:
-            n = _delete_batches(store, table, None, cutoff, batch)
+            n = delete_in_batches(store, table, None, cutoff, batch)
             if n:
                 done.append(Removal(table, n, cutoff))
             continue
@@ -169,7 +169,7 @@ def apply_retention(store: Store, cutoff: datetime, batch: int) -> list[Removal]
                 if dropped is not None:
                     done.append(dropped)
             elif part.is_default:
-                n = _delete_batches(store, table, part.name, cutoff, batch)
+                n = delete_in_batches(store, table, part.name, cutoff, batch)
                 if n:
                     done.append(Removal(table, n, cutoff, partition=part.name))
     for removal in done:
@@ -199,7 +199,7 @@ def _drop(store: Store, part: Partition) -> Removal | None:
     return Removal(part.table, rows, part.end, part.start, part.name, True)
 
 
-def _delete_batches(
+def delete_in_batches(
     store: Store, table: str, partition: str | None, cutoff: datetime, batch: int
 ) -> int:
     """Delete a table's rows dated before the cutoff, `batch` rows per transaction."""
