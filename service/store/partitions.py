@@ -139,22 +139,21 @@ def create_partition(conn: Connection, table: str, start: datetime, end: datetim
         ),
         {"t": table, "d": default},
     ).first()
+    # Made apart and attached, rather than CREATE TABLE ... PARTITION OF: attaching locks the
+    # parent in SHARE UPDATE EXCLUSIVE mode only, so reads and inserts go on meanwhile.
+    conn.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
     moved = 0
     if has_default:
         # No insert may land in the default partition between the move and the attach.
         conn.execute(text(f'LOCK TABLE "{default}" IN ACCESS EXCLUSIVE MODE'))
-        moved = int(
-            conn.execute(text(f'SELECT count(*) FROM "{default}" WHERE {where}')).scalar_one()
-        )
-    if not moved:
-        conn.execute(text(f'CREATE TABLE "{name}" PARTITION OF "{table}" {bounds}'))
-        return 0
-    conn.execute(text(f'CREATE TABLE "{name}" (LIKE "{table}" INCLUDING DEFAULTS)'))
-    conn.execute(text(f'INSERT INTO "{name}" SELECT * FROM "{default}" WHERE {where}'))
-    conn.execute(text(f'DELETE FROM "{default}" WHERE {where}'))
+        moved = conn.execute(
+            text(f'INSERT INTO "{name}" SELECT * FROM "{default}" WHERE {where}')
+        ).rowcount
+        if moved:
+            conn.execute(text(f'DELETE FROM "{default}" WHERE {where}'))
     # Attaching builds the partition's indexes and keys and checks its foreign keys.
     conn.execute(text(f'ALTER TABLE "{table}" ATTACH PARTITION "{name}" {bounds}'))
-    return moved
+    return int(moved)
 
 
 def missing_periods(
