@@ -146,7 +146,11 @@ class OverdueMark(Base):
 
 
 class Ping(Base):
-    """One stored GPS fix of a unit."""
+    """One stored GPS fix of a unit.
+
+    On PostgreSQL pings, events and device reports are partitioned by `ts`, and their primary
+    and unique keys include `ts` (migration 0005, store/partitions.py).
+    """
 
     __tablename__ = "pings"
     __table_args__ = (
