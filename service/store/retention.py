@@ -24,10 +24,12 @@ from service.store.partitions import (
     TABLES,
     Partition,
     create_partition,
+    default_name,
     is_partitioned,
     missing_periods,
     partition_name,
     partitions,
+    period_start,
 )
 
 log = logging.getLogger(__name__)
@@ -97,26 +99,40 @@ def _count(conn: Connection, relation: str, before: datetime | None = None) -> i
 def ensure_partitions(
     store: Store, settings: Settings, now: datetime
 ) -> list[tuple[str, str, int]]:
-    """Create the partitions from now to `partition_ahead_days` ahead that are missing.
+    """Create the partitions from now to `partition_ahead_days` ahead that are missing, and
+    those of the past `partition_ahead_days` that have rows waiting in the default partition
+    (e.g. stored by `patroli mqtt` while no scheduler ran).
 
     Rows already in the default partition for a new partition's range move into it.
     Returns (table, partition, rows moved) per partition created; nothing on SQLite.
     """
     if store.is_sqlite:
         return []
-    end = now + timedelta(days=settings.partition_ahead_days)
+    ahead = timedelta(days=settings.partition_ahead_days)
+    interval = settings.partition_interval
     created: list[tuple[str, str, int]] = []
     for table in TABLES:
         with store.write() as session:
             conn = session.connection()
             if not is_partitioned(conn, table) or not _claim(conn):
                 continue
-            for start, stop in missing_periods(conn, table, now, end, settings.partition_interval):
+            past = missing_periods(conn, table, now - ahead, period_start(now, interval), interval)
+            waiting = [(a, b) for a, b in past if _in_default(conn, table, a, b)]
+            for start, stop in waiting + missing_periods(conn, table, now, now + ahead, interval):
                 moved = create_partition(conn, table, start, stop)
                 created.append((table, partition_name(table, start), moved))
     for table, name, moved in created:
         log.info("created partition %s of %s (%d rows moved from the default)", name, table, moved)
     return created
+
+
+def _in_default(conn: Connection, table: str, start: datetime, end: datetime) -> bool:
+    """Whether the table's default partition holds rows in [start, end)."""
+    found = conn.execute(
+        text(f'SELECT 1 FROM "{default_name(table)}" WHERE ts >= :a AND ts < :b LIMIT 1'),
+        {"a": start, "b": end},
+    )
+    return found.first() is not None
 
 
 def plan_retention(store: Store, cutoff: datetime) -> list[Removal]:

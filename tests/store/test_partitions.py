@@ -151,18 +151,20 @@ def test_partitions_ahead_and_default_rows_moved(
         unit_id = new_unit(store, "u1")
         # Rows for days that have no partition yet land in the default partition.
         seed(store, unit_id, [now + timedelta(days=1, hours=1), now + timedelta(days=3)])
-        seed(store, unit_id, [now - timedelta(days=30)])
+        # ... and so do rows of a recent past day (stored while no scheduler ran), and of a
+        # day long ago, which keeps its rows in the default partition.
+        seed(store, unit_id, [now - timedelta(days=2), now - timedelta(days=30)])
         before = {t: digest(store.engine, t) for t in ALL_TABLES}
         with store.read() as session:
-            assert session.execute(text("SELECT count(*) FROM pings_default")).scalar() == 9
+            assert session.execute(text("SELECT count(*) FROM pings_default")).scalar() == 12
 
         created = ensure_partitions(store, settings, now)
 
-        days = [datetime(2032, 5, d, tzinfo=UTC) for d in (10, 11, 12, 13)]
+        days = [datetime(2032, 5, d, tzinfo=UTC) for d in (8, 10, 11, 12, 13)]
         expected = []
         for table in TIME_TABLES:
             per = 3 if table == "pings" else 1
-            expected += [(table, partition_name(table, d), per if d.day in (11, 13) else 0)
+            expected += [(table, partition_name(table, d), per if d.day in (8, 11, 13) else 0)
                          for d in days]  # fmt: skip
         assert sorted(created) == sorted(expected)
         assert {t: digest(store.engine, t) for t in ALL_TABLES} == before  # nothing lost
