@@ -311,3 +311,22 @@ def test_deleting_a_unit_deletes_its_webhook_deliveries(
             assert session.scalar(select(func.count()).select_from(WebhookAttempt)) == 1
     finally:
         store.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgis"])
+def test_migrate_creates_missing_partitions_ahead(database_url: str, tmp_path: Path) -> None:
+    day = (datetime.now(UTC) + timedelta(days=5)).replace(hour=0, minute=0, second=0, microsecond=0)
+    name = partition_name("events", day)
+    store = Store.from_url(database_url)
+    try:
+        with store.write() as session:
+            session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        assert not _exists(store, name)
+        migrated = run_patroli("migrate", env=cli_env(database_url), cwd=tmp_path)
+        assert migrated.returncode == 0, migrated.stderr
+        assert f"created partition {name} of events (0 rows moved from the default)" in (
+            migrated.stdout
+        )
+        assert _exists(store, name)
+    finally:
+        store.dispose()
