@@ -290,6 +290,11 @@ class Settings(BaseSettings):
         description="Most rows one retention delete removes in one transaction.",
     )
 
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("min_fix_time")
     @classmethod
     def _readable_fix_time(cls, value: datetime) -> datetime:

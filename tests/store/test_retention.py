@@ -26,6 +26,7 @@ from service.store.retention import (
     ensure_partitions,
     maintain,
     plan_retention,
+    retention_cutoff,
 )
 from tests.helpers import cli_env, run_patroli
 from tests.store.timeseries import ALL_TABLES, TIME_TABLES, digest, new_unit, seed
@@ -330,3 +331,15 @@ def test_migrate_creates_missing_partitions_ahead(database_url: str, tmp_path: P
         assert _exists(store, name)
     finally:
         store.dispose()
+
+
+def test_retention_setting_unset_or_zero_keeps_everything() -> None:
+    now = datetime(2030, 1, 31, tzinfo=UTC)
+    for value in ("", "0", None):
+        settings = Settings(_env_file=None, retention_days=value)  # type: ignore[call-arg]
+        assert retention_cutoff(settings, now) is None
+    settings = Settings(_env_file=None, retention_days="30")  # type: ignore[call-arg]
+    assert retention_cutoff(settings, now) == datetime(2030, 1, 1, tzinfo=UTC)
+    assert retention_cutoff(settings, now, days=0) is None  # `--days 0`
+    with pytest.raises(ValueError, match="retention_days"):
+        Settings(_env_file=None, retention_days=-1)  # type: ignore[call-arg]
