@@ -7,6 +7,7 @@ from geoalchemy2 import alembic_helpers
 
 from service.store.db import make_engine
 from service.store.models import Base
+from service.store.partitions import is_partition_name
 
 config = context.config
 
@@ -21,8 +22,12 @@ def _url() -> str:
 
 
 def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
-    # The QGIS layers (0007) are PostGIS-only views and tables declared in their migration.
+    """Autogenerate leaves time partitions (the scheduler makes and drops them) and the QGIS
+    layers (PostGIS-only views and tables declared in migration 0007) alone."""
     if name and name.startswith("qgis_"):
+        return False
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    if table and is_partition_name(table):
         return False
     return bool(alembic_helpers.include_object(obj, name, type_, reflected, other))
 

@@ -1,4 +1,4 @@
-"""The `patroli` command: serve, migrate, demo, keys, units."""
+"""The `patroli` command: serve, migrate, retention, demo, keys, units."""
 
 from __future__ import annotations
 
@@ -90,12 +90,58 @@ def _serve_one(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from service.store.retention import ensure_partitions
+
     store = Store.from_url(settings.database_url)
     try:
         upgrade(store.engine, args.revision)
         print(f"database schema at revision {current_revision(store.engine)}")
+        for table, name, moved in ensure_partitions(store, settings, datetime.now(UTC)):
+            print(f"created partition {name} of {table} ({moved} rows moved from the default)")
     finally:
         store.dispose()
+    return 0
+
+
+def _retention(args: argparse.Namespace, settings: Settings) -> int:
+    from datetime import UTC, datetime
+
+    from service.store.retention import (
+        apply_retention,
+        ensure_partitions,
+        plan_retention,
+        retention_cutoff,
+    )
+
+    if args.days is not None and args.days < 0:
+        print("error: --days must be 0 or more", file=sys.stderr)
+        return 2
+    now = datetime.now(UTC)
+    cutoff = retention_cutoff(settings, now, args.days)
+    if cutoff is None:
+        print("retention is off (PATROLI_RETENTION_DAYS unset or 0): everything is kept")
+        return 0
+    store = Store.from_url(settings.database_url)
+    try:
+        if settings.migrate_on_start:
+            upgrade(store.engine)
+        if args.dry_run:
+            removals = plan_retention(store, cutoff)
+            verb = "would remove"
+        else:
+            ensure_partitions(store, settings, now)
+            removals = apply_retention(store, cutoff, settings.retention_batch)
+            verb = "removed"
+    finally:
+        store.dispose()
+    days = (now - cutoff).days
+    print(f"retention: {days} days, cutoff {cutoff.isoformat().replace('+00:00', 'Z')}")
+    for removal in removals:
+        print(removal.describe(dry_run=args.dry_run))
+    total = sum(r.rows for r in removals)
+    print(f"{verb} {total} rows" + (" (dry run: nothing changed)" if args.dry_run else ""))
     return 0
 
 
@@ -250,6 +296,19 @@ def build_parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("--revision", default="head")
     migrate.set_defaults(func=_migrate)
+
+    retention = sub.add_parser(
+        "retention",
+        help="remove pings, events and device reports older than PATROLI_RETENTION_DAYS now "
+        "(PostgreSQL: drop whole partitions)",
+    )
+    retention.add_argument(
+        "--dry-run", action="store_true", help="print what would go, change nothing"
+    )
+    retention.add_argument(
+        "--days", type=int, help="keep this many days instead of PATROLI_RETENTION_DAYS"
+    )
+    retention.set_defaults(func=_retention)
 
     demo = sub.add_parser("demo", help="seed the Balikpapan scenario, simulate 24 h, serve")
     demo.add_argument("--host", default="127.0.0.1")

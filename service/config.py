@@ -335,6 +335,38 @@ class Settings(BaseSettings):
     def _mqtt_public_url(cls, value: str | None) -> str | None:
         return _base_url(value, ("mqtt", "mqtts"), path=False)
 
+    # Time partitions (PostgreSQL) and retention (service/store/retention.py).
+    partition_interval: Literal["day", "week"] = Field(
+        "day",
+        description="Span of one partition of pings, events and device reports on PostgreSQL: "
+        "a UTC day or an ISO week (Monday to Monday, UTC).",
+    )
+    partition_ahead_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Partitions are created this many days ahead (by the scheduler and by "
+        "`patroli migrate`).",
+    )
+    retention_days: int | None = Field(
+        None,
+        ge=0,
+        le=36_500,
+        description="Pings, events and device reports whose device time is older than this "
+        "many days are deleted (PostgreSQL: whole partitions dropped). Unset or 0: kept forever.",
+    )
+    retention_batch: int = Field(
+        5000,
+        gt=0,
+        le=1_000_000,
+        description="Most rows one retention delete removes in one transaction.",
+    )
+
+    @field_validator("retention_days", mode="before")
+    @classmethod
+    def _retention_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("min_fix_time")
     @classmethod
     def _readable_fix_time(cls, value: datetime) -> datetime:

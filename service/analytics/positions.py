@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from service.errors import NotFound
@@ -112,14 +112,18 @@ class Fixes:
     lat: np.ndarray
 
 
-def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
-    """Every unit's analytics-eligible fixes in [start, end)."""
-    stmt = (
+def eligible_fixes_query(start: datetime, end: datetime) -> Select[int, float, float, float]:
+    """The query of `eligible_fixes` (on PostgreSQL it reads only the window's partitions)."""
+    return (
         select(Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat)
         .where(Ping.ts >= start, Ping.ts < end, ELIGIBLE)
         .order_by(Ping.unit_id, Ping.ts, Ping.id)
     )
-    result = session.connection().execute(stmt)
+
+
+def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
+    """Every unit's analytics-eligible fixes in [start, end)."""
+    result = session.connection().execute(eligible_fixes_query(start, end))
     # Plain numbers need no result processing: read the driver's tuples directly, which is
     # an order of magnitude faster than building a Row per fix (analytics read ~1M fixes).
     cursor = result.cursor

@@ -16,7 +16,16 @@ from service.schemas import (
     UnitPublic,
     UnitUpdate,
 )
-from service.store.models import ApiKey, PatrolRoute, Unit, UnitPatrolRoute, UnitState, utcnow
+from service.store.models import (
+    ApiKey,
+    Event,
+    PatrolRoute,
+    Unit,
+    UnitPatrolRoute,
+    UnitState,
+    WebhookDelivery,
+    utcnow,
+)
 
 
 def _route_ids(session: Session, unit_id: int) -> list[int]:
@@ -109,8 +118,15 @@ def update_unit(session: Session, unit_id: int, data: UnitUpdate) -> UnitPublic:
 
 
 def delete_unit(session: Session, unit_id: int) -> None:
-    """Remove a unit with its pings, events and keys."""
-    session.delete(_get(session, unit_id))
+    """Remove a unit with its pings, events (and their webhook deliveries) and keys."""
+    unit = _get(session, unit_id)
+    # Deliveries reference events without a foreign key (events are partitioned by time).
+    session.execute(
+        delete(WebhookDelivery).where(
+            WebhookDelivery.event_id.in_(select(Event.id).where(Event.unit_id == unit_id))
+        )
+    )
+    session.delete(unit)
 
 
 def rotate_secret(session: Session, unit_id: int) -> str:

@@ -1,4 +1,5 @@
-"""Time-driven events: `offline` for silent units, `revisit_overdue`/`revisited` for places."""
+"""Time-driven work: `offline` for silent units, `revisit_overdue`/`revisited` for places, and
+the upkeep of time partitions and retention (service/store/retention.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.events.runner import offline_events
 from service.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
 from service.store.db import Store
 from service.store.models import Event as EventRow
+from service.store.retention import Upkeep, maintain
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,9 @@ class Scheduler:
     Also rewrites the QGIS coverage layer every `qgis_refresh_s` on PostgreSQL.
 
     The unit rows are taken with `FOR UPDATE SKIP LOCKED`, and the machine state records that
-    `offline` fired, so a second worker (or a second pass) finds nothing left to fire.
+    `offline` fired, so a second worker (or a second pass) finds nothing left to fire. Every
+    `upkeep_every_s` (and on the first pass) it creates the partitions ahead and applies
+    retention, each step under an advisory lock that only one instance gets.
     """
 
     def __init__(
@@ -42,7 +46,11 @@ class Scheduler:
         after_commit: Callable[[list[EventRow]], None] | None = None,
         tick_s: float = 5.0,
         overdue_every_s: float = 30.0,
+        upkeep_every_s: float = 3600.0,
     ) -> None:
+        self._upkeep_every_s = upkeep_every_s
+        self._next_upkeep = datetime.min.replace(tzinfo=UTC)
+        self.last_upkeep: Upkeep | None = None
         self._overdue_every_s = overdue_every_s
         self._next_overdue = datetime.min.replace(tzinfo=UTC)
         self._next_qgis = datetime.min.replace(tzinfo=UTC)
@@ -77,6 +85,13 @@ class Scheduler:
         if not self._store.is_sqlite and now >= self._next_qgis:
             self._next_qgis = now + timedelta(seconds=self._settings.qgis_refresh_s)
             self.refresh_qgis(now)
+        if now >= self._next_upkeep:
+            self._next_upkeep = now + timedelta(seconds=self._upkeep_every_s)
+            try:
+                self.last_upkeep = maintain(self._store, self._settings, now)
+            except Exception:  # e.g. a lock not granted in time: tried again next time
+                log.warning("partition upkeep failed", exc_info=True)
+                self._next_upkeep = now + timedelta(seconds=min(60.0, self._upkeep_every_s))
         return events
 
     def refresh_qgis(self, now: datetime) -> None:

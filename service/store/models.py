@@ -146,7 +146,11 @@ class OverdueMark(Base):
 
 
 class Ping(Base):
-    """One stored GPS fix of a unit."""
+    """One stored GPS fix of a unit.
+
+    On PostgreSQL pings, events and device reports are partitioned by `ts`, and their primary
+    and unique keys include `ts` (migration 0005, store/partitions.py).
+    """
 
     __tablename__ = "pings"
     __table_args__ = (
@@ -233,11 +237,14 @@ class WebhookDelivery(Base):
     __table_args__ = (
         UniqueConstraint("webhook_id", "event_id"),
         Index(None, "status", "next_attempt_at"),
+        Index(None, "event_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
-    event_id: Mapped[int] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
+    # No foreign key: on PostgreSQL events are partitioned by time (see store/partitions.py);
+    # deleting a unit or expiring events deletes their deliveries (store/retention.py).
+    event_id: Mapped[int] = mapped_column(BigId)
     status: Mapped[str] = mapped_column(String(20), default="pending")  # pending, delivered, dead
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
