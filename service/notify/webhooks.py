@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -294,6 +294,18 @@ def enqueue(session: Session, events: Sequence[Event], now: datetime | None = No
     return len(rows)
 
 
+def line_heads() -> Select[int]:
+    """The id of the oldest pending delivery of each line: one webhook and one unit (events
+    without a unit form one line per webhook). Reads pending deliveries only, through their
+    (status, next_attempt_at) index, and each one's event by its primary key."""
+    return (
+        select(func.min(WebhookDelivery.id))
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.status == "pending")
+        .group_by(WebhookDelivery.webhook_id, Event.unit_id)
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     """A claimed delivery, ready to POST."""
@@ -418,7 +430,12 @@ class WebhookDispatcher:
         return timedelta(seconds=self.settings.webhook_timeout_s * (2 * jobs + 1) + 30)
 
     def claim_due(self, now: datetime) -> list[Job]:
-        """Claim up to `batch` due deliveries of active webhooks by leasing them; committed."""
+        """Claim up to `batch` due deliveries of active webhooks by leasing them; committed.
+
+        Only the head of each line (the oldest pending delivery of a webhook and a unit) is
+        claimed: the next one waits until the head is delivered or dead, then is due at once
+        (never attempted before, it has no backoff of its own).
+        """
         stmt = (
             select(WebhookDelivery, Webhook, Event, Unit.name)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
@@ -428,6 +445,7 @@ class WebhookDispatcher:
                 WebhookDelivery.status == "pending",
                 WebhookDelivery.next_attempt_at <= now,
                 Webhook.active.is_(True),
+                WebhookDelivery.id.in_(line_heads()),
             )
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(self.batch)
