@@ -429,11 +429,11 @@ class WebhookDispatcher:
         """How long claimed deliveries stay reserved for this worker while it sends them."""
         return timedelta(seconds=self.settings.webhook_timeout_s * (2 * jobs + 1) + 30)
 
-    def claim_due(self, now: datetime) -> list[Job]:
-        """Claim up to `batch` due deliveries of active webhooks by leasing them; committed.
+    def due(self, now: datetime) -> Select[WebhookDelivery, Webhook, Event, str]:
+        """The query of up to `batch` deliveries due at `now`, with webhook, event and unit name.
 
         Only the head of each line (the oldest pending delivery of a webhook and a unit) is
-        claimed: the next one waits until the head is delivered or dead, then is due at once
+        due: the next one waits until the head is delivered or dead, then is due at once
         (never attempted before, it has no backoff of its own).
         """
         stmt = (
@@ -451,8 +451,14 @@ class WebhookDispatcher:
             .limit(self.batch)
         )
         if not self.store.is_sqlite:
-            # Concurrent workers skip each other's rows instead of sending them twice.
+            # Concurrent workers skip each other's rows instead of sending them twice; a line
+            # whose head another worker holds is skipped whole (the rest are not heads).
             stmt = stmt.with_for_update(skip_locked=True, of=WebhookDelivery)
+        return stmt
+
+    def claim_due(self, now: datetime) -> list[Job]:
+        """Claim the due deliveries (see `due`) by leasing them; committed."""
+        stmt = self.due(now)
         with self.store.write() as session:
             rows = session.execute(stmt).all()
             until = now + self.lease(len(rows))
