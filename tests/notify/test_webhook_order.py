@@ -264,6 +264,7 @@ def test_two_dispatchers_drain_in_order_without_duplicates(
     other_store.engine.dispose()
     assert not errors, errors
     assert sum(sent) == sum(len(ids) for ids in fired.values())
+    assert all(sent), sent  # both instances sent some
     check_exactly_once_in_order(rec, api, hook["id"], fired)
 
 
