@@ -342,3 +342,29 @@ def test_a_dead_head_does_not_block_its_line(
         assert row["status"] == "delivered" and row["attempts"] == 1
     assert rec.events() == [line_a[0], line_b[0], line_a[0], line_a[0], line_a[0], *line_a[1:]]
     assert sorted(rec.accepted().values()) == [1, 1, 1]
+
+
+def test_a_waiting_backlog_is_polled_without_holding_up_writers(
+    api: TestClient, settings: Settings
+) -> None:
+    register(api, "http://127.0.0.1:9/hook")
+    store = store_of(api)
+    (unit,) = make_units(store, 1)
+    clock = Clock(T0)
+    line = [fire(store, unit, "moving", T0) for _ in range(3)]
+    worker = WebhookDispatcher(store, settings, clock=clock)
+    try:
+        assert [_events(store, {j.delivery_id}) for j in worker.claim_due(clock())] == [{line[0]}]
+        claimed: list[Any] = []
+        with store.write() as session:  # a writer (ingest) holds the database's write lock
+            session.add(Unit(name="Polwan 99", device_id=f"ord-{time.monotonic_ns()}"))
+            session.flush()
+            poll = threading.Thread(target=lambda: claimed.append(worker.claim_due(clock())))
+            poll.start()
+            poll.join(5)
+            # The poll found nothing due (the rest wait behind the leased head) without
+            # waiting for the writer.
+            assert not poll.is_alive()
+        assert claimed == [[]]
+    finally:
+        worker.stop()
