@@ -3,9 +3,10 @@
 Events are enqueued in the transaction that stores them (one `WebhookDelivery` per matching
 webhook and event), so a committed event is never lost. A background dispatcher claims due
 deliveries, leases them (pushes `next_attempt_at` forward), commits, POSTs them outside any
-transaction and records the outcome. A crash mid-send leaves the lease to expire and the
-delivery is sent again: delivery is at-least-once, and `X-Patroli-Delivery` lets receivers
-drop duplicates.
+transaction and records the outcome. Only the oldest pending delivery of each webhook and unit
+is claimed, so a unit's events reach a receiver in order, also after it was down. A crash
+mid-send leaves the lease to expire and the delivery is sent again: delivery is at-least-once,
+and `X-Patroli-Delivery` lets receivers drop duplicates.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from service.config import Settings
@@ -307,6 +308,18 @@ def enqueue(session: Session, events: Sequence[Event], now: datetime | None = No
     return len(rows)
 
 
+def line_heads() -> Select[int]:
+    """The id of the oldest pending delivery of each line: one webhook and one unit (events
+    without a unit form one line per webhook). Reads pending deliveries only, through their
+    (status, next_attempt_at) index, and each one's event by its primary key."""
+    return (
+        select(func.min(WebhookDelivery.id))
+        .join(Event, Event.id == WebhookDelivery.event_id)
+        .where(WebhookDelivery.status == "pending")
+        .group_by(WebhookDelivery.webhook_id, Event.unit_id)
+    )
+
+
 @dataclass(frozen=True)
 class Job:
     """A claimed delivery, ready to POST."""
@@ -430,8 +443,13 @@ class WebhookDispatcher:
         """How long claimed deliveries stay reserved for this worker while it sends them."""
         return timedelta(seconds=self.settings.webhook_timeout_s * (2 * jobs + 1) + 30)
 
-    def claim_due(self, now: datetime) -> list[Job]:
-        """Claim up to `batch` due deliveries of active webhooks by leasing them; committed."""
+    def due(self, now: datetime) -> Select[WebhookDelivery, Webhook, Event, str]:
+        """The query of up to `batch` deliveries due at `now`, with webhook, event and unit name.
+
+        Only the head of each line (the oldest pending delivery of a webhook and a unit) is
+        due: the next one waits until the head is delivered or dead, then is due at once
+        (never attempted before, it has no backoff of its own).
+        """
         stmt = (
             select(WebhookDelivery, Webhook, Event, Unit.name)
             .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
@@ -441,13 +459,26 @@ class WebhookDispatcher:
                 WebhookDelivery.status == "pending",
                 WebhookDelivery.next_attempt_at <= now,
                 Webhook.active.is_(True),
+                WebhookDelivery.id.in_(line_heads()),
             )
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(self.batch)
         )
         if not self.store.is_sqlite:
-            # Concurrent workers skip each other's rows instead of sending them twice.
+            # Concurrent workers skip each other's rows instead of sending them twice; a line
+            # whose head another worker holds is skipped whole (the rest are not heads).
             stmt = stmt.with_for_update(skip_locked=True, of=WebhookDelivery)
+        return stmt
+
+    def claim_due(self, now: datetime) -> list[Job]:
+        """Claim the due deliveries (see `due`) by leasing them; committed."""
+        stmt = self.due(now)
+        if self.store.is_sqlite:
+            # Look without the write lock first: polls while a backlog waits for its heads'
+            # backoff then never hold up ingest for the time the query takes.
+            with self.store.read() as session:
+                if session.execute(stmt.limit(1)).first() is None:
+                    return []
         with self.store.write() as session:
             rows = session.execute(stmt).all()
             until = now + self.lease(len(rows))

@@ -145,14 +145,27 @@ def store_of(api: TestClient) -> Store:
     return store
 
 
-def add_events(store: Store, types: list[str], now: datetime = T0) -> list[int]:
-    """Store events of a unit and enqueue their webhook deliveries in one transaction."""
+def add_events(
+    store: Store, types: list[str], now: datetime = T0, *, own_units: bool = False
+) -> list[int]:
+    """Store events of a unit (or each of its own unit, so each delivery is the head of its
+    own line) and enqueue their webhook deliveries in one transaction."""
     with store.write() as session:
-        unit = Unit(name="Polwan 01", device_id=f"dev-{time.monotonic_ns()}")
-        session.add(unit)
+        units = [
+            Unit(name="Polwan 01", device_id=f"dev-{time.monotonic_ns()}-{i}")
+            for i in range(len(types) if own_units else 1)
+        ]
+        session.add_all(units)
         session.flush()
         events = [
-            Event(type=t, unit_id=unit.id, ts=now, lon=116.83, lat=-1.24, details={"n": i})
+            Event(
+                type=t,
+                unit_id=units[i % len(units)].id,
+                ts=now,
+                lon=116.83,
+                lat=-1.24,
+                details={"n": i},
+            )
             for i, t in enumerate(types)
         ]
         session.add_all(events)
@@ -162,12 +175,12 @@ def add_events(store: Store, types: list[str], now: datetime = T0) -> list[int]:
 
 
 def hook_with_events(
-    api: TestClient, url: str, types: list[str]
+    api: TestClient, url: str, types: list[str], *, own_units: bool = False
 ) -> tuple[dict[str, Any], Store, list[int]]:
     """A webhook registered for `url`, then events enqueued: the hook, the store, the event ids."""
     hook = register(api, url)
     store = store_of(api)
-    return hook, store, add_events(store, types)
+    return hook, store, add_events(store, types, own_units=own_units)
 
 
 @contextmanager
@@ -281,7 +294,9 @@ def test_retries_until_accepted_signed_exactly_once(
 ) -> None:
     rec, url = receiver
     rec.fail_first = 3
-    hook, store, event_ids = hook_with_events(api, url, ["geofence_enter", "off_route"])
+    hook, store, event_ids = hook_with_events(
+        api, url, ["geofence_enter", "off_route"], own_units=True
+    )
     clock = Clock(T0)
     with dispatching(store, settings, clock=clock) as dispatcher:
         assert dispatcher.process_due() == 2  # attempt 1: 503
@@ -322,7 +337,7 @@ def test_restart_between_attempts_and_crash_mid_send(
 ) -> None:
     rec, url = receiver
     rec.fail_first = 1
-    hook, store, _ = hook_with_events(api, url, ["offline", "online", "stopped"])
+    hook, store, _ = hook_with_events(api, url, ["offline", "online", "stopped"], own_units=True)
     clock = Clock(T0)
 
     first = WebhookDispatcher(store, settings, clock=clock)
@@ -451,7 +466,9 @@ def test_concurrent_workers_skip_locked_rows(
 ) -> None:
     if backend != "postgis":
         pytest.skip("SQLite has one writer: claims are serialised by the write lock")
-    hook, store, _ = hook_with_events(api, "http://127.0.0.1:9/hook", ["offline", "online"])
+    hook, store, _ = hook_with_events(
+        api, "http://127.0.0.1:9/hook", ["offline", "online"], own_units=True
+    )
     clock = Clock(T0)
     worker = WebhookDispatcher(store, settings, clock=clock)
     with store.write() as session:  # another worker is mid-claim, holding both rows
