@@ -46,7 +46,9 @@ ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex
 PG_ADMIN_URL = os.environ.get(
     "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
 )
-T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
+# Device times start four years back (whole hour), so every fix of a run, however long, lies in
+# the valid range of fix times (never more than a day ahead of the server clock).
+T0 = (datetime.now(UTC) - timedelta(days=4 * 365)).replace(minute=0, second=0, microsecond=0)
 LAT0, LON0 = -1.2683, 116.8300
 
 BARE_APP = """
