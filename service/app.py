@@ -24,6 +24,7 @@ from service.notify.fanout import Fanout
 from service.notify.stream import Broker
 from service.notify.webhooks import WebhookDispatcher
 from service.routes import api_router, sessions
+from service.routes.fastpath import FastIngest
 from service.routes.openapi import install_openapi
 from service.routes.security import SecurityHeaders
 from service.store.db import Store, open_failure
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.keys = KeyCache(settings.key_cache_s)
     add_exception_handlers(app)
     sessions.install(app, settings)
+    # Innermost: the hot ingest doors still pass the timing, body-limit and header layers.
+    app.add_middleware(FastIngest)
     app.add_middleware(RequestTimer)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s
