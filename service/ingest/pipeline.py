@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
-from service.areas.index import GeoCache
+from service.areas.index import GeoCache, Where
 from service.auth import Principal
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, NotFound, PatroliError
@@ -43,6 +43,14 @@ class WorkItem:
     unit_id: int = 0
     flags: int = 0
     row: dict[str, Any] = field(default_factory=dict)
+    detail: bool = True  # the caller shows this ping's result (else ACCEPTED stands for it)
+
+
+# The result of every accepted ping whose caller only counts them (tracker protocols, GPX,
+# brief JSON answers): no per-ping result object or evaluation is built for those.
+ACCEPTED = PingResult.model_construct(
+    index=-1, status="accepted", reason=None, id=None, unit_id=None, ts=None, flags=[]
+)
 
 
 def _fix(it: WorkItem) -> Fix:
@@ -291,10 +299,19 @@ def ingest_items(
         state = states[it.unit_id]
         if state.update is not None and state.update["last_ts"] == it.ping.ts:
             state.update["last_ping_id"] = ping_id
+    # Where each fix lies (routes checked, fences holding it), once for the whole batch:
+    # the event machines and the answers share it.
+    located: list[Where] | None = None
+    if settings.events_enabled or any(it.detail for it in fresh):
+        located = index.locate_many(
+            np.fromiter((it.ping.lon for it in fresh), float, len(fresh)),
+            np.fromiter((it.ping.lat for it in fresh), float, len(fresh)),
+            [index.assigned.get(it.unit_id, ()) for it in fresh],
+        )
     if settings.events_enabled:
         steps = [(it.unit_id, _fix(it), it.row.get("id")) for it in fresh]
         new_events, machines = run_machines(
-            steps, {uid: st.machine for uid, st in states.items()}, index, settings
+            steps, {uid: st.machine for uid, st in states.items()}, index, settings, located
         )
         for uid, machine in machines.items():
             update = states[uid].update
@@ -312,12 +329,10 @@ def ingest_items(
                 events.extend(new_events)
     update_unit_states(session, [s.update for s in states.values() if s.update is not None])
 
-    evaluations = index.evaluate_many(
-        np.fromiter((it.ping.lon for it in fresh), float, len(fresh)),
-        np.fromiter((it.ping.lat for it in fresh), float, len(fresh)),
-        [index.assigned.get(it.unit_id, ()) for it in fresh],
-    )
-    for it, evaluation in zip(fresh, evaluations, strict=True):
+    for n, it in enumerate(fresh):
+        if not it.detail or located is None:
+            results[it.key] = ACCEPTED
+            continue
         results[it.key] = PingResult.model_construct(
             index=it.key[1],
             status="accepted",
@@ -326,7 +341,7 @@ def ingest_items(
             unit_id=it.unit_id,
             ts=it.ping.ts,
             flags=flag_names(it.flags),
-            evaluation=evaluation,
+            evaluation=index.as_evaluation(located[n]),
         )
     return results
 

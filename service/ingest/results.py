@@ -64,4 +64,5 @@ async def store_parsed(
     """Store parsed tracker messages; raises the error a tracker should see if any was refused."""
     pings = [(i, p) for i, p in enumerate(parsed) if isinstance(p, PingIn)]
     reports = [p for p in parsed if isinstance(p, DeviceReport)]
-    answer(await writer.store(principal, pings, reports=reports, source=source), "tracker")
+    outcome = await writer.store(principal, pings, reports=reports, source=source, detail=False)
+    answer(outcome, "tracker")

@@ -85,9 +85,9 @@ async def store_pings(
     valid, invalid = validate_pings(raw, FixTimes.of(settings))
     stored: list[PingResult] = []
     if valid:
-        stored = (await writer.store(principal, valid, source="json")).pings
+        stored = (await writer.store(principal, valid, source="json", detail=not brief)).pings
     if invalid:
-        by_index = {r.index: r for r in stored}
+        by_index = {i: r for (i, _), r in zip(valid, stored, strict=True)}
         results = [
             by_index.get(i) or PingResult(index=i, status="rejected", reason=invalid[i])
             for i in range(len(raw))
