@@ -10,6 +10,8 @@ same window:
   presence              the critical site's presence report;
   unit report           every unit's report (distance, time on route, stops, ...);
   coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
+  map page, unchanged   /maps/coverage again for the same window and data: the rendered page is
+                        kept per window and data version (one query checks the version);
   NumPy path            on PostGIS also coverage the SQLite way: every fix read, located in NumPy.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
 Finally it serves the app and loads /maps/coverage for the window in headless Chromium
@@ -63,7 +65,7 @@ from service.areas.index import corridor_from_row  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
 from service.maps.coverage import render_coverage_map  # noqa: E402
-from service.maps.data import coverage_map_view  # noqa: E402
+from service.maps.data import coverage_map_view, coverage_page  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
@@ -260,12 +262,17 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 html[:] = [render_coverage_map(coverage_map_view(session, settings, window))]
                 return html
 
+            def coverage_map_page() -> object:
+                # What /maps/coverage serves: drawn once, then kept while its data is unchanged.
+                return coverage_page(session, settings, window)
+
             figures = [
                 ("coverage", coverage()),
                 ("compliance", compliance),
                 ("presence (one site)", presence),
                 ("unit report", report),
-                ("coverage map (HTML)", coverage_map),
+                ("coverage map (HTML), drawn", coverage_map),
+                ("coverage map page, data unchanged", coverage_map_page),
             ]
             if name == "postgis":
                 figures.append(("coverage, NumPy path", coverage("numpy")))

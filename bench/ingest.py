@@ -76,8 +76,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def uvicorn_server(target: list[str], env: dict[str, str], cwd: Path) -> Iterator[int]:
-    """Run `uvicorn <target>` (one worker) and yield its port once it answers."""
+def uvicorn_server(
+    target: list[str], env: dict[str, str], cwd: Path, workers: int = 1
+) -> Iterator[int]:
+    """Run `uvicorn <target>` (`workers` processes) and yield its port once it answers."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -89,6 +91,8 @@ def uvicorn_server(target: list[str], env: dict[str, str], cwd: Path) -> Iterato
         "--log-level",
         "warning",
         "--no-access-log",
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)
     try:
@@ -424,9 +428,14 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
 
         batch_offset = 20_000_000
 
-        def batch(n: int) -> bytes:
+        def batch(n: int, path: str = "/api/v1/pings") -> bytes:
             pings = [ping_json(u, batch_offset + n * 5 + k) for k in range(5) for u in range(200)]
-            return http_request("POST", "/api/v1/pings", json.dumps(pings).encode(), auth)
+            return http_request("POST", path, json.dumps(pings).encode(), auth)
+
+        brief_offset = 1_000_000  # batch numbers of the brief run (its own device times)
+
+        def brief_batch(n: int) -> bytes:
+            return batch(brief_offset + n, "/api/v1/pings?brief=true")
 
         bare_single = http_request("POST", "/bare", json.dumps(ping_json(0, 0)).encode())
         bare_batch_body = batch(0).split(b"\r\n\r\n", 1)[1]
@@ -457,6 +466,27 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
             before = stored_pings(backend.url)
             b = run_load(port, batch, connections=4, seconds=args.seconds, count_accepted=True)
             b_stored = stored_pings(backend.url) - before
+            before = stored_pings(backend.url)
+            bb = run_load(
+                port, brief_batch, connections=4, seconds=args.seconds, count_accepted=True
+            )
+            bb_stored = stored_pings(backend.url) - before
+        scaling: list[tuple[int, Load, int]] = []
+        for workers in args.workers:
+            # Own device times per run: a later run's fixes never look late or duplicate.
+            base = 2_000_000 + workers * 1_000_000
+
+            def single_later(n: int, base: int = base) -> bytes:
+                return single_json(n + base * len(devices))
+
+            with uvicorn_server(
+                ["--factory", "service.app:create_app"], env, ROOT, workers=workers
+            ) as port:
+                before = stored_pings(backend.url)
+                load = run_load(
+                    port, single_later, connections=conns, seconds=args.seconds, count_accepted=True
+                )
+                scaling.append((workers, load, stored_pings(backend.url) - before))
 
         raw = raw_insert_rate(backend.url, raw_rows(20_000, postgis=name == "postgis"))
         raw_name = "COPY" if name == "postgis" else "executemany"
@@ -528,9 +558,54 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
         table.append(
             row("(b) 1000-ping batches", b_pings, "pings/s", raw, f"raw {raw_name}", None, None)
         )
+        bb_pings = bb.acknowledged / bb.seconds
+        table.append(
+            row(
+                "(b) 1000-ping batches, brief",
+                bb_pings,
+                "pings/s",
+                raw,
+                f"raw {raw_name}",
+                bb,
+                bb_stored,
+            )
+        )
+        for workers, load, stored in scaling:
+            first_workers, first, _ = scaling[0]
+            table.append(
+                row(
+                    f"(c) JSON POST, 1 ping, {workers} worker(s)",
+                    load.rate,
+                    "req/s",
+                    first.rate,
+                    f"(c), {first_workers} worker(s)",
+                    load,
+                    stored,
+                )
+            )
     finally:
         backend.drop()
     return table
+
+
+def print_before_after(before: list[dict[str, str]], rows: list[tuple[str, ...]]) -> None:
+    """This run's figures and ratios next to a saved run's, workload by workload."""
+    saved = {(b["backend"], b["workload"], b["ceiling is"]): b for b in before}
+    table = []
+    for r in rows:
+        old = saved.get((r[0], r[1], r[4]))
+        table.append(
+            (
+                r[0],
+                r[1],
+                r[4],
+                old["patroli"] if old else "-",
+                old["ratio"] if old else "-",
+                r[2],
+                r[5],
+            )
+        )
+    print_table(("backend", "workload", "ceiling is", "before", "ratio", "after", "ratio"), table)
 
 
 def main() -> int:
@@ -539,6 +614,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each load run")
     parser.add_argument("--connections", type=int, default=64, help="concurrent trackers")
     parser.add_argument("--units", type=int, default=200, help="simulated tracker units")
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[1, 2],
+        help="(c): `patroli serve --workers` counts to run the single-ping load on, e.g. 1,2 "
+        "(empty: skip)",
+    )
+    parser.add_argument("--save", type=Path, help="write the figures to this JSON file")
+    parser.add_argument(
+        "--compare", type=Path, help="a file from --save: shown as 'before' next to this run"
+    )
     args = parser.parse_args()
     rows = for_backends(args.backend, lambda name, tmp: bench_backend(name, args, tmp))
     header = (
@@ -552,6 +638,11 @@ def main() -> int:
         "acknowledged = stored",
     )
     print_table(header, rows)
+    if args.save:
+        args.save.write_text(json.dumps([dict(zip(header, r, strict=True)) for r in rows]))
+    if args.compare:
+        print()
+        print_before_after(json.loads(args.compare.read_text()), rows)
     lost = any("LOST" in r[-1] for r in rows)
     return 1 if lost else 0
 

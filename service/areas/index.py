@@ -234,7 +234,7 @@ def load_index(session: Session) -> GeoIndex:
     return GeoIndex(routes, fences, dict(assignments))
 
 
-def _revision(session: Session) -> tuple[Any, ...]:
+def area_revision(session: Session) -> tuple[Any, ...]:
     """A cheap fingerprint that changes when a route, geofence or assignment changes.
 
     One round trip (ingest asks for it in every transaction): the routes' and geofences'
@@ -310,7 +310,7 @@ class GeoCache:
             recent = now - self._checked < self._check_s
             if self._index is not None and not self._stale and recent and not fresh:
                 return self._index
-            revision = _revision(session)
+            revision = area_revision(session)
             if self._index is None or self._stale or revision != self._revision:
                 self._index = load_index(session)
                 self._revision = revision

@@ -13,8 +13,7 @@ from service.areas.units import read_unit
 from service.config import Settings
 from service.errors import COMMON_ERRORS, Forbidden, NotFound, error_responses
 from service.fields import Id
-from service.maps.coverage import render_coverage_map
-from service.maps.data import coverage_map_view
+from service.maps.data import coverage_page
 from service.maps.enroll import enroll_data, render_enroll_page
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
@@ -46,8 +45,8 @@ def coverage_map(
 ) -> HTMLResponse:
     """Coverage map of [from, to): segment ages, geofence presence, heat, tracks, units."""
     with store.read() as session:
-        view = coverage_map_view(session, settings, window, lang=lang)
-    return map_page(render_coverage_map(view), settings.tile_url)
+        page = coverage_page(session, settings, window, lang=lang)
+    return map_page(page, settings.tile_url)
 
 
 def _live_page(store: Store, settings: Settings, lang: str | None) -> str:
