@@ -65,7 +65,7 @@ from service.areas.index import corridor_from_row  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
 from service.maps.coverage import render_coverage_map  # noqa: E402
-from service.maps.data import coverage_map_view, coverage_page  # noqa: E402
+from service.maps.data import PageCache, coverage_map_view, coverage_page  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
 from service.store.migrate import upgrade  # noqa: E402
@@ -262,9 +262,11 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
                 html[:] = [render_coverage_map(coverage_map_view(session, settings, window))]
                 return html
 
+            pages = PageCache()
+
             def coverage_map_page() -> object:
                 # What /maps/coverage serves: drawn once, then kept while its data is unchanged.
-                return coverage_page(session, settings, window)
+                return coverage_page(session, settings, window, cache=pages)
 
             figures = [
                 ("coverage", coverage()),

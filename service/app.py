@@ -19,6 +19,7 @@ from service.events.scheduler import Scheduler
 from service.ingest.writer import GroupCommitter
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
+from service.maps.data import PageCache
 from service.metrics import RequestTimer
 from service.notify.fanout import Fanout
 from service.notify.stream import Broker
@@ -96,6 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.keys = KeyCache(settings.key_cache_s)
+    app.state.coverage_pages = PageCache()
     add_exception_handlers(app)
     sessions.install(app, settings)
     # Innermost: the hot ingest doors still pass the timing, body-limit and header layers.

@@ -159,21 +159,26 @@ class PageCache:
         return page
 
 
-COVERAGE_PAGES = PageCache()
-
-
 def coverage_page(
-    session: Session, settings: Settings, window: Window, *, lang: str | None = None
+    session: Session,
+    settings: Settings,
+    window: Window,
+    *,
+    lang: str | None = None,
+    cache: PageCache | None = None,
 ) -> str:
-    """The coverage map page of `window`, rendered again only when its data changed."""
-    # The settings object is part of the key: apps with other settings never share pages.
+    """The coverage map page of `window`, rendered again only when its data changed.
+
+    `cache` belongs to one app (one set of settings); without it the page is always drawn.
+    """
+    if cache is None:
+        return render_coverage_map(coverage_map_view(session, settings, window, lang=lang))
     key = (
-        id(settings),
         lang,
         window.start,
         window.end,
         coverage_data_version(session, window, settings.max_gap_s),
     )
-    return COVERAGE_PAGES.get(
+    return cache.get(
         key, lambda: render_coverage_map(coverage_map_view(session, settings, window, lang=lang))
     )

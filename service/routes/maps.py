@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
@@ -37,6 +37,7 @@ LangQuery = Annotated[Literal["id", "en"] | None, Query(description="Label langu
 
 @router.get("/coverage", response_class=HTMLResponse)
 def coverage_map(
+    request: Request,
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -44,8 +45,9 @@ def coverage_map(
     lang: LangQuery = None,
 ) -> HTMLResponse:
     """Coverage map of [from, to): segment ages, geofence presence, heat, tracks, units."""
+    cache = request.app.state.coverage_pages
     with store.read() as session:
-        page = coverage_page(session, settings, window, lang=lang)
+        page = coverage_page(session, settings, window, lang=lang, cache=cache)
     return map_page(page, settings.tile_url)
 
 
