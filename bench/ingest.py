@@ -75,6 +75,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVER_PIDS: dict[int, int] = {}  # port -> server process id (for its memory)
+
+
+def rss_mb(port: int) -> float:
+    """Resident memory of the server on `port` (MB; 0 where /proc is not there)."""
+    try:
+        status = Path(f"/proc/{SERVER_PIDS[port]}/status").read_text()
+    except (KeyError, OSError):
+        return 0.0
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), "0")
+    return int(kb) / 1024
+
+
 @contextmanager
 def uvicorn_server(
     target: list[str], env: dict[str, str], cwd: Path, workers: int = 1
@@ -95,6 +108,7 @@ def uvicorn_server(
         str(workers),
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    SERVER_PIDS[port] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -454,6 +468,7 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
             bare_b = run_load(bare_port, lambda n: bare_batch, connections=4, seconds=args.seconds)
 
         with uvicorn_server(["--factory", "service.app:create_app"], env, ROOT) as port:
+            rss = [rss_mb(port)]
             before = stored_pings(backend.url)
             a_json = run_load(
                 port, single_json, connections=conns, seconds=args.seconds, count_accepted=True
@@ -471,6 +486,11 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
                 port, brief_batch, connections=4, seconds=args.seconds, count_accepted=True
             )
             bb_stored = stored_pings(backend.url) - before
+            rss.append(rss_mb(port))
+            print(
+                f"{name}: server memory (RSS) {rss[0]:,.0f} MB before the load runs, "
+                f"{rss[1]:,.0f} MB after (a) and (b)"
+            )
         scaling: list[tuple[int, Load, int]] = []
         for workers in args.workers:
             # Own device times per run: a later run's fixes never look late or duplicate.
