@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
@@ -100,26 +100,41 @@ _UNITS_AND_STATES = (
 )
 
 
+# On PostgreSQL the lock query also reserves a ping id for every item, in the same round trip
+# (ids left unused by rejected or duplicate items are gaps, as with any sequence).
+_RESERVED_IDS = (
+    select(func.array_agg(func.nextval(func.pg_get_serial_sequence("pings", "id"))))
+    .select_from(func.generate_series(1, bindparam("reserve")))
+    .scalar_subquery()
+)
+_UNITS_STATES_AND_IDS = _UNITS_AND_STATES.add_columns(_RESERVED_IDS.label("reserved"))
+
+
 def lock_units(
-    session: Session, items: Sequence[WorkItem], devices: Collection[str] = ()
+    session: Session, items: Sequence[WorkItem], devices: Collection[str] = (), reserve: int = 0
 ) -> list[Any]:
     """Lock the state rows of every unit the items (and the extra device ids) name, in one go.
 
     One statement in unit id order: a transaction that later locks a subset of them (ingest,
-    alarm reports) cannot deadlock with another doing the same.
+    alarm reports) cannot deadlock with another doing the same. With `reserve` on PostgreSQL,
+    each row also carries that many new ping ids (`reserved`; the same array on every row).
     """
     names = {it.ping.device_id for it in items if it.ping.device_id} | set(devices)
     ids = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
     ids |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
-    params = {"devices": sorted(names), "ids": sorted(ids)}
+    params: dict[str, Any] = {"devices": sorted(names), "ids": sorted(ids)}
+    if reserve and session.get_bind().dialect.name == "postgresql":
+        params["reserve"] = reserve
+        return list(session.execute(_UNITS_STATES_AND_IDS, params))
     return list(session.execute(_UNITS_AND_STATES, params))
 
 
 def _load_units(
     session: Session, items: Sequence[WorkItem], auto_register: bool
-) -> tuple[dict[str, int], dict[int, _State]]:
-    """Unit ids by device id, and the locked states of every unit the items name."""
-    rows = lock_units(session, items)
+) -> tuple[dict[str, int], dict[int, _State], list[int]]:
+    """Unit ids by device id, the locked states of every unit the items name, and (on
+    PostgreSQL) ping ids reserved for the items."""
+    rows = lock_units(session, items, reserve=len(items))
     if auto_register:
         # Only callers not bound to a unit may bring new devices; a tracker key may not.
         unbound = {
@@ -137,7 +152,8 @@ def _load_units(
         row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat, row.machine)
         for row in rows
     }
-    return by_device, states
+    reserved = [int(i) for i in getattr(rows[0], "reserved", None) or ()] if rows else []
+    return by_device, states, reserved
 
 
 def _assign_units(
@@ -267,7 +283,7 @@ def ingest_items(
         items = [it for it in items if it.key not in results]
     if not items:
         return results
-    by_device, states = _load_units(session, items, auto_register)
+    by_device, states, reserved = _load_units(session, items, auto_register)
     # After the unit locks: an edit of routes or geofences committed before now is visible.
     index = geo.get(session, fresh=True)
     for key, reason in _assign_units(items, by_device, states).items():
@@ -293,7 +309,7 @@ def ingest_items(
         return results
 
     _flag_and_advance(fresh, states, settings)
-    ids = insert_pings(session, [it.row for it in fresh])
+    ids = insert_pings(session, [it.row for it in fresh], reserved)
     for it, ping_id in zip(fresh, ids, strict=True):
         it.row["id"] = ping_id
         state = states[it.unit_id]
