@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import hmac
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
-from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.auth import KeyCache, Principal
@@ -42,6 +42,18 @@ _EMPTY_OK: Message = {
     "status": 200,
     "headers": [(b"content-length", b"0")],
 }
+
+
+@dataclass(frozen=True)
+class RouteTemplate:
+    """The route a request was answered for, as the request timer labels it (`path`)."""
+
+    path: str
+
+
+_PINGS_ROUTE = RouteTemplate(PINGS_PATH)
+_OSMAND_ROUTE = RouteTemplate(OSMAND_PATH)
+_OSMAND_SECRET_ROUTE = RouteTemplate(OSMAND_PATH + "/{secret}")
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -74,17 +86,6 @@ class FastIngest:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self._routes: dict[str, BaseRoute] = {}
-
-    def _route(self, scope: Scope, path: str, method: str) -> BaseRoute | None:
-        """The app's route for a path template (for the request timer's label)."""
-        found = self._routes.get(path)
-        if found is None:
-            for route in scope["app"].routes:
-                if getattr(route, "path", None) == path and method in getattr(route, "methods", ()):
-                    found = self._routes[path] = route
-                    break
-        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -142,7 +143,7 @@ class FastIngest:
             await self.app(scope, _replay(messages, receive), send)
             return
         state = scope["app"].state
-        scope["route"] = self._route(scope, PINGS_PATH, "POST")
+        scope["route"] = _PINGS_ROUTE
         try:
             body = await store_pings(payload, principal, state.settings, state.writer, brief=brief)
         except PatroliError as exc:
@@ -179,9 +180,7 @@ class FastIngest:
         state = scope["app"].state
         settings: Settings = state.settings
         writer: GroupCommitter = state.writer
-        scope["route"] = self._route(
-            scope, OSMAND_PATH if secret is None else OSMAND_PATH + "/{secret}", "GET"
-        )
+        scope["route"] = _OSMAND_ROUTE if secret is None else _OSMAND_SECRET_ROUTE
         try:
             try:
                 parsed = parse_osmand(

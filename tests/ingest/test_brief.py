@@ -47,3 +47,23 @@ def test_brief_single_ping_and_refusals(client: TestClient) -> None:
     other = client.post("/api/v1/pings?brief=true", json=ping("zz", 100, 0), headers=tracker)
     assert other.status_code == 403
     assert client.post("/api/v1/pings?brief=maybe", json=ping("u1", 1, 1)).status_code == 422
+
+
+def _timed(client: TestClient, method: str, route: str) -> float:
+    """How many requests /metrics has timed under a route template (status 200)."""
+    name = f'patroli_request_seconds_count{{method="{method}",route="{route}",status="200"}} '
+    lines = [x for x in client.get("/metrics").text.splitlines() if x.startswith(name)]
+    return float(lines[0].removeprefix(name)) if lines else 0.0
+
+
+def test_fast_doors_are_timed_under_their_route(client: TestClient) -> None:
+    tracker = _unit(client)
+    secret = tracker["Authorization"].removeprefix("Bearer ")
+    routes = [("POST", "/api/v1/pings"), ("GET", "/api/v1/osmand/{secret}")]
+    before = [_timed(client, *r) for r in routes]
+    for n in range(2):  # the first request resolves the key in the route, the second does not
+        r = client.post("/api/v1/pings?brief=true", json=ping("u1", 100, n), headers=tracker)
+        assert r.status_code == 200, r.text
+        q = {"id": "u1", "lat": -1.2683, "lon": 116.84, "timestamp": 1732662000 + 60 + n}
+        assert client.get(f"/api/v1/osmand/{secret}", params=q).status_code == 200
+    assert [_timed(client, *r) - b for r, b in zip(routes, before, strict=True)] == [2, 2]
