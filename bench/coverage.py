@@ -54,7 +54,9 @@ from common import (  # type: ignore[import-not-found]  # noqa: E402
     serve,
 )
 
-from service.analytics.compliance import compute_compliance  # noqa: E402
+from service.analytics.compliance import (  # noqa: E402
+    patrol_route_compliance as compute_compliance,
+)
 from service.analytics.positions import eligible_fixes  # noqa: E402
 from service.analytics.presence import geofence_presence  # noqa: E402
 from service.analytics.reports import units_report  # noqa: E402
