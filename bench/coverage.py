@@ -11,6 +11,8 @@ same window:
   unit report           every unit's report (distance, time on route, stops, ...);
   coverage map (HTML)   building and rendering /maps/coverage (its size is printed too);
   shift report (HTML)   building and rendering /reports/shift for the window (size printed);
+  map page, unchanged   /maps/coverage again for the same window and data: the rendered page is
+                        kept per window and data version (one query checks the version);
   NumPy path            on PostGIS also coverage the SQLite way: every fix read, located in NumPy.
 Each figure is the best of --repeat runs; the ratio is to the read time of the same run.
 Finally it serves the app and loads /maps/coverage for the window in headless Chromium
@@ -65,7 +67,7 @@ from service.areas.index import corridor_from_row  # noqa: E402
 from service.config import Settings  # noqa: E402
 from service.geo.projection import LocalProjection  # noqa: E402
 from service.maps.coverage import render_coverage_map  # noqa: E402
-from service.maps.data import coverage_map_view  # noqa: E402
+from service.maps.data import PageCache, coverage_map_view, coverage_page  # noqa: E402
 from service.maps.shift_report import render_shift_report, shift_report_view  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
@@ -269,13 +271,19 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
             def shift_report() -> object:
                 report_html[:] = [render_shift_report(shift_report_view(session, settings, shift))]
                 return report_html
+            pages = PageCache()
+
+            def coverage_map_page() -> object:
+                # What /maps/coverage serves: drawn once, then kept while its data is unchanged.
+                return coverage_page(session, settings, window, cache=pages)
 
             figures = [
                 ("coverage", coverage()),
                 ("compliance", compliance),
                 ("presence (one site)", presence),
                 ("unit report", report),
-                ("coverage map (HTML)", coverage_map),
+                ("coverage map (HTML), drawn", coverage_map),
+                ("coverage map page, data unchanged", coverage_map_page),
                 ("shift report (HTML)", shift_report),
             ]
             if name == "postgis":

@@ -46,7 +46,9 @@ ADMIN_KEY = "bench-admin-key-" + uuid.uuid4().hex
 PG_ADMIN_URL = os.environ.get(
     "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
 )
-T0 = datetime(2024, 11, 26, 23, 0, tzinfo=UTC)
+# Device times start four years back (whole hour), so every fix of a run, however long, lies in
+# the valid range of fix times (never more than a day ahead of the server clock).
+T0 = (datetime.now(UTC) - timedelta(days=4 * 365)).replace(minute=0, second=0, microsecond=0)
 LAT0, LON0 = -1.2683, 116.8300
 
 BARE_APP = """
@@ -73,9 +75,24 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+SERVER_PIDS: dict[int, int] = {}  # port -> server process id (for its memory)
+
+
+def rss_mb(port: int) -> float:
+    """Resident memory of the server on `port` (MB; 0 where /proc is not there)."""
+    try:
+        status = Path(f"/proc/{SERVER_PIDS[port]}/status").read_text()
+    except (KeyError, OSError):
+        return 0.0
+    kb = next((line.split()[1] for line in status.splitlines() if line.startswith("VmRSS")), "0")
+    return int(kb) / 1024
+
+
 @contextmanager
-def uvicorn_server(target: list[str], env: dict[str, str], cwd: Path) -> Iterator[int]:
-    """Run `uvicorn <target>` (one worker) and yield its port once it answers."""
+def uvicorn_server(
+    target: list[str], env: dict[str, str], cwd: Path, workers: int = 1
+) -> Iterator[int]:
+    """Run `uvicorn <target>` (`workers` processes) and yield its port once it answers."""
     port = free_port()
     cmd = [
         sys.executable,
@@ -87,8 +104,11 @@ def uvicorn_server(target: list[str], env: dict[str, str], cwd: Path) -> Iterato
         "--log-level",
         "warning",
         "--no-access-log",
+        "--workers",
+        str(workers),
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=cwd)
+    SERVER_PIDS[port] = proc.pid
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -422,9 +442,14 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
 
         batch_offset = 20_000_000
 
-        def batch(n: int) -> bytes:
+        def batch(n: int, path: str = "/api/v1/pings") -> bytes:
             pings = [ping_json(u, batch_offset + n * 5 + k) for k in range(5) for u in range(200)]
-            return http_request("POST", "/api/v1/pings", json.dumps(pings).encode(), auth)
+            return http_request("POST", path, json.dumps(pings).encode(), auth)
+
+        brief_offset = 1_000_000  # batch numbers of the brief run (its own device times)
+
+        def brief_batch(n: int) -> bytes:
+            return batch(brief_offset + n, "/api/v1/pings?brief=true")
 
         bare_single = http_request("POST", "/bare", json.dumps(ping_json(0, 0)).encode())
         bare_batch_body = batch(0).split(b"\r\n\r\n", 1)[1]
@@ -443,6 +468,7 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
             bare_b = run_load(bare_port, lambda n: bare_batch, connections=4, seconds=args.seconds)
 
         with uvicorn_server(["--factory", "service.app:create_app"], env, ROOT) as port:
+            rss = [rss_mb(port)]
             before = stored_pings(backend.url)
             a_json = run_load(
                 port, single_json, connections=conns, seconds=args.seconds, count_accepted=True
@@ -455,6 +481,33 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
             before = stored_pings(backend.url)
             b = run_load(port, batch, connections=4, seconds=args.seconds, count_accepted=True)
             b_stored = stored_pings(backend.url) - before
+            before = stored_pings(backend.url)
+            bb = run_load(
+                port, brief_batch, connections=4, seconds=args.seconds, count_accepted=True
+            )
+            bb_stored = stored_pings(backend.url) - before
+            rss.append(rss_mb(port))
+            print(
+                f"{name}: server memory (RSS) {rss[0]:,.0f} MB before the load runs, "
+                f"{rss[1]:,.0f} MB after (a) and (b)"
+            )
+        scaling: list[tuple[int, Load, int]] = []
+        # Several workers need PostgreSQL (SQLite allows one writer process).
+        for workers in args.workers if name == "postgis" else []:
+            # Own device times per run: a later run's fixes never look late or duplicate.
+            base = 2_000_000 + workers * 1_000_000
+
+            def single_later(n: int, base: int = base) -> bytes:
+                return single_json(n + base * len(devices))
+
+            with uvicorn_server(
+                ["--factory", "service.app:create_app"], env, ROOT, workers=workers
+            ) as port:
+                before = stored_pings(backend.url)
+                load = run_load(
+                    port, single_later, connections=conns, seconds=args.seconds, count_accepted=True
+                )
+                scaling.append((workers, load, stored_pings(backend.url) - before))
 
         raw = raw_insert_rate(backend.url, raw_rows(20_000, postgis=name == "postgis"))
         raw_name = "COPY" if name == "postgis" else "executemany"
@@ -526,9 +579,54 @@ def bench_backend(name: str, args: argparse.Namespace, workdir: Path) -> list[tu
         table.append(
             row("(b) 1000-ping batches", b_pings, "pings/s", raw, f"raw {raw_name}", None, None)
         )
+        bb_pings = bb.acknowledged / bb.seconds
+        table.append(
+            row(
+                "(b) 1000-ping batches, brief",
+                bb_pings,
+                "pings/s",
+                raw,
+                f"raw {raw_name}",
+                bb,
+                bb_stored,
+            )
+        )
+        for workers, load, stored in scaling:
+            first_workers, first, _ = scaling[0]
+            table.append(
+                row(
+                    f"(c) JSON POST, 1 ping, {workers} worker(s)",
+                    load.rate,
+                    "req/s",
+                    first.rate,
+                    f"(c), {first_workers} worker(s)",
+                    load,
+                    stored,
+                )
+            )
     finally:
         backend.drop()
     return table
+
+
+def print_before_after(before: list[dict[str, str]], rows: list[tuple[str, ...]]) -> None:
+    """This run's figures and ratios next to a saved run's, workload by workload."""
+    saved = {(b["backend"], b["workload"], b["ceiling is"]): b for b in before}
+    table = []
+    for r in rows:
+        old = saved.get((r[0], r[1], r[4]))
+        table.append(
+            (
+                r[0],
+                r[1],
+                r[4],
+                old["patroli"] if old else "-",
+                old["ratio"] if old else "-",
+                r[2],
+                r[5],
+            )
+        )
+    print_table(("backend", "workload", "ceiling is", "before", "ratio", "after", "ratio"), table)
 
 
 def main() -> int:
@@ -537,6 +635,17 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each load run")
     parser.add_argument("--connections", type=int, default=64, help="concurrent trackers")
     parser.add_argument("--units", type=int, default=200, help="simulated tracker units")
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",") if n],
+        default=[1, 2],
+        help="(c): `patroli serve --workers` counts to run the single-ping load on, e.g. 1,2 "
+        "(empty: skip)",
+    )
+    parser.add_argument("--save", type=Path, help="write the figures to this JSON file")
+    parser.add_argument(
+        "--compare", type=Path, help="a file from --save: shown as 'before' next to this run"
+    )
     args = parser.parse_args()
     rows = for_backends(args.backend, lambda name, tmp: bench_backend(name, args, tmp))
     header = (
@@ -550,6 +659,11 @@ def main() -> int:
         "acknowledged = stored",
     )
     print_table(header, rows)
+    if args.save:
+        args.save.write_text(json.dumps([dict(zip(header, r, strict=True)) for r in rows]))
+    if args.compare:
+        print()
+        print_before_after(json.loads(args.compare.read_text()), rows)
     lost = any("LOST" in r[-1] for r in rows)
     return 1 if lost else 0
 

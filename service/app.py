@@ -21,11 +21,13 @@ from service.ingest.writer import GroupCommitter
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
 from service.maps.pdf import PdfPrinter
+from service.maps.data import PageCache
 from service.metrics import RequestTimer
 from service.notify.fanout import Fanout
 from service.notify.stream import Broker
 from service.notify.webhooks import WebhookDispatcher
 from service.routes import api_router, sessions
+from service.routes.fastpath import FastIngest
 from service.routes.openapi import install_openapi
 from service.routes.security import SecurityHeaders
 from service.store.db import Store, open_failure
@@ -103,8 +105,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.printer = PdfPrinter(
         settings.chromium_path, settings.pdf_timeout_s, settings.pdf_concurrency
     )
+    app.state.coverage_pages = PageCache()
     add_exception_handlers(app)
     sessions.install(app, settings)
+    # Innermost: the hot ingest doors still pass the timing, body-limit and header layers.
+    app.add_middleware(FastIngest)
     app.add_middleware(RequestTimer)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s

@@ -145,16 +145,21 @@ def describe_validation(errors: Sequence[Any]) -> str:
     return "; ".join(parts)
 
 
+def error_response(exc: PatroliError) -> JSONResponse:
+    """The answer to a domain error: `{"detail": message}` with its status (and headers)."""
+    code = status_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
+    if code == status.HTTP_503_SERVICE_UNAVAILABLE:
+        headers = {"Retry-After": "5"}  # trackers retry; nothing was stored
+    return JSONResponse({"detail": exc.message}, status_code=code, headers=headers)
+
+
 def add_exception_handlers(app: FastAPI) -> None:
     """Answer every error with `{"detail": message}` and the status from ERROR_STATUS."""
 
     async def handle(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PatroliError)
-        code = status_for(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if code == 401 else None
-        if code == status.HTTP_503_SERVICE_UNAVAILABLE:
-            headers = {"Retry-After": "5"}  # trackers retry; nothing was stored
-        return JSONResponse({"detail": exc.message}, status_code=code, headers=headers)
+        return error_response(exc)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -17,13 +17,21 @@ from shapely import Point as ShapelyPoint
 from shapely import Polygon as ShapelyPolygon
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
-from service.geo.corridor import Corridor
+from service.geo.corridor import Corridor, RouteCheck
 from service.geo.fence import Fence
 from service.schemas import Evaluation, GeofenceHit, RouteEvaluation
 from service.store.models import Geofence, PatrolRoute, UnitPatrolRoute
+
+
+@dataclass
+class Where:
+    """Where one point lies: checks of its relevant routes by id, ids of fences holding it."""
+
+    routes: dict[int, RouteCheck]
+    fences: list[int]
 
 
 @dataclass(frozen=True)
@@ -141,10 +149,36 @@ class GeoIndex:
         self, lons: np.ndarray, lats: np.ndarray, assigned: Sequence[Iterable[int]]
     ) -> list[Evaluation]:
         """`evaluate` for many points at once, vectorised per route and per geofence."""
+        return [self.as_evaluation(where) for where in self.locate_many(lons, lats, assigned)]
+
+    def as_evaluation(self, where: Where) -> Evaluation:
+        """The answer's evaluation of one located point."""
+        routes = []
+        for rid in sorted(where.routes):
+            check = where.routes[rid]
+            routes.append(
+                RouteEvaluation.model_construct(
+                    patrol_route_id=rid,
+                    name=self.route_by_id[rid].name,
+                    distance_m=round(check.distance_m, 2),
+                    on_route=check.on_route,
+                    chainage_m=round(check.chainage_m, 2),
+                )
+            )
+        fences = [
+            GeofenceHit.model_construct(geofence_id=f.id, name=f.name, kind=f.kind)
+            for f in (self.fence_by_id[fid] for fid in where.fences)
+        ]
+        return Evaluation.model_construct(patrol_routes=routes, geofences=fences)
+
+    def locate_many(
+        self, lons: np.ndarray, lats: np.ndarray, assigned: Sequence[Iterable[int]]
+    ) -> list[Where]:
+        """Where each point lies: its relevant routes (assigned, or whose corridor holds it)
+        checked, and the geofences containing it; vectorised per route and per geofence."""
         n = len(lons)
         points = shapely.points(lons, lats)
-        route_hits: list[dict[int, RouteEvaluation]] = [{} for _ in range(n)]
-        fence_hits: list[list[GeofenceHit]] = [[] for _ in range(n)]
+        wheres = [Where({}, []) for _ in range(n)]
 
         # Which (point, route) pairs to check: corridor envelope hits and assigned routes.
         pairs: dict[int, set[int]] = defaultdict(set)
@@ -166,13 +200,7 @@ class GeoIndex:
             ):
                 if not on and rid not in assigned_sets[p]:
                     continue  # inside the corridor's envelope only: not relevant
-                route_hits[p][rid] = RouteEvaluation.model_construct(
-                    patrol_route_id=rid,
-                    name=entry.name,
-                    distance_m=round(d, 2),
-                    on_route=bool(on),
-                    chainage_m=round(c, 2),
-                )
+                wheres[p].routes[rid] = RouteCheck(d, bool(on), c)
 
         if self.fences:
             pt_idx, tree_idx = self._fence_tree.query(points)
@@ -184,18 +212,8 @@ class GeoIndex:
                 idx = np.array(by_fence[f], dtype=np.intp)
                 inside = fence.fence.contains_many(lons[idx], lats[idx])
                 for p in idx[inside].tolist():
-                    fence_hits[p].append(
-                        GeofenceHit.model_construct(
-                            geofence_id=fence.id, name=fence.name, kind=fence.kind
-                        )
-                    )
-
-        return [
-            Evaluation.model_construct(
-                patrol_routes=[hits[rid] for rid in sorted(hits)], geofences=fence_hits[p]
-            )
-            for p, hits in enumerate(route_hits)
-        ]
+                    wheres[p].fences.append(fence.id)
+        return wheres
 
 
 def load_index(session: Session) -> GeoIndex:
@@ -216,29 +234,42 @@ def load_index(session: Session) -> GeoIndex:
     return GeoIndex(routes, fences, dict(assignments))
 
 
-def _revision(session: Session) -> tuple[Any, ...]:
-    """A cheap fingerprint that changes when a route, geofence or assignment changes."""
-    routes = session.execute(
+def area_revision(session: Session) -> tuple[Any, ...]:
+    """A cheap fingerprint that changes when a route, geofence or assignment changes.
+
+    One round trip (ingest asks for it in every transaction): the routes' and geofences'
+    count, latest edit and id sum, joined to every assignment row.
+    """
+    routes = select(
+        func.count(PatrolRoute.id).label("n"),
+        func.max(PatrolRoute.updated_at).label("at"),
+        func.sum(PatrolRoute.id).label("ids"),
+    ).subquery()
+    fences = select(
+        func.count(Geofence.id).label("n"),
+        func.max(Geofence.updated_at).label("at"),
+        func.sum(Geofence.id).label("ids"),
+    ).subquery()
+    links = UnitPatrolRoute.__table__
+    rows = session.execute(
         select(
-            func.count(PatrolRoute.id), func.max(PatrolRoute.updated_at), func.sum(PatrolRoute.id)
+            routes.c.n,
+            routes.c.at,
+            routes.c.ids,
+            fences.c.n,
+            fences.c.at,
+            fences.c.ids,
+            links.c.unit_id,
+            links.c.patrol_route_id,
+            links.c.shift_start,
+            links.c.shift_end,
         )
-    ).one()
-    fences = session.execute(
-        select(func.count(Geofence.id), func.max(Geofence.updated_at), func.sum(Geofence.id))
-    ).one()
+        .select_from(routes.join(fences, true()).outerjoin(links, true()))
+        .order_by(links.c.unit_id, links.c.patrol_route_id)
+    ).all()
     # Assignments are few: compare them whole (a count or sum could miss a swap).
-    links = tuple(
-        tuple(row)
-        for row in session.execute(
-            select(
-                UnitPatrolRoute.unit_id,
-                UnitPatrolRoute.patrol_route_id,
-                UnitPatrolRoute.shift_start,
-                UnitPatrolRoute.shift_end,
-            ).order_by(UnitPatrolRoute.unit_id, UnitPatrolRoute.patrol_route_id)
-        )
-    )
-    return (*_norm(routes), *_norm(fences), links)
+    assigned = tuple(tuple(row[6:]) for row in rows if row[6] is not None)
+    return (*_norm(rows[0][:6]), assigned)
 
 
 def _norm(row: Any) -> tuple[Any, ...]:
@@ -279,7 +310,7 @@ class GeoCache:
             recent = now - self._checked < self._check_s
             if self._index is not None and not self._stale and recent and not fresh:
                 return self._index
-            revision = _revision(session)
+            revision = area_revision(session)
             if self._index is None or self._stale or revision != self._revision:
                 self._index = load_index(session)
                 self._revision = revision

@@ -15,13 +15,13 @@ restarts pending stop and overspeed timers, since nothing is known about the sil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from service.events.types import EventType
-from service.geo.corridor import Corridor
+from service.geo.corridor import Corridor, RouteCheck
 from service.geo.fence import Fence
 from service.quality import Flag, distance_m, eligible
 
@@ -41,6 +41,16 @@ class Fix:
     flags: int = 0
     alarm: str | None = None  # what the tracker reports, e.g. "sos" (PingIn.alarm)
     battery: float | None = None  # percent
+
+
+class Located(Protocol):
+    """A fix's geofences (ids of those holding it) and route checks (by route id)."""
+
+    @property
+    def routes(self) -> Mapping[int, RouteCheck]: ...
+
+    @property
+    def fences(self) -> Collection[int]: ...
 
 
 @dataclass(frozen=True)
@@ -158,8 +168,13 @@ class UnitMachine:
         fences: Sequence[FenceRef],
         routes: Sequence[RouteRef],
         params: Params,
+        located: Located | None = None,
     ) -> list[Event]:
-        """Advance with one fix against the current fences and assigned routes; new events."""
+        """Advance with one fix against the current fences and assigned routes; new events.
+
+        `located` may bring the fix's fence containment and route checks, computed for a
+        whole batch at once; without it they are computed here.
+        """
         if fix.ts.tzinfo is None:
             raise ValueError("Fix.ts must be timezone-aware")
         late = bool(fix.flags & _LATE) or (self.last_ts is not None and fix.ts <= self.last_ts)
@@ -171,7 +186,7 @@ class UnitMachine:
         # A fix not after the last one is late too, even if ingest did not flag it.
         if late or not eligible(fix.flags):
             return alerts
-        return alerts + self._step_position(fix, fences, routes, params)
+        return alerts + self._step_position(fix, fences, routes, params, located)
 
     def _step_position(
         self,
@@ -179,6 +194,7 @@ class UnitMachine:
         fences: Sequence[FenceRef],
         routes: Sequence[RouteRef],
         params: Params,
+        located: Located | None = None,
     ) -> list[Event]:
         events = self._connectivity(fix, params)
         resumed = bool(events)  # the only events fired so far are offline/online
@@ -189,8 +205,8 @@ class UnitMachine:
             if not self.stop.stopped:
                 self.stop = _Stop()
             self.speed = _Speed()
-        events += self._step_fences(fix, fences, params)
-        events += self._step_routes(fix, routes, params)
+        events += self._step_fences(fix, fences, params, located)
+        events += self._step_routes(fix, routes, params, located)
         events += self._step_stop(fix, params)
         events += self._step_speed(fix, params, resumed)
         self.last_ts = fix.ts
@@ -257,12 +273,15 @@ class UnitMachine:
             self.offline = False
         return events
 
-    def _step_fences(self, fix: Fix, fences: Sequence[FenceRef], params: Params) -> list[Event]:
+    def _step_fences(
+        self, fix: Fix, fences: Sequence[FenceRef], params: Params, located: Located | None
+    ) -> list[Event]:
         events: list[Event] = []
         current: dict[int, bool] = {}
         for ref in sorted(fences, key=lambda r: r.id):
             was_inside = self.fences.get(ref.id)  # None: first fix seen for this fence
-            inside = self._inside(ref, fix.lon, fix.lat, bool(was_inside), params)
+            contained = None if located is None else ref.id in located.fences
+            inside = self._inside(ref, fix.lon, fix.lat, bool(was_inside), params, contained)
             if inside and not was_inside:
                 events.append(Event("geofence_enter", fix.ts, fix.lon, fix.lat, ref.id))
             elif was_inside and not inside:
@@ -273,8 +292,15 @@ class UnitMachine:
         return events
 
     @staticmethod
-    def _inside(ref: FenceRef, lon: float, lat: float, was_inside: bool, params: Params) -> bool:
-        if ref.fence.contains(lon, lat):
+    def _inside(
+        ref: FenceRef,
+        lon: float,
+        lat: float,
+        was_inside: bool,
+        params: Params,
+        contained: bool | None = None,
+    ) -> bool:
+        if ref.fence.contains(lon, lat) if contained is None else contained:
             return True
         if not was_inside:
             return False
@@ -282,12 +308,16 @@ class UnitMachine:
         hysteresis = params.hysteresis_m if ref.hysteresis_m is None else ref.hysteresis_m
         return not ref.fence.boundary_distance_m(lon, lat) > hysteresis
 
-    def _step_routes(self, fix: Fix, routes: Sequence[RouteRef], params: Params) -> list[Event]:
+    def _step_routes(
+        self, fix: Fix, routes: Sequence[RouteRef], params: Params, located: Located | None
+    ) -> list[Event]:
         events: list[Event] = []
         current: dict[int, _RouteState] = {}
         for ref in sorted(routes, key=lambda r: r.id):
             st = self.routes.get(ref.id) or _RouteState()
-            check = ref.corridor.check(fix.lon, fix.lat)
+            check = None if located is None else located.routes.get(ref.id)
+            if check is None:
+                check = ref.corridor.check(fix.lon, fix.lat)
             if check.on_route:
                 if st.off and st.out_since is not None:
                     off_s = _seconds(fix.ts, st.out_since)

@@ -16,7 +16,15 @@ from sqlalchemy.orm import Session
 
 from service.areas.index import GeoIndex, load_index
 from service.config import Settings
-from service.events.machine import Event, FenceRef, Fix, Params, RouteRef, UnitMachine
+from service.events.machine import (
+    Event,
+    FenceRef,
+    Fix,
+    Located,
+    Params,
+    RouteRef,
+    UnitMachine,
+)
 from service.store.models import Event as EventRow
 from service.store.models import UnitState
 
@@ -74,23 +82,27 @@ def run_machines(
     machines: dict[int, dict[str, Any] | None],
     index: GeoIndex,
     settings: Settings,
+    located: Sequence[Located] | None = None,
 ) -> tuple[list[EventRow], dict[int, dict[str, Any]]]:
     """Step each unit's machine with its new fixes: (unit id, fix, ping id), by unit and time.
 
-    Returns the events to store and the new machine state of every unit that moved.
+    `located` (one per step, from GeoIndex.locate_many with the units' assigned routes) saves
+    the machines from checking fences and routes fix by fix. Returns the events to store and
+    the new machine state of every unit that moved.
     """
     params, fences, tz = machine_params(settings), fence_refs(index), settings.tz
     rows: list[EventRow] = []
     states: dict[int, dict[str, Any]] = {}
     current: tuple[int, UnitMachine] | None = None
-    for unit_id, fix, ping_id in steps:
+    for n, (unit_id, fix, ping_id) in enumerate(steps):
         if current is None or current[0] != unit_id:
             if current is not None:
                 states[current[0]] = current[1].to_dict()
             saved = machines.get(unit_id)
             current = (unit_id, UnitMachine.from_dict(saved) if saved else UnitMachine())
         routes = active_routes(index, unit_id, fix.ts, tz)
-        for event in current[1].step(fix, fences, routes, params):
+        where = None if located is None else located[n]
+        for event in current[1].step(fix, fences, routes, params, where):
             rows.append(event_row(unit_id, event, ping_id))
     if current is not None:
         states[current[0]] = current[1].to_dict()

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
-from service.areas.index import GeoCache
+from service.areas.index import GeoCache, Where
 from service.auth import Principal
 from service.config import Settings
 from service.errors import Forbidden, InvalidInput, NotFound, PatroliError
@@ -43,6 +43,14 @@ class WorkItem:
     unit_id: int = 0
     flags: int = 0
     row: dict[str, Any] = field(default_factory=dict)
+    detail: bool = True  # the caller shows this ping's result (else ACCEPTED stands for it)
+
+
+# The result of every accepted ping whose caller only counts them (tracker protocols, GPX,
+# brief JSON answers): no per-ping result object or evaluation is built for those.
+ACCEPTED = PingResult.model_construct(
+    index=-1, status="accepted", reason=None, id=None, unit_id=None, ts=None, flags=[]
+)
 
 
 def _fix(it: WorkItem) -> Fix:
@@ -92,26 +100,41 @@ _UNITS_AND_STATES = (
 )
 
 
+# On PostgreSQL the lock query also reserves a ping id for every item, in the same round trip
+# (ids left unused by rejected or duplicate items are gaps, as with any sequence).
+_RESERVED_IDS = (
+    select(func.array_agg(func.nextval(func.pg_get_serial_sequence("pings", "id"))))
+    .select_from(func.generate_series(1, bindparam("reserve")))
+    .scalar_subquery()
+)
+_UNITS_STATES_AND_IDS = _UNITS_AND_STATES.add_columns(_RESERVED_IDS.label("reserved"))
+
+
 def lock_units(
-    session: Session, items: Sequence[WorkItem], devices: Collection[str] = ()
+    session: Session, items: Sequence[WorkItem], devices: Collection[str] = (), reserve: int = 0
 ) -> list[Any]:
     """Lock the state rows of every unit the items (and the extra device ids) name, in one go.
 
     One statement in unit id order: a transaction that later locks a subset of them (ingest,
-    alarm reports) cannot deadlock with another doing the same.
+    alarm reports) cannot deadlock with another doing the same. With `reserve` on PostgreSQL,
+    each row also carries that many new ping ids (`reserved`; the same array on every row).
     """
     names = {it.ping.device_id for it in items if it.ping.device_id} | set(devices)
     ids = {it.ping.unit_id for it in items if it.ping.unit_id is not None}
     ids |= {it.principal.unit_id for it in items if it.principal.unit_id is not None}
-    params = {"devices": sorted(names), "ids": sorted(ids)}
+    params: dict[str, Any] = {"devices": sorted(names), "ids": sorted(ids)}
+    if reserve and session.get_bind().dialect.name == "postgresql":
+        params["reserve"] = reserve
+        return list(session.execute(_UNITS_STATES_AND_IDS, params))
     return list(session.execute(_UNITS_AND_STATES, params))
 
 
 def _load_units(
     session: Session, items: Sequence[WorkItem], auto_register: bool
-) -> tuple[dict[str, int], dict[int, _State]]:
-    """Unit ids by device id, and the locked states of every unit the items name."""
-    rows = lock_units(session, items)
+) -> tuple[dict[str, int], dict[int, _State], list[int]]:
+    """Unit ids by device id, the locked states of every unit the items name, and (on
+    PostgreSQL) ping ids reserved for the items."""
+    rows = lock_units(session, items, reserve=len(items))
     if auto_register:
         # Only callers not bound to a unit may bring new devices; a tracker key may not.
         unbound = {
@@ -129,7 +152,8 @@ def _load_units(
         row.id: _State(row.id, row.last_ts, row.good_ts, row.good_lon, row.good_lat, row.machine)
         for row in rows
     }
-    return by_device, states
+    reserved = [int(i) for i in getattr(rows[0], "reserved", None) or ()] if rows else []
+    return by_device, states, reserved
 
 
 def _assign_units(
@@ -259,7 +283,7 @@ def ingest_items(
         items = [it for it in items if it.key not in results]
     if not items:
         return results
-    by_device, states = _load_units(session, items, auto_register)
+    by_device, states, reserved = _load_units(session, items, auto_register)
     # After the unit locks: an edit of routes or geofences committed before now is visible.
     index = geo.get(session, fresh=True)
     for key, reason in _assign_units(items, by_device, states).items():
@@ -285,16 +309,25 @@ def ingest_items(
         return results
 
     _flag_and_advance(fresh, states, settings)
-    ids = insert_pings(session, [it.row for it in fresh])
+    ids = insert_pings(session, [it.row for it in fresh], reserved)
     for it, ping_id in zip(fresh, ids, strict=True):
         it.row["id"] = ping_id
         state = states[it.unit_id]
         if state.update is not None and state.update["last_ts"] == it.ping.ts:
             state.update["last_ping_id"] = ping_id
+    # Where each fix lies (routes checked, fences holding it), once for the whole batch:
+    # the event machines and the answers share it.
+    located: list[Where] | None = None
+    if settings.events_enabled or any(it.detail for it in fresh):
+        located = index.locate_many(
+            np.fromiter((it.ping.lon for it in fresh), float, len(fresh)),
+            np.fromiter((it.ping.lat for it in fresh), float, len(fresh)),
+            [index.assigned.get(it.unit_id, ()) for it in fresh],
+        )
     if settings.events_enabled:
         steps = [(it.unit_id, _fix(it), it.row.get("id")) for it in fresh]
         new_events, machines = run_machines(
-            steps, {uid: st.machine for uid, st in states.items()}, index, settings
+            steps, {uid: st.machine for uid, st in states.items()}, index, settings, located
         )
         for uid, machine in machines.items():
             update = states[uid].update
@@ -312,12 +345,10 @@ def ingest_items(
                 events.extend(new_events)
     update_unit_states(session, [s.update for s in states.values() if s.update is not None])
 
-    evaluations = index.evaluate_many(
-        np.fromiter((it.ping.lon for it in fresh), float, len(fresh)),
-        np.fromiter((it.ping.lat for it in fresh), float, len(fresh)),
-        [index.assigned.get(it.unit_id, ()) for it in fresh],
-    )
-    for it, evaluation in zip(fresh, evaluations, strict=True):
+    for n, it in enumerate(fresh):
+        if not it.detail or located is None:
+            results[it.key] = ACCEPTED
+            continue
         results[it.key] = PingResult.model_construct(
             index=it.key[1],
             status="accepted",
@@ -326,7 +357,7 @@ def ingest_items(
             unit_id=it.unit_id,
             ts=it.ping.ts,
             flags=flag_names(it.flags),
-            evaluation=evaluation,
+            evaluation=index.as_evaluation(located[n]),
         )
     return results
 

@@ -75,5 +75,5 @@ async def store_parsed(
     """
     pings = [(i, p) for i, p in enumerate(parsed) if isinstance(p, PingIn)]
     reports = [p for p in parsed if isinstance(p, DeviceReport)]
-    outcome = await writer.store(principal, pings, reports=reports, source=source)
+    outcome = await writer.store(principal, pings, reports=reports, source=source, detail=False)
     answer(outcome, "tracker", source=door or source)

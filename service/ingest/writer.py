@@ -59,6 +59,7 @@ class _Request:
     pings: Sequence[tuple[int, PingIn]]
     reports: Sequence[DeviceReport]
     source: str
+    detail: bool = True
     future: Future[Outcome] = field(default_factory=Future)
 
     @property
@@ -137,9 +138,14 @@ class GroupCommitter:
         *,
         reports: Sequence[DeviceReport] = (),
         source: str = "json",
+        detail: bool = True,
     ) -> Future[Outcome]:
-        """Queue pings (and device reports) of one request; the future resolves after commit."""
-        request = _Request(principal, pings, reports, source)
+        """Queue pings (and device reports) of one request; the future resolves after commit.
+
+        Without `detail`, every accepted ping's result is `pipeline.ACCEPTED` (for callers that
+        only count them).
+        """
+        request = _Request(principal, pings, reports, source, detail)
         with self._closing:
             if self._thread is None or not self._thread.is_alive():
                 request.future.set_exception(
@@ -157,6 +163,7 @@ class GroupCommitter:
         *,
         reports: Sequence[DeviceReport] = (),
         source: str = "json",
+        detail: bool = True,
     ) -> Outcome:
         """Queue pings and wait (without blocking the event loop) until they are committed.
 
@@ -169,7 +176,9 @@ class GroupCommitter:
         queued_pings = [(i, p) for i, p in pings if i not in refused]
         queued_reports = [r for r, why in zip(reports, report_refusals, strict=True) if not why]
         if queued_pings or queued_reports:
-            future = self.submit(principal, queued_pings, reports=queued_reports, source=source)
+            future = self.submit(
+                principal, queued_pings, reports=queued_reports, source=source, detail=detail
+            )
             try:
                 outcome = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
             except TimeoutError:
@@ -245,7 +254,7 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Request]) -> list[Outcome]:
         items = [
-            WorkItem((n, index), ping, request.principal, request.source)
+            WorkItem((n, index), ping, request.principal, request.source, detail=request.detail)
             for n, request in enumerate(batch)
             for index, ping in request.pings
         ]

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
 from service.analytics.coverage import compute_coverage
 from service.analytics.positions import Fixes
 from service.analytics.presence import fence_presence, min_dwell, read_fixes
+from service.areas.index import area_revision
 from service.config import Settings
 from service.maps.coverage import (
     CoverageMapView,
@@ -19,9 +24,10 @@ from service.maps.coverage import (
     SegmentLayer,
     TrackLayer,
     heat_grid,
+    render_coverage_map,
 )
 from service.maps.kit import page_fields, stored_fences, stored_routes
-from service.store.models import Unit
+from service.store.models import Ping, Unit
 from service.window import Window
 
 
@@ -105,4 +111,74 @@ def coverage_map_view(
         positions=positions,
         heat=heat_grid(fixes.lon, fixes.lat),
         **page_fields(settings, lang, window),
+    )
+
+
+def coverage_data_version(session: Session, window: Window, max_gap_s: float) -> tuple[Any, ...]:
+    """What the coverage map of `window` depends on, in one query: changes with any new ping,
+    any ping removed near the window, any unit, patrol route, geofence or assignment edit."""
+    lo = window.start - timedelta(seconds=max_gap_s)
+    hi = window.end + timedelta(seconds=max_gap_s)
+    pings = select(
+        func.max(Ping.id).label("last_id"),
+        select(func.count())
+        .select_from(Ping)
+        .where(Ping.ts >= lo, Ping.ts <= hi)
+        .scalar_subquery()
+        .label("near"),
+    ).subquery()
+    units = select(func.count(Unit.id).label("n"), func.max(Unit.updated_at).label("at")).subquery()
+    row = session.execute(
+        select(pings.c.last_id, pings.c.near, units.c.n, units.c.at).select_from(
+            pings.join(units, true())
+        )
+    ).one()
+    return (*row, area_revision(session))
+
+
+class PageCache:
+    """The few most recently rendered pages, by what they were drawn from (thread-safe)."""
+
+    def __init__(self, keep: int = 4) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._pages: OrderedDict[Hashable, str] = OrderedDict()
+
+    def get(self, key: Hashable, render: Callable[[], str]) -> str:
+        """The page for `key`, rendered (outside the lock) when it is not kept."""
+        with self._lock:
+            page = self._pages.get(key)
+            if page is not None:
+                self._pages.move_to_end(key)
+                return page
+        page = render()
+        with self._lock:
+            self._pages[key] = page
+            while len(self._pages) > self._keep:
+                self._pages.popitem(last=False)
+        return page
+
+
+def coverage_page(
+    session: Session,
+    settings: Settings,
+    window: Window,
+    *,
+    lang: str | None = None,
+    cache: PageCache | None = None,
+) -> str:
+    """The coverage map page of `window`, rendered again only when its data changed.
+
+    `cache` belongs to one app (one set of settings); without it the page is always drawn.
+    """
+    if cache is None:
+        return render_coverage_map(coverage_map_view(session, settings, window, lang=lang))
+    key = (
+        lang,
+        window.start,
+        window.end,
+        coverage_data_version(session, window, settings.max_gap_s),
+    )
+    return cache.get(
+        key, lambda: render_coverage_map(coverage_map_view(session, settings, window, lang=lang))
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 
@@ -13,8 +13,7 @@ from service.areas.units import read_unit
 from service.config import Settings
 from service.errors import COMMON_ERRORS, Forbidden, NotFound, error_responses
 from service.fields import Id
-from service.maps.coverage import render_coverage_map
-from service.maps.data import coverage_map_view
+from service.maps.data import coverage_page
 from service.maps.enroll import enroll_data, render_enroll_page
 from service.maps.live import live_map_view, render_live_map
 from service.maps.replay import render_replay_map, replay_map_view
@@ -39,6 +38,7 @@ LangQuery = Annotated[Literal["id", "en"] | None, Query(description="Label langu
 
 @router.get("/coverage", response_class=HTMLResponse)
 def coverage_map(
+    request: Request,
     window: WindowDep,
     store: StoreDep,
     settings: SettingsDep,
@@ -46,9 +46,10 @@ def coverage_map(
     lang: LangQuery = None,
 ) -> HTMLResponse:
     """Coverage map of [from, to): segment ages, geofence presence, heat, tracks, units."""
+    cache = request.app.state.coverage_pages
     with store.read() as session:
-        view = coverage_map_view(session, settings, window, lang=lang)
-    return map_page(render_coverage_map(view), settings.tile_url)
+        page = coverage_page(session, settings, window, lang=lang, cache=cache)
+    return map_page(page, settings.tile_url)
 
 
 def _live_page(store: Store, settings: Settings, lang: str | None, can_ack: bool) -> str:

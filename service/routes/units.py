@@ -153,7 +153,9 @@ async def import_gpx(
         if session.get(Unit, unit_id) is None:
             raise NotFound(f"unit {unit_id} not found")
     pings = parse_gpx(await file.read(), unit_id=unit_id, segments=True)
-    return answer(await writer.store(principal, list(enumerate(pings)), source="gpx"), "gpx")
+    return answer(
+        await writer.store(principal, list(enumerate(pings)), source="gpx", detail=False), "gpx"
+    )
 
 
 @_gpx.get(

@@ -63,11 +63,19 @@ def _reserve_ids(session: Session, n: int) -> list[int]:
     return list(range(int(last) + 1, int(last) + 1 + n))
 
 
-def insert_pings(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
-    """Insert ping rows (dicts keyed by COLUMNS, without id) in the session's transaction."""
+def insert_pings(
+    session: Session, rows: Sequence[dict[str, Any]], reserved: Sequence[int] = ()
+) -> list[int]:
+    """Insert ping rows (dicts keyed by COLUMNS, without id) in the session's transaction.
+
+    `reserved`: ids already taken from the pings sequence (PostgreSQL), used first.
+    """
     if not rows:
         return []
-    ids = _reserve_ids(session, len(rows))
+    if len(reserved) >= len(rows):
+        ids = list(reserved[: len(rows)])
+    else:
+        ids = _reserve_ids(session, len(rows))
     points = shapely.points(
         np.fromiter((r["lon"] for r in rows), float, len(rows)),
         np.fromiter((r["lat"] for r in rows), float, len(rows)),
