@@ -271,6 +271,7 @@ def bench(name: str, args: argparse.Namespace, workdir: Path) -> list[tuple[str,
             def shift_report() -> object:
                 report_html[:] = [render_shift_report(shift_report_view(session, settings, shift))]
                 return report_html
+
             pages = PageCache()
 
             def coverage_map_page() -> object:

@@ -20,8 +20,8 @@ from service.events.types import EVENT_TYPES
 from service.ingest.writer import GroupCommitter
 from service.limits import BodySizeLimit
 from service.maps.assets import mount_assets
-from service.maps.pdf import PdfPrinter
 from service.maps.data import PageCache
+from service.maps.pdf import PdfPrinter
 from service.metrics import RequestTimer
 from service.notify.fanout import Fanout
 from service.notify.stream import Broker
