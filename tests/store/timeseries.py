@@ -7,7 +7,7 @@ import itertools
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, insert, text
 from sqlalchemy.orm import Session
 
 from service.store.bulk import insert_pings
@@ -67,8 +67,9 @@ def seed(store: Store, unit_id: int, times: Iterable[datetime], per_time: int = 
                 for k in range(per_time)
             ]
             insert_pings(session, rows)
-            event = Event(type="offline", unit_id=unit_id, ts=t, lon=116.83, lat=-1.268)
-            session.add(event)
+            # Only the columns every revision since 0004 has (the seed may run at 0004).
+            values = {"type": "offline", "unit_id": unit_id, "ts": t, "lon": 116.83, "lat": -1.268}
+            event_id = session.execute(insert(Event).values(values)).inserted_primary_key[0]
             session.add(
                 DeviceReportRow(
                     unit_id=unit_id, ts=t, received_at=t, source="osmand", kind="status"
@@ -76,7 +77,7 @@ def seed(store: Store, unit_id: int, times: Iterable[datetime], per_time: int = 
             )
             session.flush()
             delivery = WebhookDelivery(
-                webhook_id=hook.id, event_id=event.id, status="pending", attempts=1
+                webhook_id=hook.id, event_id=event_id, status="pending", attempts=1
             )
             session.add(delivery)
             session.flush()
