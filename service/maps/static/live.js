@@ -735,7 +735,10 @@
       var parts = [];
       if (ev.patrol_route_id !== null && ev.patrol_route_id !== undefined) {
         var route = cfg.routes[String(ev.patrol_route_id)];
-        parts.push(t.route + " " + (route ? route.name : "#" + ev.patrol_route_id));
+        var name = route ? route.name : "#" + ev.patrol_route_id;
+        // "Rute Sudirman" stays as it is; a name without the word gets it in front.
+        var named = name.toLowerCase().indexOf(t.route.toLowerCase() + " ") === 0;
+        parts.push(named ? name : t.route + " " + name);
       }
       if (ev.geofence_id !== null && ev.geofence_id !== undefined) {
         var fence = cfg.fences[String(ev.geofence_id)];
