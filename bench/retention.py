@@ -12,27 +12,22 @@ their ratio. Throw-away databases, as in the other benchmarks:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import Row, for_backends, print_table  # type: ignore[import-not-found]  # noqa: E402
+from dataset import backend_url  # type: ignore[import-not-found]  # noqa: E402
 
 from service.config import Settings  # noqa: E402
 from service.store.bulk import insert_pings  # noqa: E402
 from service.store.db import Store  # noqa: E402
-from service.store.migrate import upgrade  # noqa: E402
 from service.store.models import Unit, UnitState  # noqa: E402
 from service.store.retention import (  # noqa: E402
     apply_retention,
@@ -40,40 +35,8 @@ from service.store.retention import (  # noqa: E402
     ensure_partitions,
 )
 
-PG_ADMIN_URL = os.environ.get(
-    "PATROLI_BENCH_PG_URL", "postgresql+psycopg:///postgres?host=/var/run/postgresql"
-)
-
 START = datetime(2026, 1, 5, tzinfo=UTC)
 UNITS = 50
-
-
-@contextmanager
-def backend_url(name: str, workdir: Path) -> Iterator[str]:
-    """A throw-away database URL on the backend, migrated to head."""
-    if name == "sqlite":
-        url = f"sqlite:///{workdir / f'bench-{uuid.uuid4().hex[:8]}.db'}"
-        store = Store.from_url(url)
-        upgrade(store.engine)
-        store.dispose()
-        yield url
-        return
-    db = f"patroli_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{db}"'))
-    url = make_url(PG_ADMIN_URL).set(database=db).render_as_string(hide_password=False)
-    try:
-        store = Store.from_url(url)
-        with store.engine.begin() as conn:
-            conn.execute(text("CREATE EXTENSION IF NOT EXISTS postgis"))
-        upgrade(store.engine)
-        store.dispose()
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _load(store: Store, days: int, rows: int) -> None:
