@@ -19,6 +19,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +33,7 @@ from common import print_table  # type: ignore[import-not-found]  # noqa: E402
 from tests.helpers import PATROLI, cli_env, free_port  # noqa: E402
 from tests.ops.harness import (  # noqa: E402
     ADMIN_KEY,
+    PrivatePostgres,
     Trackers,
     add_trackers,
     private_postgres,
@@ -73,55 +77,77 @@ def _row(name: str, trackers: Trackers, url: str, extra: str) -> tuple[str, ...]
     )
 
 
-def outage(args: argparse.Namespace, work: Path) -> tuple[str, ...]:
-    """PostgreSQL stopped for args.outage seconds under load, then started again."""
+@dataclass
+class Run:
+    """One fault run: its own PostgreSQL, a Patroli instance on it, trackers posting to it."""
+
+    pg: PrivatePostgres
+    env: dict[str, str]
+    work: Path
+    port: int
+    proc: subprocess.Popen[bytes]
+    trackers: Trackers
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restart(self) -> None:
+        """Start the instance again on the same port (after it was killed)."""
+        self.proc = _start(self.env, self.work, self.port)
+
+    def finish(self, warmup_s: float) -> None:
+        """Keep the load on for warmup_s more, then stop the trackers (each gets its last
+        ping acknowledged)."""
+        time.sleep(warmup_s)
+        self.trackers.stop()
+
+
+@contextmanager
+def loaded(args: argparse.Namespace, work: Path) -> Iterator[Run]:
+    """A migrated database of its own, an instance and args.trackers trackers running."""
     with private_postgres(free_port()) as pg:
         env = cli_env(pg.url, PATROLI_ADMIN_KEY=ADMIN_KEY)
         subprocess.run([*PATROLI, "migrate"], env=env, cwd=work, check=True, capture_output=True)
         port = free_port()
-        proc = _start(env, work, port)
-        base = f"http://127.0.0.1:{port}"
+        run = Run(pg, env, work, port, _start(env, work, port), Trackers([], {}))
         try:
-            secrets = add_trackers(base, args.trackers)
-            with Trackers([base], secrets, interval_s=args.interval) as trackers:
+            secrets = add_trackers(run.base, args.trackers)
+            run.trackers = Trackers([run.base], secrets, interval_s=args.interval)
+            with run.trackers:
                 time.sleep(args.warmup)
-                pg.stop("fast")
-                time.sleep(args.outage)
-                pg.start()
-                recovered = wait_ready(base, 120)
-                time.sleep(args.warmup)
-            during = [a for a in trackers.ledger.answers if a.status not in (200, 503)]
-            if during:
-                print(f"unexpected answers: {Counter(a.status for a in during)}", file=sys.stderr)
+                yield run
         finally:
-            proc.terminate()
-            proc.wait(30)
+            run.proc.terminate()
+            run.proc.wait(30)
+
+
+def outage(args: argparse.Namespace, work: Path) -> tuple[str, ...]:
+    """PostgreSQL stopped for args.outage seconds under load, then started again."""
+    with loaded(args, work) as run:
+        run.pg.stop("fast")
+        time.sleep(args.outage)
+        run.pg.start()
+        recovered = wait_ready(run.base, 120)
+        run.finish(args.warmup)
+        answers = run.trackers.ledger.answers
+        unexpected = Counter(a.status for a in answers if a.status not in (200, 503))
+        if unexpected:
+            print(f"unexpected answers: {unexpected}", file=sys.stderr)
         ready = "never" if recovered is None else f"ready {recovered:.1f} s after"
-        return _row(f"PostgreSQL down {args.outage:g} s", trackers, pg.url, ready)
+        return _row(f"PostgreSQL down {args.outage:g} s", run.trackers, run.pg.url, ready)
 
 
 def sigkill(args: argparse.Namespace, work: Path) -> tuple[str, ...]:
     """The instance killed with SIGKILL under load, restarted at once on the same port."""
-    with private_postgres(free_port()) as pg:
-        env = cli_env(pg.url, PATROLI_ADMIN_KEY=ADMIN_KEY)
-        subprocess.run([*PATROLI, "migrate"], env=env, cwd=work, check=True, capture_output=True)
-        port = free_port()
-        proc = _start(env, work, port)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            secrets = add_trackers(base, args.trackers)
-            with Trackers([base], secrets, interval_s=args.interval) as trackers:
-                time.sleep(args.warmup)
-                proc.send_signal(signal.SIGKILL)
-                proc.wait()
-                killed = time.monotonic()
-                proc = _start(env, work, port)
-                back = time.monotonic() - killed
-                time.sleep(args.warmup)
-        finally:
-            proc.terminate()
-            proc.wait(30)
-        return _row("instance SIGKILLed", trackers, pg.url, f"serving {back:.1f} s after")
+    with loaded(args, work) as run:
+        run.proc.send_signal(signal.SIGKILL)
+        run.proc.wait()
+        killed = time.monotonic()
+        run.restart()
+        back = time.monotonic() - killed
+        run.finish(args.warmup)
+        return _row("instance SIGKILLed", run.trackers, run.pg.url, f"serving {back:.1f} s after")
 
 
 def main() -> int:
