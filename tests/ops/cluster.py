@@ -133,6 +133,19 @@ class Instance:
         match = re.search(r"(?m)^VmRSS:\s+(\d+) kB", status)
         return int(match.group(1)) / 1024 if match else math.nan
 
+    def cpu_s(self) -> float:
+        """CPU seconds the process has used (user + system), from /proc."""
+        return cpu_seconds(self.proc.pid)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used; NaN once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def wait_ready(
     url: str, alive: Callable[[], bool], what: str, output: Callable[[], str] = str
@@ -157,6 +170,7 @@ class Running:
     instances: list[Instance]
     proxy: str
     nginx_log: Path
+    nginx_pid: int
 
 
 @contextmanager
@@ -201,7 +215,7 @@ def running_cluster(
             "nginx",
             lambda: error_log.read_text() if error_log.exists() else "",
         )
-        yield Running(instances, proxy, error_log)
+        yield Running(instances, proxy, error_log, nginx_proc.pid)
     finally:
         if nginx_proc is not None:
             nginx_proc.terminate()
@@ -331,8 +345,8 @@ def fix_body(index: int, device: str, n: int, start: datetime) -> bytes:
     offset = 60.0 if n % 40 >= 30 else 0.0
     lon, lat = along(chainage, offset)
     ts = start + timedelta(seconds=n * STEP_S)
-    body = {"device_id": device, "ping_id": f"{device}-{n}", "ts": ts.isoformat()}
-    body.update(lat=round(lat, 7), lon=round(lon, 7), speed_mps=5.0)
+    body: dict[str, object] = {"device_id": device, "ping_id": f"{device}-{n}"}
+    body.update(ts=ts.isoformat(), lat=round(lat, 7), lon=round(lon, 7), speed_mps=5.0)
     return json.dumps(body).encode()
 
 
@@ -437,6 +451,7 @@ class SoakResult:
     delivery_ids: Counter[str]  # X-Patroli-Delivery -> times received
     stream_events: int
     warmup_s: float
+    cpu: dict[str, float]  # process -> share of one core during the load
 
     @property
     def acked(self) -> set[str]:
@@ -529,11 +544,20 @@ def soak(
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         say(f"load: {rate:g} pings/s target for {seconds:g} s")
+
+        def cpu_now() -> dict[str, float]:
+            out = {f"instance {n + 1}": i.cpu_s() for n, i in enumerate(cluster.instances)}
+            out["nginx"] = cpu_seconds(cluster.nginx_pid)
+            out["trackers + live map (this process)"] = time.process_time()
+            return out
+
+        cpu_before = cpu_now()
         try:
             load = run_trackers(cluster.proxy, secrets, rate, seconds, start_ts)
         finally:
             sampling.set()
             sampler.join()
+        cpu = {k: (v - cpu_before[k]) / load.seconds for k, v in cpu_now().items()}
         say(f"load done ({len(load.ledger.acked):,} acknowledged); letting stream and hooks settle")
         rows = _rows(database_url, "SELECT id, client_ping_id FROM pings")
         db_id = {client: row_id for row_id, client in rows}
@@ -571,6 +595,7 @@ def soak(
         delivery_ids=Counter(delivery for delivery, _ in got),
         stream_events=live.events,
         warmup_s=min(60.0, seconds / 5),
+        cpu=cpu,
     )
 
 
@@ -617,6 +642,7 @@ def soak_table(result: SoakResult) -> list[tuple[str, str]]:
                 f"{growth:+.1f} MB after {result.warmup_s:.0f} s warm-up",
             )
         )
+    rows += [(f"CPU {name}", f"{share:.2f} cores") for name, share in result.cpu.items()]
     twice_hooks = sum(1 for n in result.deliveries.values() if n > 1)
     rows += [
         ("acknowledged / stored", f"{acked:,} / {sum(result.stored.values()):,}"),
