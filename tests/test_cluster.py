@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import re
-import shutil
-import signal
 import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -31,104 +28,13 @@ from sqlalchemy import select
 
 from service.store.db import make_engine
 from service.store.models import Ping
-from tests.conftest import ADMIN_KEY, _truncate, _unavailable
+from tests.conftest import ADMIN_KEY, _truncate
 from tests.helpers import LAT, LON0, PATROLI, T0, cli_env, free_port
+from tests.ops.cluster import Instance, nginx_binary, nginx_config, wait_ready
 
-ROOT = Path(__file__).resolve().parents[1]
-NGINX_CONF = ROOT / "deploy" / "nginx" / "patroli.conf"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 GEOD = Geod(ellps="WGS84")
 KPU = (116.8340, -1.2650)
-
-
-def nginx_binary() -> str:
-    """The nginx executable (skip locally, fail under CI when it is missing)."""
-    path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin" + os.pathsep + "/sbin"
-    found = shutil.which("nginx", path=path)
-    if found is None:
-        _unavailable("nginx is not installed (scripts/install-system-deps.sh installs it)")
-    assert found is not None
-    return found
-
-
-def nginx_config(tmp: Path, listen: int, upstreams: list[int]) -> Path:
-    """A complete nginx configuration around deploy/nginx/patroli.conf, for these ports.
-
-    The upstream servers and the listen port are replaced; every other directive is the
-    shipped file's own. Logs, pid and temporary files go under `tmp`.
-    """
-    text = NGINX_CONF.read_text()
-    servers = "".join(
-        f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=10s;\n" for port in upstreams
-    )
-    text, count = re.subn(r"(?m)^\s*server app2?:8000 [^;]*;\n", "", text)
-    assert count == 2, "expected the two compose upstream servers in patroli.conf"
-    text = text.replace("upstream patroli {\n", "upstream patroli {\n" + servers, 1)
-    text, count = re.subn(r"(?m)^(\s*)listen 80;$", rf"\1listen 127.0.0.1:{listen};", text)
-    assert count == 1
-    (tmp / "patroli.conf").write_text(text)
-    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / folder).mkdir(exist_ok=True)
-    main = f"""
-daemon off;
-master_process off;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log info;
-events {{ worker_connections 512; }}
-http {{
-    access_log {tmp}/access.log;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    include {tmp}/patroli.conf;
-}}
-"""
-    conf = tmp / "nginx.conf"
-    conf.write_text(main)
-    return conf
-
-
-@dataclass
-class Instance:
-    """One `patroli serve` process."""
-
-    port: int
-    proc: subprocess.Popen[str]
-    log: IO[str]
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        """SIGKILL: no graceful shutdown, no answer to what is in flight."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(30)
-
-    def running(self) -> bool:
-        return self.proc.poll() is None
-
-    def output(self) -> str:
-        self.log.seek(0)
-        return self.log.read()
-
-
-def _wait_ready(
-    url: str, alive: Callable[[], bool], what: str, output: Callable[[], str] = str
-) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url, timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if not alive() or time.monotonic() > deadline:
-            pytest.fail(f"{what} did not become ready:\n{output()}")
-        time.sleep(0.2)
 
 
 @dataclass
@@ -189,7 +95,7 @@ def cluster(postgis_url: str, tmp_path: Path) -> Iterator[Cluster]:
             )
             instances.append(Instance(port, proc, log))
         for i in instances:
-            _wait_ready(f"{i.base}/readyz", i.running, f"instance {i.port}", i.output)
+            wait_ready(f"{i.base}/readyz", i.running, f"instance {i.port}", i.output)
         listen = free_port()
         conf = nginx_config(tmp_path, listen, [i.port for i in instances])
         nginx_proc = subprocess.Popen(
@@ -199,7 +105,7 @@ def cluster(postgis_url: str, tmp_path: Path) -> Iterator[Cluster]:
         )
         proxy = f"http://127.0.0.1:{listen}"
         error_log = tmp_path / "error.log"
-        _wait_ready(
+        wait_ready(
             f"{proxy}/readyz",
             lambda: nginx_proc.poll() is None,
             "nginx",
