@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from fastapi.testclient import TestClient
 from pyproj import Geod
 from shapely.geometry import Point, mapping
+from sqlalchemy import text
 
 from service.config import Settings
 from service.demo.city import (
@@ -24,6 +26,7 @@ from service.demo.city import (
 )
 from service.demo.run import seed
 from service.store.db import Store
+from tests.helpers import cli_env, run_patroli
 
 GEOD = Geod(ellps="WGS84")
 
@@ -182,3 +185,38 @@ def test_demo_seed_stores_the_city(settings: Settings, client: TestClient) -> No
     units = {u["device_id"]: u for u in client.get("/api/v1/units").json()}
     for u, r in zip(city.scenario.units, city.unit_routes, strict=True):
         assert units[u.device_id]["patrol_route_ids"] == [routes[city.scenario.routes[r].name]]
+
+
+def test_patroli_demo_scenario_city(tmp_path: Path) -> None:
+    db = tmp_path / "city.db"
+    result = run_patroli(
+        "demo",
+        "--scenario",
+        "city",
+        "--database",
+        f"sqlite:///{db}",
+        "--hours",
+        "0.1",
+        "--no-serve",
+        env=cli_env("sqlite:///unused.db"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "Seeding 200 units, 20 patrol routes, 1001 geofences" in out
+    stored = int(out.split("pings stored")[0].split(":")[-1].strip())
+    assert stored > 200 * 36 * 0.7  # 200 units, 6 min, every 10 s, minus gaps
+    store = Store.from_url(f"sqlite:///{db}")
+    try:
+        with store.read() as session:
+            per_route = session.execute(
+                text(
+                    "SELECT patrol_route_id, count(*) FROM unit_patrol_routes "
+                    "GROUP BY patrol_route_id"
+                )
+            ).all()
+            reporting = session.execute(text("SELECT count(DISTINCT unit_id) FROM pings")).scalar()
+    finally:
+        store.dispose()
+    assert sorted(n for _, n in per_route) == [10] * 20
+    assert reporting == 200
