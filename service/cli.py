@@ -319,7 +319,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="database for the demo (recreated when it is a SQLite file, unless --keep)",
     )
     demo.add_argument("--keep", action="store_true", help="keep an existing demo database")
-    demo.add_argument("--scenario", help="GeoJSON file with your own routes and geofences")
+    demo.add_argument(
+        "--scenario",
+        help="GeoJSON file with your own routes and geofences, or 'city' for the generated "
+        "election-day city (1,000 polling stations, 20 routes, 200 units)",
+    )
     demo.add_argument("--hours", type=float, default=24.0, help="hours of patrols to simulate")
     demo.add_argument("--no-serve", action="store_true", help="seed and exit")
     demo.add_argument("--no-live", action="store_true", help="do not keep simulating live pings")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from datetime import time as clock
@@ -19,6 +19,7 @@ from service.areas import units
 from service.areas.index import GeoCache
 from service.auth import Principal, create_key
 from service.config import Settings
+from service.demo.city import generate_city, simulate_city
 from service.demo.scenario import Scenario, load_scenario
 from service.demo.simulate import SimPing, simulate
 from service.ingest.pipeline import ingest
@@ -38,8 +39,16 @@ def _reset_sqlite(url: str) -> None:
             Path(path + suffix).unlink(missing_ok=True)
 
 
-def seed(store: Store, scenario: Scenario, settings: Settings) -> dict[str, str]:
-    """Store the scenario's routes, geofences and units; returns demo keys by role."""
+def seed(
+    store: Store,
+    scenario: Scenario,
+    settings: Settings,
+    unit_routes: Sequence[int] | None = None,
+) -> dict[str, str]:
+    """Store the scenario's routes, geofences and units; returns demo keys by role.
+
+    Unit i rides route `unit_routes[i]` (an index into scenario.routes); by default the first.
+    """
     limits = areas.geometry_limits(settings)
     with store.write() as session:
         route_ids = []
@@ -62,10 +71,11 @@ def seed(store: Store, scenario: Scenario, settings: Settings) -> dict[str, str]
             areas.create_fence(session, areas.new_fence(fence, limits))
         keys = {}
         for i, u in enumerate(scenario.units):
+            assigned = route_ids[:1] if unit_routes is None else [route_ids[unit_routes[i]]]
             created = units.create_unit(
                 session,
                 UnitCreate(
-                    name=u.name, device_id=u.device_id, kind=u.kind, patrol_route_ids=route_ids[:1]
+                    name=u.name, device_id=u.device_id, kind=u.kind, patrol_route_ids=assigned
                 ),
             )
             if i == 0:
@@ -134,7 +144,8 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
     if url.startswith("sqlite") and not args.keep:
         _reset_sqlite(url)
     settings = settings.model_copy(update={"database_url": url})
-    scenario = load_scenario(args.scenario)
+    city = generate_city() if args.scenario == "city" else None
+    scenario = city.scenario if city is not None else load_scenario(args.scenario)
     store = Store.from_url(url)
     upgrade(store.engine)
 
@@ -145,10 +156,18 @@ def run_demo(args: argparse.Namespace, settings: Settings) -> int:
         f"{len(scenario.fences)} geofences into "
         f"{make_url(url).render_as_string(hide_password=True)}"
     )
-    keys = seed(store, scenario, settings)
+    keys = seed(store, scenario, settings, None if city is None else city.unit_routes)
     began = time.perf_counter()
     # One continuous simulation: the past is stored now, the rest is fed live as time passes.
-    timeline = simulate(scenario, start, args.hours * 3600.0 + 24 * 3600.0, seed=7)
+    # The city's 200 units feed live for 2 h rather than a day: that many pings stay in memory.
+    span = args.hours * 3600.0 + (24 if city is None else 2) * 3600.0
+    if city is None:
+        timeline = simulate(scenario, start, span, seed=7)
+    else:
+        timeline = sorted(
+            (p for part in simulate_city(city, start, span, interval_s=10.0) for p in part),
+            key=lambda p: (p.ts, p.device_id),
+        )
     history = [p for p in timeline if p.ts < now]
     live = [p for p in timeline if p.ts >= now]
     stored = post(store, GeoCache(), settings, history)
