@@ -10,7 +10,6 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -29,8 +28,8 @@ from sqlalchemy import select
 from service.store.db import make_engine
 from service.store.models import Ping
 from tests.conftest import ADMIN_KEY, _truncate
-from tests.helpers import LAT, LON0, PATROLI, T0, cli_env, free_port
-from tests.ops.cluster import Instance, nginx_binary, nginx_config, wait_ready
+from tests.helpers import LAT, LON0, T0, cli_env
+from tests.ops.cluster import Instance, nginx_binary, running_cluster
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 GEOD = Geod(ellps="WGS84")
@@ -79,48 +78,8 @@ def cluster(postgis_url: str, tmp_path: Path) -> Iterator[Cluster]:
         PATROLI_SESSION_SECRET="the-same-secret-on-every-instance",
         PATROLI_WEBHOOK_ALLOW="127.0.0.1",
     )
-    instances: list[Instance] = []
-    nginx_proc: subprocess.Popen[bytes] | None = None
-    try:
-        for n in range(2):
-            port = free_port()
-            log = (tmp_path / f"instance{n}.log").open("w+")
-            proc = subprocess.Popen(
-                [*PATROLI, "serve", "--port", str(port)],
-                env=env,
-                cwd=tmp_path,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-            instances.append(Instance(port, proc, log))
-        for i in instances:
-            wait_ready(f"{i.base}/readyz", i.running, f"instance {i.port}", i.output)
-        listen = free_port()
-        conf = nginx_config(tmp_path, listen, [i.port for i in instances])
-        nginx_proc = subprocess.Popen(
-            [nginx, "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.STDOUT,
-        )
-        proxy = f"http://127.0.0.1:{listen}"
-        error_log = tmp_path / "error.log"
-        wait_ready(
-            f"{proxy}/readyz",
-            lambda: nginx_proc.poll() is None,
-            "nginx",
-            lambda: error_log.read_text() if error_log.exists() else "",
-        )
-        yield Cluster(instances, proxy, postgis_url, tmp_path / "error.log")
-    finally:
-        if nginx_proc is not None:
-            nginx_proc.terminate()
-            nginx_proc.wait(30)
-        for i in instances:
-            if i.proc.poll() is None:
-                i.proc.terminate()
-                i.proc.wait(30)
-            i.log.close()
+    with running_cluster(nginx, env, tmp_path, 2) as running:
+        yield Cluster(running.instances, running.proxy, postgis_url, running.nginx_log)
 
 
 def _ping(device: str, dist_m: float, seconds: float) -> dict[str, Any]:
