@@ -195,8 +195,10 @@ def test_patroli_demo_scenario_city(tmp_path: Path) -> None:
         "city",
         "--database",
         f"sqlite:///{db}",
+        # Longer than two of the simulation's tracker outages (each at most 9.5 min) in a row:
+        # every unit has reported at least once.
         "--hours",
-        "0.1",
+        "0.4",
         "--no-serve",
         env=cli_env("sqlite:///unused.db"),
         cwd=tmp_path,
@@ -205,7 +207,7 @@ def test_patroli_demo_scenario_city(tmp_path: Path) -> None:
     out = result.stdout
     assert "Seeding 200 units, 20 patrol routes, 1001 geofences" in out
     stored = int(out.split("pings stored")[0].split(":")[-1].strip())
-    assert stored > 200 * 36 * 0.7  # 200 units, 6 min, every 10 s, minus gaps
+    assert stored > 200 * 144 * 0.7  # 200 units, 24 min, every 10 s, minus gaps
     store = Store.from_url(f"sqlite:///{db}")
     try:
         with store.read() as session:
