@@ -22,13 +22,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
 import httpx
+import uvloop
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -37,6 +38,7 @@ from service.store.migrate import upgrade
 from tests.conftest import _unavailable
 from tests.helpers import PATROLI, along, circle_feature, cli_env, free_port, route_feature
 from tests.ops.harness import Answer, Ledger
+from tests.ops.wire import KeepAlive
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "patroli.conf"
@@ -364,9 +366,7 @@ class Load:
 async def _tracker(
     index: int,
     device: str,
-    secret: str,
-    client: httpx.AsyncClient,
-    url: str,
+    client: KeepAlive,
     interval: float,
     end: float,
     start_ts: datetime,
@@ -374,7 +374,6 @@ async def _tracker(
 ) -> None:
     """One tracker: a ping every `interval` s (slots missed while waiting are skipped), each
     retried with the same ping id until acknowledged, as Traccar Client and OwnTracks do."""
-    headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json"}
     next_at = time.monotonic() + interval * index / 997 % interval
     n = 0
     while True:
@@ -391,11 +390,8 @@ async def _tracker(
         while True:
             sent = time.monotonic()
             status = 0
-            try:
-                r = await client.post(url, content=body, headers=headers)
-                status = r.status_code
-            except httpx.TransportError:
-                pass
+            with suppress(OSError, TimeoutError):
+                status = await client.post("/api/v1/pings", body)
             done = time.monotonic()
             load.latencies.append(done - sent)
             load.ledger.record(Answer(ping_id, status, None, done))
@@ -412,25 +408,35 @@ async def _tracker(
 def run_trackers(
     proxy: str, secrets: dict[str, str], rate: float, seconds: float, start_ts: datetime
 ) -> Load:
-    """Every unit posting single JSON pings through `proxy` at `rate` pings/s in all."""
+    """Every unit posting single JSON pings through `proxy` at `rate` pings/s in all, each on
+    its own keep-alive connection (a lean client: the load generator shares the machine)."""
     load = Load()
     interval = len(secrets) / rate
 
     async def main() -> None:
-        limits = httpx.Limits(max_connections=len(secrets), max_keepalive_connections=len(secrets))
-        async with httpx.AsyncClient(limits=limits, timeout=30) as client:
-            url = f"{proxy}/api/v1/pings"
-            end = time.monotonic() + seconds
-            begin = time.monotonic()
+        clients = {
+            d: KeepAlive(
+                proxy,
+                {"Authorization": f"Bearer {secrets[d]}", "Content-Type": "application/json"},
+            )
+            for d in sorted(secrets)
+        }
+        end = time.monotonic() + seconds
+        begin = time.monotonic()
+        try:
             await asyncio.gather(
                 *(
-                    _tracker(i, d, secrets[d], client, url, interval, end, start_ts, load)
-                    for i, d in enumerate(sorted(secrets))
+                    _tracker(i, d, client, interval, end, start_ts, load)
+                    for i, (d, client) in enumerate(clients.items())
                 )
             )
-            load.seconds = time.monotonic() - begin
+        finally:
+            for client in clients.values():
+                client.close()
+        load.seconds = time.monotonic() - begin
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main())
     return load
 
 
