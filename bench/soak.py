@@ -14,7 +14,12 @@ to the target, request latency, ping → live stream latency (from sending the a
 request to the position arriving on the stream), each instance's RSS sampled every 10 s
 (first, max, last, growth after the warm-up: the first fifth of the run, at most 60 s),
 acknowledged vs stored (lost and stored twice must be 0) and events stored vs webhook
-deliveries received. The target is what the trackers offer; what is printed is what was done.
+deliveries received, each delivery's signature and each unit's events arriving in order.
+With --receiver-down S the receiver refuses connections for the first S seconds of the load
+(a receiver outage): it prints when the last delivery came after the receiver returned.
+The target is what the trackers offer; what is printed is what was done.
+
+    .venv/bin/python bench/soak.py --minutes 12 --rate 300 --receiver-down 600
 """
 
 from __future__ import annotations
@@ -44,6 +49,13 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="target pings/s in all")
     parser.add_argument("--minutes", type=float, default=10.0, help="length of the load")
     parser.add_argument("--instances", type=int, default=2, help="patroli serve processes")
+    parser.add_argument(
+        "--receiver-down",
+        type=float,
+        default=0.0,
+        help="s the webhook receiver refuses connections from the start of the load (then the "
+        "run waits until every event is delivered, up to twice that plus 2 min: the backoff)",
+    )
     args = parser.parse_args()
     nginx = find_nginx()
     if nginx is None:
@@ -61,11 +73,14 @@ def main() -> int:
             rate=args.rate,
             seconds=args.minutes * 60,
             instances=args.instances,
+            receiver_down_s=args.receiver_down,
+            settle_s=60.0 + 2 * args.receiver_down + (60.0 if args.receiver_down else 0.0),
             say=lambda line: print(line, file=sys.stderr),
         )
     print_table(("measure", "value"), soak_table(result))
     bad = result.lost or result.twice or result.sse_missing
     bad = bad or set(result.events) != set(result.deliveries)
+    bad = bad or result.unsigned or result.out_of_order or max(result.delivery_ids.values()) > 1
     return 1 if bad else 0
 
 

@@ -9,6 +9,7 @@ a live-stream client and simulated trackers, all over HTTP.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import http.server
 import json
 import math
@@ -33,6 +34,7 @@ import uvloop
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from service.notify.webhooks import sign
 from service.store.db import make_engine
 from service.store.migrate import upgrade
 from tests.conftest import _unavailable
@@ -43,6 +45,7 @@ from tests.ops.wire import KeepAlive
 ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "patroli.conf"
 SOAK_ADMIN_KEY = "soak-admin-key-0123456789"
+SOAK_HOOK_SECRET = "soak-secret-1"
 
 
 def find_nginx() -> str | None:
@@ -251,13 +254,21 @@ def fresh_database(admin_url: str, prefix: str = "patroli_soak") -> Iterator[str
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
-    hits: list[tuple[str, int]]  # (X-Patroli-Delivery, event id)
+    hits: list[tuple[str, int, float]]  # (X-Patroli-Delivery, event id, when), as they came
+    unsigned: list[str]  # deliveries whose signature did not match the body
     lock: threading.Lock
 
     def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        raw = self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.loads(raw)
         with self.lock:
-            self.hits.append((self.headers["X-Patroli-Delivery"], int(body["id"])))
+            self.hits.append(
+                (self.headers["X-Patroli-Delivery"], int(body["id"]), time.monotonic())
+            )
+            if not hmac.compare_digest(
+                self.headers.get("X-Patroli-Signature", ""), sign(SOAK_HOOK_SECRET, raw)
+            ):
+                self.unsigned.append(self.headers["X-Patroli-Delivery"])
         self.send_response(200)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -266,18 +277,45 @@ class _Receiver(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@dataclass
+class HookReceiver:
+    """A webhook receiver on 127.0.0.1, down (connections refused) until `up()` if asked."""
+
+    url: str
+    hits: list[tuple[str, int, float]]
+    unsigned: list[str]
+    up: Callable[[], None]
+    came_up: list[float]  # time.monotonic() when it started answering
+
+
 @contextmanager
-def webhook_receiver() -> Iterator[tuple[str, list[tuple[str, int]]]]:
-    """A webhook receiver on 127.0.0.1: its URL and the (delivery id, event id) it got."""
-    hits: list[tuple[str, int]] = []
-    handler = type("Receiver", (_Receiver,), {"hits": hits, "lock": threading.Lock()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def webhook_receiver(down: bool = False) -> Iterator[HookReceiver]:
+    """A webhook receiver checking signatures; bound at once, listening at once or at `up()`."""
+    hits: list[tuple[str, int, float]] = []
+    unsigned: list[str] = []
+    attrs = {"hits": hits, "unsigned": unsigned, "lock": threading.Lock()}
+    handler = type("Receiver", (_Receiver,), attrs)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
+    server.allow_reuse_address = True
+    server.server_bind()  # bound but not listening: connections are refused until up()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    came_up: list[float] = []
+
+    def up() -> None:
+        if not came_up:
+            server.server_activate()
+            thread.start()
+            came_up.append(time.monotonic())
+
+    if not down:
+        up()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", hits
+        yield HookReceiver(
+            f"http://127.0.0.1:{server.server_address[1]}/hook", hits, unsigned, up, came_up
+        )
     finally:
-        server.shutdown()
+        if came_up:
+            server.shutdown()
         server.server_close()
 
 
@@ -458,6 +496,10 @@ class SoakResult:
     stream_events: int
     warmup_s: float
     cpu: dict[str, float]  # process -> share of one core during the load
+    unsigned: list[str]  # deliveries whose signature did not match
+    out_of_order: list[int]  # units whose events reached the receiver out of order
+    receiver_down_s: float
+    drained_s: float  # from the receiver answering to the last delivery
 
     @property
     def acked(self) -> set[str]:
@@ -483,7 +525,7 @@ def _register(proxy: str, units: int, hook: str) -> dict[str, str]:
         route_id = route.raise_for_status().json()["id"]
         lon, lat = along(450)
         http.post("/api/v1/geofences", json=circle_feature(lon, lat, 150)).raise_for_status()
-        http.post("/api/v1/webhooks", json={"url": hook, "secret": "soak-secret-1"})
+        http.post("/api/v1/webhooks", json={"url": hook, "secret": SOAK_HOOK_SECRET})
         for i in range(units):
             device = f"soak-{i:04d}"
             unit = {"name": f"Unit {i}", "device_id": device, "patrol_route_ids": [route_id]}
@@ -512,9 +554,14 @@ def soak(
     instances: int = 2,
     sample_s: float = 10.0,
     settle_s: float = 60.0,
+    receiver_down_s: float = 0.0,
     say: Callable[[str], None] = lambda _: None,
 ) -> SoakResult:
-    """A soak run on an empty, migrated PostGIS database; returns what it measured."""
+    """A soak run on an empty, migrated PostGIS database; returns what it measured.
+
+    With `receiver_down_s`, the webhook receiver refuses connections for that long from the
+    start of the load; the run then waits (up to `settle_s`) until every event is delivered.
+    """
     env = cli_env(
         database_url,
         PATROLI_ADMIN_KEY=SOAK_ADMIN_KEY,
@@ -527,11 +574,11 @@ def soak(
     per_unit = math.ceil(seconds * rate / units) + 10
     start_ts = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=per_unit * STEP_S + 600)
     with (
-        webhook_receiver() as (hook, hits),
+        webhook_receiver(down=receiver_down_s > 0) as receiver,
         running_cluster(nginx, env, workdir, instances, 2 * units + 256) as cluster,
     ):
         say(f"{instances} instances behind nginx at {cluster.proxy}; registering {units} units")
-        secrets = _register(cluster.proxy, units, hook)
+        secrets = _register(cluster.proxy, units, receiver.url)
         live = LiveMap(f"{cluster.proxy}/api/v1/stream", SOAK_ADMIN_KEY)
         live.start()
         if not live.opened.wait(30):
@@ -558,11 +605,14 @@ def soak(
             return out
 
         cpu_before = cpu_now()
+        back = threading.Timer(receiver_down_s, receiver.up)
+        back.start()
         try:
             load = run_trackers(cluster.proxy, secrets, rate, seconds, start_ts)
         finally:
             sampling.set()
             sampler.join()
+            back.join()  # a receiver down longer than the load comes back after it
         cpu = {k: (v - cpu_before[k]) / load.seconds for k, v in cpu_now().items()}
         say(f"load done ({len(load.ledger.acked):,} acknowledged); letting stream and hooks settle")
         rows = _rows(database_url, "SELECT id, client_ping_id FROM pings")
@@ -570,16 +620,17 @@ def soak(
         deadline = time.monotonic() + settle_s
         while time.monotonic() < deadline:
             events = [r[0] for r in _rows(database_url, "SELECT id FROM events ORDER BY id")]
-            seen = {e for _, e in list(hits)}
+            seen = {e for _, e, _ in list(receiver.hits)}
             on_stream = all(db_id[p] in live.arrivals for p in load.ledger.acked if p in db_id)
             if on_stream and seen >= set(events):
                 break
             time.sleep(1)
         time.sleep(min(5.0, settle_s))  # anything delivered twice would come now
         live.stop.set()
-        events = [r[0] for r in _rows(database_url, "SELECT id FROM events ORDER BY id")]
+        event_rows = _rows(database_url, "SELECT id, unit_id FROM events ORDER BY id")
+        events = [r[0] for r in event_rows]
         arrivals = dict(live.arrivals)
-        got = list(hits)
+        got = list(receiver.hits)
     latencies, missing = [], []
     for ping_id in sorted(load.ledger.acked):
         row_id = db_id.get(ping_id)
@@ -597,12 +648,28 @@ def soak(
         sse_missing=missing,
         rss=rss,
         events=events,
-        deliveries=Counter(event for _, event in got),
-        delivery_ids=Counter(delivery for delivery, _ in got),
+        deliveries=Counter(event for _, event, _ in got),
+        delivery_ids=Counter(delivery for delivery, _, _ in got),
+        unsigned=list(receiver.unsigned),
+        out_of_order=_out_of_order(got, {e: u for e, u in event_rows}),
+        receiver_down_s=receiver_down_s,
+        drained_s=max((t for _, _, t in got), default=math.nan) - receiver.came_up[0],
         stream_events=live.events,
         warmup_s=min(60.0, seconds / 5),
         cpu=cpu,
     )
+
+
+def _out_of_order(hits: list[tuple[str, int, float]], unit_of: dict[int, Any]) -> list[int]:
+    """Units whose deliveries did not arrive in the order of their events (ids)."""
+    last: dict[Any, int] = {}
+    bad: set[Any] = set()
+    for _, event, _ in hits:
+        unit = unit_of.get(event)
+        if event < last.get(unit, 0):
+            bad.add(unit)
+        last[unit] = max(event, last.get(unit, 0))
+    return sorted(bad, key=str)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -659,5 +726,17 @@ def soak_table(result: SoakResult) -> list[tuple[str, str]]:
             f"{len(result.events):,} / {sum(result.deliveries.values()):,} "
             f"({len(set(result.events) - set(result.deliveries))} missing, {twice_hooks} twice)",
         ),
+        (
+            "webhook order per unit, signatures",
+            f"{len(result.out_of_order)} units out of order, {len(result.unsigned)} bad signatures",
+        ),
     ]
+    if result.receiver_down_s:
+        rows.append(
+            (
+                "webhook receiver down",
+                f"{result.receiver_down_s:g} s from the start; last delivery "
+                f"{result.drained_s:.0f} s after it came back",
+            )
+        )
     return rows
