@@ -6,7 +6,7 @@ import threading
 import time
 import weakref
 from collections import defaultdict, deque
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -141,6 +141,14 @@ class GeoIndex:
         self._route_tree = STRtree([shapely.box(*r.corridor.bounds) for r in self.routes])
         self._fence_tree = STRtree([f.fence.outline for f in self.fences])
 
+    def assignment_rows(self, units: Collection[int]) -> tuple[tuple[Any, ...], ...]:
+        """The units' assignments as `area_revision` lists them: (unit, route, start, end)."""
+        return tuple(
+            (u, route, start, end)
+            for u in sorted(units)
+            for route, start, end in self.assignments.get(u, ())
+        )
+
     def evaluate(self, lon: float, lat: float, assigned: Iterable[int] = ()) -> Evaluation:
         """Route checks (assigned routes and any whose corridor holds the point) and geofences."""
         return self.evaluate_many(np.array([lon]), np.array([lat]), [assigned])[0]
@@ -234,11 +242,12 @@ def load_index(session: Session) -> GeoIndex:
     return GeoIndex(routes, fences, dict(assignments))
 
 
-def area_revision(session: Session) -> tuple[Any, ...]:
+def area_revision(session: Session, units: Collection[int] | None = None) -> tuple[Any, ...]:
     """A cheap fingerprint that changes when a route, geofence or assignment changes.
 
     One round trip (ingest asks for it in every transaction): the routes' and geofences'
-    count, latest edit and id sum, joined to every assignment row.
+    count, latest edit and id sum, joined to every assignment row, or with `units` only to
+    those units' rows (so the check costs what the batch names, not the whole fleet).
     """
     routes = select(
         func.count(PatrolRoute.id).label("n"),
@@ -264,7 +273,11 @@ def area_revision(session: Session) -> tuple[Any, ...]:
             links.c.shift_start,
             links.c.shift_end,
         )
-        .select_from(routes.join(fences, true()).outerjoin(links, true()))
+        .select_from(
+            routes.join(fences, true()).outerjoin(
+                links, true() if units is None else links.c.unit_id.in_(sorted(units))
+            )
+        )
         .order_by(links.c.unit_id, links.c.patrol_route_id)
     ).all()
     # Assignments are few: compare them whole (a count or sum could miss a swap).
@@ -298,18 +311,30 @@ class GeoCache:
         with self._lock:
             self._stale = True
 
-    def get(self, session: Session, *, fresh: bool = False) -> GeoIndex:
+    def get(
+        self, session: Session, *, fresh: bool = False, units: Collection[int] | None = None
+    ) -> GeoIndex:
         """The index matching what is stored (rebuilt only after an edit).
 
         `fresh` checks the stored revision now instead of trusting a check made within the
         last `check_s` seconds: ingest does so after locking its units, so it always sees an
-        edit committed before it (edits lock the same unit rows).
+        edit committed before it (edits lock the same unit rows). With `units`, that check
+        reads only those units' assignments (the routes and geofences always).
         """
         with self._lock:
             now = time.monotonic()
             recent = now - self._checked < self._check_s
-            if self._index is not None and not self._stale and recent and not fresh:
+            current = self._index is not None and not self._stale
+            if current and recent and not fresh:
+                assert self._index is not None
                 return self._index
+            if current and units is not None and self._revision is not None:
+                assert self._index is not None
+                part = area_revision(session, units)
+                if part[:-1] == self._revision[:-1] and part[-1] == self._index.assignment_rows(
+                    units
+                ):
+                    return self._index  # the other units' assignments were not looked at
             revision = area_revision(session)
             if self._index is None or self._stale or revision != self._revision:
                 self._index = load_index(session)

@@ -285,7 +285,7 @@ def ingest_items(
         return results
     by_device, states, reserved = _load_units(session, items, auto_register)
     # After the unit locks: an edit of routes or geofences committed before now is visible.
-    index = geo.get(session, fresh=True)
+    index = geo.get(session, fresh=True, units=states.keys())
     for key, reason in _assign_units(items, by_device, states).items():
         results[key] = PingResult(index=key[1], status="rejected", reason=reason)
     pending = [it for it in items if it.key not in results]
