@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Executable, bindparam, func, null, or_, select, union_all
 from sqlalchemy import update as sa_update
 from sqlalchemy.orm import Session
 
@@ -227,25 +227,25 @@ def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, i
     unit_ids = {it.unit_id for it in items}
     first = min(it.ping.ts for it in items)
     last = max(it.ping.ts for it in items)
-    stored: set[tuple[int, Any, float, float]] = {
-        (uid, ts, lat, lon)
-        for uid, ts, lat, lon in session.execute(
-            select(Ping.unit_id, Ping.ts, Ping.lat, Ping.lon).where(
-                Ping.unit_id.in_(unit_ids), Ping.ts >= first, Ping.ts <= last
-            )
-        )
-    }
+    by_position = select(
+        Ping.unit_id, Ping.ts, Ping.lat, Ping.lon, null().label("client_ping_id")
+    ).where(Ping.unit_id.in_(unit_ids), Ping.ts >= first, Ping.ts <= last)
     client_ids = {it.ping.ping_id for it in items if it.ping.ping_id}
-    stored_ids: set[tuple[int, str]] = set()
+    query: Executable = by_position
     if client_ids:
-        stored_ids = {
-            (uid, str(cid))
-            for uid, cid in session.execute(
-                select(Ping.unit_id, Ping.client_ping_id).where(
-                    Ping.unit_id.in_(unit_ids), Ping.client_ping_id.in_(client_ids)
-                )
-            )
-        }
+        # One round trip: the ping_id lookup spans every partition, the position one only
+        # the batch's time range; UNION ALL keeps each its own plan.
+        by_client_id = select(Ping.unit_id, null(), null(), null(), Ping.client_ping_id).where(
+            Ping.unit_id.in_(unit_ids), Ping.client_ping_id.in_(client_ids)
+        )
+        query = union_all(by_position, by_client_id)
+    stored: set[tuple[int, Any, float, float]] = set()
+    stored_ids: set[tuple[int, str]] = set()
+    for uid, ts, lat, lon, client in session.execute(query):
+        if client is None:
+            stored.add((uid, ts, lat, lon))
+        else:
+            stored_ids.add((uid, str(client)))
     dupes: set[tuple[int, int]] = set()
     for it in items:
         pos = (it.unit_id, it.ping.ts, it.ping.lat, it.ping.lon)
