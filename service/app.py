@@ -54,7 +54,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.error("cannot open the database: %s", open_failure(store.engine, exc))
                 raise
         geo = GeoCache()
-        broker = Broker()
+        # On PostgreSQL a revocation in any process empties this worker's key cache at once.
+        broker = Broker(on_revocation=app.state.keys.clear)
         broker.start(asyncio.get_running_loop(), settings.database_url)
         # A revocation in this worker makes its open streams check their keys at once.
         unsubscribe = app.state.keys.subscribe(broker.wake)

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from service.errors import InvalidInput, NotFound
@@ -71,6 +71,18 @@ def revoke_key(session: Session, key_id: int) -> None:
         raise NotFound(f"API key {key_id} not found")
     if row.revoked_at is None:
         row.revoked_at = utcnow()
+        announce_revocation(session)
+
+
+# PostgreSQL channel on which a transaction that revokes keys tells every process, when it
+# commits, to forget the keys it cached (service.notify.stream listens on it).
+KEYS_CHANNEL = "patroli_keys"
+
+
+def announce_revocation(session: Session) -> None:
+    """Make every process drop its cached keys when this transaction commits (PostgreSQL)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text(f"NOTIFY {KEYS_CHANNEL}"))
 
 
 def resolve_key(session: Session, key: str) -> Principal | None:

@@ -185,7 +185,7 @@ def _units_enroll(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"unit #{enrolment.unit_id} ({enrolment.name}, device {enrolment.device_id}): a new "
         "device secret was issued; the previous one no longer works (running servers refuse "
-        "it within PATROLI_KEY_CACHE_S)."
+        "it at once on PostgreSQL, within PATROLI_KEY_CACHE_S on SQLite)."
     )
     for link in enrolment.links:
         print(f"\n{ENROLL_TITLES[link.app]}:\n{link.url}\n")

@@ -172,7 +172,10 @@ class Settings(BaseSettings):
     )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook POST (s).")
     key_cache_s: float = Field(
-        10.0, ge=0, description="How long a resolved API key is cached per worker (s)."
+        60.0,
+        ge=0,
+        description="How long a resolved API key is cached per worker (s); on PostgreSQL "
+        "revocations empty every worker's cache at once.",
     )
     session_secret: SecretStr | None = Field(
         None,

@@ -6,7 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.auth import create_key
+from service.auth import announce_revocation, create_key
 from service.errors import Conflict, InvalidInput, NotFound
 from service.schemas import (
     AssignmentIn,
@@ -127,6 +127,7 @@ def delete_unit(session: Session, unit_id: int) -> None:
         )
     )
     session.delete(unit)
+    announce_revocation(session)  # its keys went with it
 
 
 def rotate_secret(session: Session, unit_id: int) -> str:
@@ -136,6 +137,7 @@ def rotate_secret(session: Session, unit_id: int) -> str:
         select(ApiKey).where(ApiKey.unit_id == unit_id, ApiKey.revoked_at.is_(None))
     ):
         key.revoked_at = utcnow()
+    announce_revocation(session)
     _, secret = create_key(
         session, role="tracker", name=f"device {unit.device_id}", unit_id=unit_id
     )

@@ -34,6 +34,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Message, Send
 
 from service.analytics.positions import ELIGIBLE
+from service.auth import KEYS_CHANNEL
 from service.errors import InvalidInput
 from service.events.log import EventFilter, query_events
 from service.metrics import STREAM_CLIENTS
@@ -80,7 +81,10 @@ def _libpq_url(database_url: str) -> str | None:
 class Broker:
     """Wakes the waiting streams of one process when new data may have been committed."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_revocation: Callable[[], None] | None = None) -> None:
+        # Called (from the listener thread) when another process revoked keys, and whenever
+        # the listener (re)connects: a revocation may have been missed meanwhile.
+        self._on_revocation = on_revocation
         self._loop: asyncio.AbstractEventLoop | None = None
         self._event: asyncio.Event | None = None
         self._generation = 0
@@ -90,7 +94,8 @@ class Broker:
         self._limiter: anyio.CapacityLimiter | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop, database_url: str | None = None) -> None:
-        """Bind to the app's event loop; on PostgreSQL also listen for other workers' commits."""
+        """Bind to the app's event loop; on PostgreSQL also listen for other workers' commits
+        and key revocations."""
         self._loop = loop
         self._event = asyncio.Event()
         self._limiter = anyio.CapacityLimiter(READ_THREADS)
@@ -165,11 +170,16 @@ class Broker:
             try:
                 with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    conn.execute(f"LISTEN {KEYS_CHANNEL}")
                     backoff = 0.5
+                    self._revoked()  # revocations made while not listening
                     self.wake()  # commits made while not listening
                     while not self._stopping.is_set():
-                        for _ in conn.notifies(timeout=0.2):
-                            self.wake()
+                        for note in conn.notifies(timeout=0.2):
+                            if note.channel == KEYS_CHANNEL:
+                                self._revoked()
+                            else:
+                                self.wake()
             except Exception as exc:
                 if self._stopping.is_set():
                     return
@@ -177,6 +187,13 @@ class Broker:
                 self.wake()
                 self._stopping.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
+
+    def _revoked(self) -> None:
+        if self._on_revocation is not None:
+            try:
+                self._on_revocation()
+            except Exception:  # the listener must go on
+                log.exception("key revocation handler failed")
 
 
 # A message id: event id and ping id, ASCII digits (at most 19 each: 64-bit ids).

@@ -516,6 +516,30 @@ def test_revocation_in_another_instance_ends_the_stream_within_the_key_cache_tim
         assert r.status_code == 401
 
 
+def test_on_postgresql_a_revocation_in_another_instance_applies_at_once(
+    make_settings: Any,
+) -> None:
+    """The revoking transaction's NOTIFY empties every instance's key cache: neither a key
+    cached for ten minutes nor an open stream outlives a revocation made elsewhere."""
+    settings = make_settings(key_cache_s=600)
+    if not settings.database_url.startswith("postgresql"):
+        pytest.skip("revocations are broadcast with PostgreSQL's NOTIFY")
+    with _served(settings) as a, _served(settings) as b:
+        uid = a.unit("u1")
+        secret = b.http.post(f"/api/v1/units/{uid}/secret").json()["device_secret"]
+        auth = {"Authorization": f"Bearer {secret}"}
+        r = httpx.post(f"{a.base}/api/v1/pings", json=ping("u1", 100, 0), headers=auth)
+        assert r.status_code == 200, r.text  # the tracker's key is now cached by a
+        key, key_id = _viewer_key(a.http)
+        with a.open(headers={"Authorization": f"Bearer {key}"}) as sse:
+            time.sleep(0.5)
+            assert b.http.delete(f"/api/v1/keys/{key_id}").status_code == 204
+            b.http.post(f"/api/v1/units/{uid}/secret").raise_for_status()
+            assert _ends_within(sse, 3.0) < 3.0
+        r = httpx.post(f"{a.base}/api/v1/pings", json=ping("u1", 200, 10), headers=auth)
+        assert r.status_code == 401, r.text
+
+
 def test_deleting_a_unit_or_rotating_its_secret_revokes_only_its_keys(
     make_settings: Any,
 ) -> None:
