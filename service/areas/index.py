@@ -17,7 +17,7 @@ from shapely import Point as ShapelyPoint
 from shapely import Polygon as ShapelyPolygon
 from shapely import STRtree
 from shapely.geometry.base import BaseGeometry
-from sqlalchemy import func, select, true
+from sqlalchemy import Select, bindparam, func, select, true
 from sqlalchemy.orm import Session
 
 from service.geo.corridor import Corridor, RouteCheck
@@ -242,13 +242,8 @@ def load_index(session: Session) -> GeoIndex:
     return GeoIndex(routes, fences, dict(assignments))
 
 
-def area_revision(session: Session, units: Collection[int] | None = None) -> tuple[Any, ...]:
-    """A cheap fingerprint that changes when a route, geofence or assignment changes.
-
-    One round trip (ingest asks for it in every transaction): the routes' and geofences'
-    count, latest edit and id sum, joined to every assignment row, or with `units` only to
-    those units' rows (so the check costs what the batch names, not the whole fleet).
-    """
+def _revision_query(of_units: bool) -> Select[Any]:
+    """The fingerprint query: every assignment row, or (of_units) those of `:units`."""
     routes = select(
         func.count(PatrolRoute.id).label("n"),
         func.max(PatrolRoute.updated_at).label("at"),
@@ -260,7 +255,8 @@ def area_revision(session: Session, units: Collection[int] | None = None) -> tup
         func.sum(Geofence.id).label("ids"),
     ).subquery()
     links = UnitPatrolRoute.__table__
-    rows = session.execute(
+    on = links.c.unit_id.in_(bindparam("units", expanding=True)) if of_units else true()
+    return (
         select(
             routes.c.n,
             routes.c.at,
@@ -273,13 +269,27 @@ def area_revision(session: Session, units: Collection[int] | None = None) -> tup
             links.c.shift_start,
             links.c.shift_end,
         )
-        .select_from(
-            routes.join(fences, true()).outerjoin(
-                links, true() if units is None else links.c.unit_id.in_(sorted(units))
-            )
-        )
+        .select_from(routes.join(fences, true()).outerjoin(links, on))
         .order_by(links.c.unit_id, links.c.patrol_route_id)
-    ).all()
+    )
+
+
+# Built once: ingest runs one of them in every transaction (SQLAlchemy caches their SQL).
+_REVISION = _revision_query(of_units=False)
+_REVISION_OF_UNITS = _revision_query(of_units=True)
+
+
+def area_revision(session: Session, units: Collection[int] | None = None) -> tuple[Any, ...]:
+    """A cheap fingerprint that changes when a route, geofence or assignment changes.
+
+    One round trip (ingest asks for it in every transaction): the routes' and geofences'
+    count, latest edit and id sum, joined to every assignment row, or with `units` only to
+    those units' rows (so the check costs what the batch names, not the whole fleet).
+    """
+    if units is None:
+        rows = session.execute(_REVISION).all()
+    else:
+        rows = session.execute(_REVISION_OF_UNITS, {"units": sorted(units)}).all()
     # Assignments are few: compare them whole (a count or sum could miss a swap).
     assigned = tuple(tuple(row[6:]) for row in rows if row[6] is not None)
     return (*_norm(rows[0][:6]), assigned)

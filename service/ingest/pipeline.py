@@ -221,27 +221,41 @@ def register_device(session: Session, device_id: str) -> int:
     return unit.id
 
 
+# Stored pings that an item would repeat: by position within the batch's time range, and (in
+# the same round trip: UNION ALL keeps each arm its own plan, the first pruning partitions by
+# time) by ping_id, which spans every partition. Built once; SQLAlchemy caches their SQL.
+_STORED_BY_POSITION = select(
+    Ping.unit_id, Ping.ts, Ping.lat, Ping.lon, null().label("client_ping_id")
+).where(
+    Ping.unit_id.in_(bindparam("units", expanding=True)),
+    Ping.ts >= bindparam("first"),
+    Ping.ts <= bindparam("last"),
+)
+_STORED_BY_POSITION_OR_ID: Executable = union_all(
+    _STORED_BY_POSITION,
+    select(Ping.unit_id, null(), null(), null(), Ping.client_ping_id).where(
+        Ping.unit_id.in_(bindparam("units", expanding=True)),
+        Ping.client_ping_id.in_(bindparam("client_ids", expanding=True)),
+    ),
+)
+
+
 def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, int]]:
     """Keys of items already stored (same unit, time and position, or same ping_id), or
     repeated earlier in this batch."""
-    unit_ids = {it.unit_id for it in items}
-    first = min(it.ping.ts for it in items)
-    last = max(it.ping.ts for it in items)
-    by_position = select(
-        Ping.unit_id, Ping.ts, Ping.lat, Ping.lon, null().label("client_ping_id")
-    ).where(Ping.unit_id.in_(unit_ids), Ping.ts >= first, Ping.ts <= last)
+    params: dict[str, Any] = {
+        "units": sorted({it.unit_id for it in items}),
+        "first": min(it.ping.ts for it in items),
+        "last": max(it.ping.ts for it in items),
+    }
     client_ids = {it.ping.ping_id for it in items if it.ping.ping_id}
-    query: Executable = by_position
+    query: Executable = _STORED_BY_POSITION
     if client_ids:
-        # One round trip: the ping_id lookup spans every partition, the position one only
-        # the batch's time range; UNION ALL keeps each its own plan.
-        by_client_id = select(Ping.unit_id, null(), null(), null(), Ping.client_ping_id).where(
-            Ping.unit_id.in_(unit_ids), Ping.client_ping_id.in_(client_ids)
-        )
-        query = union_all(by_position, by_client_id)
+        params["client_ids"] = sorted(client_ids)
+        query = _STORED_BY_POSITION_OR_ID
     stored: set[tuple[int, Any, float, float]] = set()
     stored_ids: set[tuple[int, str]] = set()
-    for uid, ts, lat, lon, client in session.execute(query):
+    for uid, ts, lat, lon, client in session.execute(query, params):
         if client is None:
             stored.add((uid, ts, lat, lon))
         else:
