@@ -286,10 +286,12 @@ def area_revision(session: Session, units: Collection[int] | None = None) -> tup
     count, latest edit and id sum, joined to every assignment row, or with `units` only to
     those units' rows (so the check costs what the batch names, not the whole fleet).
     """
+    # On the session's connection: a Core query needs none of the ORM's per-call setup.
+    conn = session.connection()
     if units is None:
-        rows = session.execute(_REVISION).all()
+        rows = conn.execute(_REVISION).all()
     else:
-        rows = session.execute(_REVISION_OF_UNITS, {"units": sorted(units)}).all()
+        rows = conn.execute(_REVISION_OF_UNITS, {"units": sorted(units)}).all()
     # Assignments are few: compare them whole (a count or sum could miss a swap).
     assigned = tuple(tuple(row[6:]) for row in rows if row[6] is not None)
     return (*_norm(rows[0][:6]), assigned)

@@ -125,8 +125,8 @@ def lock_units(
     params: dict[str, Any] = {"devices": sorted(names), "ids": sorted(ids)}
     if reserve and session.get_bind().dialect.name == "postgresql":
         params["reserve"] = reserve
-        return list(session.execute(_UNITS_STATES_AND_IDS, params))
-    return list(session.execute(_UNITS_AND_STATES, params))
+        return list(session.connection().execute(_UNITS_STATES_AND_IDS, params))
+    return list(session.connection().execute(_UNITS_AND_STATES, params))
 
 
 def _load_units(
@@ -255,7 +255,7 @@ def _duplicates(session: Session, items: Sequence[WorkItem]) -> set[tuple[int, i
         query = _STORED_BY_POSITION_OR_ID
     stored: set[tuple[int, Any, float, float]] = set()
     stored_ids: set[tuple[int, str]] = set()
-    for uid, ts, lat, lon, client in session.execute(query, params):
+    for uid, ts, lat, lon, client in session.connection().execute(query, params):
         if client is None:
             stored.add((uid, ts, lat, lon))
         else:

@@ -8,13 +8,15 @@ in flight the next requests queue up, so batches grow with load without a fixed 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
@@ -55,21 +57,62 @@ class Outcome:
 
 @dataclass
 class _Request:
+    """One caller's pings and reports, and how to tell it the outcome.
+
+    A thread waits on `future`; a coroutine on `waiter`, settled on its own loop (the writer
+    wakes each loop once per batch, not once per request).
+    """
+
     principal: Principal
     pings: Sequence[tuple[int, PingIn]]
     reports: Sequence[DeviceReport]
     source: str
     detail: bool = True
-    future: Future[Outcome] = field(default_factory=Future)
+    future: Future[Outcome] | None = None
+    waiter: asyncio.Future[Outcome] | None = None
+    abandoned: bool = False  # the coroutine gave up waiting: do not store it if not begun
 
     @property
     def size(self) -> int:
         return len(self.pings) + len(self.reports)
 
+    def begin(self) -> bool:
+        """Whether its caller still waits (a request given up before it was begun is skipped)."""
+        if self.future is not None:
+            return self.future.set_running_or_notify_cancel()
+        return not self.abandoned
 
-def _fail(request: _Request, exc: Exception) -> None:
-    if not request.future.done():
-        request.future.set_exception(exc)
+
+def _settle(done: Sequence[tuple[_Request, Outcome | BaseException]]) -> None:
+    """Hand each request its outcome or error: threads at once, each event loop in one call."""
+    loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
+    for request, result in done:
+        if request.future is not None:
+            if request.future.done():
+                continue
+            if isinstance(result, BaseException):
+                request.future.set_exception(result)
+            else:
+                request.future.set_result(result)
+        elif request.waiter is not None:
+            loops.setdefault(request.waiter.get_loop(), []).append((request.waiter, result))
+    for loop, waiters in loops.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits there any more
+            loop.call_soon_threadsafe(_resolve, waiters)
+
+
+def _resolve(waiters: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
+    for waiter, result in waiters:
+        if waiter.done():  # its caller timed out or was cancelled
+            continue
+        if isinstance(result, BaseException):
+            waiter.set_exception(result)
+        else:
+            waiter.set_result(result)
+
+
+def _fail(requests: Sequence[_Request], exc: BaseException) -> None:
+    _settle([(request, exc) for request in requests])
 
 
 def _refusal(exc: Exception) -> Exception:
@@ -129,7 +172,7 @@ class GroupCommitter:
                 break
             if request is not None:
                 WRITER_QUEUE.dec()
-                _fail(request, StoreUnavailable("the service is shutting down; retry later"))
+                _fail([request], StoreUnavailable("the service is shutting down; retry later"))
 
     def submit(
         self,
@@ -145,16 +188,19 @@ class GroupCommitter:
         Without `detail`, every accepted ping's result is `pipeline.ACCEPTED` (for callers that
         only count them).
         """
-        request = _Request(principal, pings, reports, source, detail)
+        request = _Request(principal, pings, reports, source, detail, future=Future())
+        self._enqueue(request)
+        assert request.future is not None
+        return request.future
+
+    def _enqueue(self, request: _Request) -> None:
         with self._closing:
-            if self._thread is None or not self._thread.is_alive():
-                request.future.set_exception(
-                    StoreUnavailable("the writer is not running; retry later")
-                )
-            else:
+            running = self._thread is not None and self._thread.is_alive()
+            if running:
                 WRITER_QUEUE.inc()
                 self._queue.put(request)
-        return request.future
+        if not running:
+            _fail([request], StoreUnavailable("the writer is not running; retry later"))
 
     async def store(
         self,
@@ -173,19 +219,23 @@ class GroupCommitter:
         refused = {i: r for i, p in pings if (r := attributes_refusal(p.attributes, limit))}
         report_refusals = [attributes_refusal(r.attributes, limit) for r in reports]
         outcome = Outcome([], [])
-        queued_pings = [(i, p) for i, p in pings if i not in refused]
+        queued = [(i, p) for i, p in pings if i not in refused] if refused else pings
         queued_reports = [r for r, why in zip(reports, report_refusals, strict=True) if not why]
-        if queued_pings or queued_reports:
-            future = self.submit(
-                principal, queued_pings, reports=queued_reports, source=source, detail=detail
-            )
+        if queued or queued_reports:
+            waiter: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+            request = _Request(principal, queued, queued_reports, source, detail, waiter=waiter)
+            self._enqueue(request)
             try:
-                outcome = await asyncio.wait_for(asyncio.wrap_future(future), self._timeout_s)
+                async with asyncio.timeout(self._timeout_s):
+                    outcome = await waiter
             except TimeoutError:
-                # Cancelled above: if the writer has not started on it, it is skipped; if it
-                # has, the pings may be stored, which the tracker's retry then reports as
-                # duplicates.
+                # Not begun yet: it is skipped. Begun: the pings may be stored, which the
+                # tracker's retry then reports as duplicates.
+                request.abandoned = True
                 raise StoreUnavailable("storing took too long; retry later") from None
+            except asyncio.CancelledError:
+                request.abandoned = True
+                raise
         if not refused and not any(report_refusals):
             return outcome
         stored = iter(outcome.pings)
@@ -218,16 +268,15 @@ class GroupCommitter:
                 batch.append(nxt)
                 size += nxt.size
             WRITER_QUEUE.dec(len(batch))
-            # A request whose caller gave up (cancelled its future) is not stored at all.
-            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            # A request whose caller gave up (cancelled, timed out) is not stored at all.
+            batch = [r for r in batch if r.begin()]
             if not batch:
                 continue
             try:
                 self._write(batch)
             except BaseException as exc:  # the writer must outlive any one batch
                 log.exception("writer failed on a batch")
-                for request in batch:
-                    _fail(request, StoreUnavailable(UNAVAILABLE))
+                _fail(batch, StoreUnavailable(UNAVAILABLE))
                 if not isinstance(exc, Exception):
                     raise
 
@@ -236,21 +285,18 @@ class GroupCommitter:
             outcomes = self._commit(batch)
         except OperationalError as exc:
             log.warning("database unavailable, %d request(s) refused: %s", len(batch), exc)
-            for request in batch:
-                _fail(request, StoreUnavailable(UNAVAILABLE))
+            _fail(batch, StoreUnavailable(UNAVAILABLE))
             return
         except Exception as exc:
             if len(batch) == 1:
-                _fail(batch[0], _refusal(exc))
+                _fail(batch, _refusal(exc))
                 return
             # One request broke the shared transaction: store each on its own so the others
             # still succeed and only the faulty one fails.
             for request in batch:
                 self._write([request])
             return
-        for request, outcome in zip(batch, outcomes, strict=True):
-            if not request.future.done():
-                request.future.set_result(outcome)
+        _settle(list(zip(batch, outcomes, strict=True)))
 
     def _commit(self, batch: list[_Request]) -> list[Outcome]:
         items = [

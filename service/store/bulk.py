@@ -120,28 +120,31 @@ STATE_COLUMNS = (
     "received_at",
     "machine",
 )
-_STATE_TYPES = ("bigint", "timestamptz", "float8", "float8", "float8", "int", "timestamptz",
-                "float8", "float8", "timestamptz", "json")  # fmt: skip
+# On PostgreSQL the new states travel as one JSON text (encoded by the json module's C
+# encoder, decoded by the server) rather than as an array per column, whose per-element
+# encoding in the driver cost a third of the writer's time.
+_UPDATE_STATES = (
+    f"UPDATE unit_states AS s SET {', '.join(f'{c} = v.{c}' for c in STATE_COLUMNS)} "
+    "FROM json_populate_recordset(NULL::unit_states, %s::json) AS v WHERE s.unit_id = v.unit_id"
+)
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot store {type(value).__name__} in a unit state")
 
 
 def update_unit_states(session: Session, updates: Sequence[dict[str, Any]]) -> None:
     """Write new unit states (dicts with `uid` and STATE_COLUMNS) in one statement."""
     if not updates:
         return
+    dbapi = session.connection().connection.driver_connection
+    assert dbapi is not None
     if session.get_bind().dialect.name == "postgresql":
-        # One UPDATE joined to unnest()ed arrays: a round trip per batch, not per unit.
-        sets = ", ".join(f"{c} = v.{c}" for c in STATE_COLUMNS)
-        arrays = ", ".join(
-            f"CAST(:{c} AS {t}[])" for c, t in zip(STATE_COLUMNS, _STATE_TYPES, strict=True)
-        )
-        sql = (
-            f"UPDATE unit_states AS s SET {sets} "
-            f"FROM unnest(CAST(:uid AS int[]), {arrays}) AS v(uid, {', '.join(STATE_COLUMNS)}) "
-            "WHERE s.unit_id = v.uid"
-        )
-        params = {c: [u[c] for u in updates] for c in ("uid", *STATE_COLUMNS)}
-        params["machine"] = [_json(m) for m in params["machine"]]
-        session.execute(text(sql), params)
+        states = [{"unit_id": u["uid"], **{c: u[c] for c in STATE_COLUMNS}} for u in updates]
+        payload = json.dumps(states, default=_json_value, allow_nan=False)
+        dbapi.cursor().execute(_UPDATE_STATES, (payload,), prepare=True)
         return
     sets = ", ".join(f"{c} = ?" for c in STATE_COLUMNS)
     rows = [
@@ -155,6 +158,4 @@ def update_unit_states(session: Session, updates: Sequence[dict[str, Any]]) -> N
         )
         for u in updates
     ]
-    dbapi = session.connection().connection.driver_connection
-    assert dbapi is not None
     dbapi.cursor().executemany(f"UPDATE unit_states SET {sets} WHERE unit_id = ?", rows)
