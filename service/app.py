@@ -6,9 +6,12 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
+from starlette.types import Receive, Scope, Send
 
 from service import metrics, redact
 from service.areas.index import GeoCache
@@ -34,6 +37,18 @@ from service.store.db import Store, open_failure
 from service.store.migrate import upgrade
 
 log = logging.getLogger(__name__)
+
+
+class PatroliApp(FastAPI):
+    """The FastAPI application behind the ingest front door (service.routes.fastpath)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._front = FastIngest(partial(FastAPI.__call__, self), self.state)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a request: the hot ingest doors directly, the rest through the app."""
+        await self._front(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -91,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             store.dispose()
             metrics.worker_exit()
 
-    app = FastAPI(
+    app = PatroliApp(
         title="Patroli",
         summary="Live patrol tracking: pings, patrol-route corridors, geofences, coverage maps.",
         version="0.1.0",
@@ -109,8 +124,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.coverage_pages = PageCache()
     add_exception_handlers(app)
     sessions.install(app, settings)
-    # Innermost: the hot ingest doors still pass the timing, body-limit and header layers.
-    app.add_middleware(FastIngest)
     app.add_middleware(RequestTimer)
     app.add_middleware(
         BodySizeLimit, max_bytes=settings.max_body_bytes, timeout_s=settings.body_timeout_s

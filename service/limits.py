@@ -27,6 +27,16 @@ from service.config import Settings, get_settings
 MAX_HEAD_BYTES = 64 * 1024  # request line and headers; larger heads get 431 (h11: 400)
 
 
+def too_large(max_bytes: int) -> str:
+    """Why a request body is refused with 413."""
+    return f"request body exceeds the limit of {max_bytes} bytes"
+
+
+def too_slow(timeout_s: float) -> str:
+    """Why a request body is refused with 408."""
+    return f"the request body did not arrive within {timeout_s:g} s"
+
+
 class BodySizeLimit:
     """ASGI middleware: 413 for bodies over `max_bytes`, 408 for bodies slower than `timeout_s`."""
 
@@ -41,7 +51,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await _answer(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes")
+            await send_refusal(send, 413, too_large(self.max_bytes))
             return
 
         deadline = None if self.timeout_s is None else time.monotonic() + self.timeout_s
@@ -53,7 +63,7 @@ class BodySizeLimit:
         async def refuse(status: int, detail: str) -> Message:
             nonlocal started, refused
             if not started:
-                await _answer(send, status, detail)
+                await send_refusal(send, status, detail)
                 started = True
             refused = True
             return {"type": "http.disconnect"}  # the app sees a client that went away
@@ -69,15 +79,12 @@ class BodySizeLimit:
                 async with asyncio.timeout(remaining):
                     message = await receive()
             except TimeoutError:
-                return await refuse(
-                    408, f"the request body did not arrive within {self.timeout_s:g} s"
-                )
+                assert self.timeout_s is not None
+                return await refuse(408, too_slow(self.timeout_s))
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    return await refuse(
-                        413, f"request body exceeds the limit of {self.max_bytes} bytes"
-                    )
+                    return await refuse(413, too_large(self.max_bytes))
                 body_done = not message.get("more_body", False)
             else:
                 body_done = True
@@ -98,7 +105,8 @@ class BodySizeLimit:
                 raise
 
 
-async def _answer(send: Send, status: int, detail: str) -> None:
+async def send_refusal(send: Send, status: int, detail: str) -> None:
+    """Answer `status` with `{"detail": …}` and close the connection (the body is not read)."""
     body = json.dumps({"detail": detail}).encode()
     headers: list[Any] = [
         (b"content-type", b"application/json"),

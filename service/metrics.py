@@ -126,10 +126,13 @@ class RequestTimer:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
-            REQUESTS.labels(scope["method"], route, str(status)).observe(
-                time.perf_counter() - began
-            )
+            route = getattr(scope.get("route"), "path", None)
+            observe_request(scope["method"], route, status, began)
+
+
+def observe_request(method: str, route: str | None, status: int, began: float) -> None:
+    """Count a request's duration (since `began`, a perf_counter) by route template and status."""
+    REQUESTS.labels(method, route or "unmatched", str(status)).observe(time.perf_counter() - began)
 
 
 # ---- several processes ---------------------------------------------------------------------

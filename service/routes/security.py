@@ -29,6 +29,16 @@ _EXTERNAL_OR_DATA = re.compile(r"\bsrc\s*=|\btype\s*=\s*[\"']?application/json",
 _PLACEHOLDER = re.compile(r"\{[^}]*\}")
 
 
+def add_security_headers(message: Message, static: bool = False) -> None:
+    """Add the security headers a response start message lacks (and `no-store` unless static)."""
+    headers = MutableHeaders(scope=message)
+    for name, value in _HEADERS.items():
+        if name not in headers:
+            headers[name] = value
+    if not static and "cache-control" not in headers:
+        headers["cache-control"] = "no-store"
+
+
 class SecurityHeaders:
     """ASGI middleware adding security headers to every HTTP response that lacks them.
 
@@ -48,12 +58,7 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _HEADERS.items():
-                    if name not in headers:
-                        headers[name] = value
-                if not static and "cache-control" not in headers:
-                    headers["cache-control"] = "no-store"
+                add_security_headers(message, static)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
