@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import secrets
 import threading
 import time
@@ -134,7 +135,10 @@ class KeyCache:
                 return
             if len(self._entries) > 10_000:  # bound memory against floods of random keys
                 self._entries.clear()
-            self._entries[hash_key(key)] = (principal, time.monotonic() + self._ttl)
+            # Each entry lives 75-100 % of the cache time: keys first seen together (every
+            # tracker after a restart) are not all looked up again in the same second.
+            ttl = self._ttl * random.uniform(0.75, 1.0)
+            self._entries[hash_key(key)] = (principal, time.monotonic() + ttl)
 
     def clear(self) -> None:
         """Forget every key (after a revocation, so it takes effect at once here)."""

@@ -67,7 +67,7 @@ T = TypeVar("T")
 def notify(session: Session) -> None:
     """Wake the streams of every worker when this transaction commits (PostgreSQL only)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        session.connection().exec_driver_sql(f"NOTIFY {NOTIFY_CHANNEL}")
 
 
 def _libpq_url(database_url: str) -> str | None:

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.datastructures import State
 
 from service.areas.index import GeoCache
 from service.auth import KeyCache, Principal, resolve_key
@@ -65,6 +66,18 @@ def _lookup(store: Store, key: str) -> Principal | None:
         return resolve_key(session, key)
 
 
+async def known_key(state: State, key: str) -> Principal | None:
+    """The principal of a stored key (None when unknown or revoked), from this worker's key
+    cache or else the database (the answer is cached)."""
+    cache: KeyCache = state.keys
+    found, principal = cache.get(key)
+    if not found:
+        generation = cache.generation
+        principal = await run_in_threadpool(_lookup, state.store, key)
+        cache.put(key, principal, generation)
+    return principal
+
+
 async def authenticate(request: Request, key: str | None) -> Principal | None:
     """The principal for a presented key (None when no key); Unauthenticated when unknown."""
     if not key:
@@ -73,12 +86,7 @@ async def authenticate(request: Request, key: str | None) -> Principal | None:
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
         return Principal(role="admin")
-    cache = get_keys(request)
-    found, principal = cache.get(key)
-    if not found:
-        generation = cache.generation
-        principal = await run_in_threadpool(_lookup, get_store(request), key)
-        cache.put(key, principal, generation)
+    principal = await known_key(request.app.state, key)
     if principal is None:
         raise Unauthenticated("invalid or revoked API key")
     return principal

@@ -4,14 +4,14 @@ A tracker posting one fix every few seconds pays for routing, dependency resolut
 objects and every middleware layer on every request. This front door (in front of the whole
 application) answers the common case of
 
-- `POST /api/v1/pings` with a JSON body and a known bearer key, and
+- `POST /api/v1/pings` with a JSON body and a tracker or admin bearer key, and
 - `GET /api/v1/osmand` / `GET /api/v1/osmand/<secret>` with the secret in the path or `key=`,
 
-with the same functions the routes call (validation, group commit, answer). Anything else — no
-or an unknown key (not in this worker's key cache yet), another content type, a body that is
-not JSON, HTTP Basic credentials, unexpected query parameters, a body without a length or over
-the limit — is passed on untouched to the application, which gives it its usual answer (and
-caches the key for the next request). What the application's middlewares do for every answer
+with the same functions the routes call (key lookup and cache, validation, group commit,
+answer). Anything else — no key, an unknown or revoked key or one of another role, another
+content type, a body that is not JSON, HTTP Basic credentials, unexpected query parameters, a
+body without a length or over the limit — is passed on untouched to the application, which
+gives it its usual answer. What the application's middlewares do for every answer
 is done here with their own functions: security headers, the body's size and time limits, the
 request timer, and a 500 for an unexpected error.
 """
@@ -33,7 +33,7 @@ from starlette.datastructures import State
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.auth import KeyCache, Principal
+from service.auth import Principal
 from service.config import Settings
 from service.errors import InvalidInput, PatroliError, describe_validation, error_response
 from service.fixtime import FixTimes
@@ -42,6 +42,7 @@ from service.ingest.writer import GroupCommitter
 from service.limits import send_refusal, too_slow
 from service.metrics import observe_request
 from service.protocols.osmand import parse_osmand
+from service.routes.deps import known_key
 from service.routes.pings import store_pings
 from service.routes.security import add_security_headers
 
@@ -87,16 +88,15 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return found
 
 
-def _cached_principal(state: State, key: str) -> Principal | None:
-    """The principal of a tracker or admin key known to this worker, else None (pass on)."""
+async def _principal(state: State, key: str) -> Principal | None:
+    """The principal of a tracker or admin key (looked up once, then cached), else None."""
     settings: Settings = state.settings
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
         return Principal(role="admin")
-    cache: KeyCache = state.keys
-    found, principal = cache.get(key)
-    if not found or principal is None or principal.role not in ("tracker", "admin"):
-        return None
+    principal = await known_key(state, key)
+    if principal is None or principal.role not in ("tracker", "admin"):
+        return None  # the app answers 401 or 403
     return principal
 
 
@@ -171,7 +171,7 @@ class FastIngest:
         scheme, _, credentials = authorization.decode("latin-1").partition(" ")
         credentials = credentials.strip()
         principal = (
-            _cached_principal(self.state, credentials)
+            await _principal(self.state, credentials)
             if scheme.lower() == "bearer" and credentials
             else None
         )
@@ -228,7 +228,7 @@ class FastIngest:
             params.setdefault(name, []).append(value)
         keys = params.get("key")
         key = secret or (keys[-1] if keys else None)
-        principal = _cached_principal(self.state, key) if key else None
+        principal = await _principal(self.state, key) if key else None
         if principal is None:
             await self.app(scope, receive, send)
             return None

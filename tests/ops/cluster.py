@@ -396,6 +396,8 @@ class Load:
 
     ledger: Ledger = field(default_factory=Ledger)
     latencies: list[float] = field(default_factory=list)  # every attempt, s
+    sent: list[float] = field(default_factory=list)  # every attempt: s after the load began
+    began: float = 0.0  # time.monotonic() when the load began
     acked_at: dict[str, float] = field(default_factory=dict)  # ping id -> acked attempt's send
     refused: list[tuple[str, int]] = field(default_factory=list)  # 4xx answers
     seconds: float = 0.0
@@ -412,7 +414,8 @@ async def _tracker(
 ) -> None:
     """One tracker: a ping every `interval` s (slots missed while waiting are skipped), each
     retried with the same ping id until acknowledged, as Traccar Client and OwnTracks do."""
-    next_at = time.monotonic() + interval * index / 997 % interval
+    # Phases spread evenly over the interval (golden-ratio steps), as unsynchronised trackers.
+    next_at = time.monotonic() + interval * (index * 0.6180339887 % 1.0)
     n = 0
     while True:
         now = time.monotonic()
@@ -432,6 +435,7 @@ async def _tracker(
                 status = await client.post("/api/v1/pings", body)
             done = time.monotonic()
             load.latencies.append(done - sent)
+            load.sent.append(sent - load.began)
             load.ledger.record(Answer(ping_id, status, None, done))
             if status == 200:
                 load.acked_at[ping_id] = sent
@@ -460,7 +464,7 @@ def run_trackers(
             for d in sorted(secrets)
         }
         end = time.monotonic() + seconds
-        begin = time.monotonic()
+        begin = load.began = time.monotonic()
         try:
             await asyncio.gather(
                 *(
@@ -700,6 +704,10 @@ def soak_table(result: SoakResult) -> list[tuple[str, str]]:
         ),
         ("requests (incl. retries), non-200", f"{len(ms):,}, {len(ms) - acked:,}"),
         ("request latency p50 / p95 / p99", f"{pcts(ms)} ms"),
+        (
+            f"  sent after the {result.warmup_s:.0f} s warm-up",
+            f"{pcts([x for x, t in zip(ms, load.sent, strict=True) if t >= result.warmup_s])} ms",
+        ),
         ("ping → SSE p50 / p95 / p99", f"{pcts(sse)} ms ({len(sse):,} positions)"),
     ]
     for n, (_port, samples) in enumerate(sorted(result.rss.items())):
