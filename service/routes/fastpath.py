@@ -62,6 +62,8 @@ def _start(status: int, headers: list[tuple[bytes, bytes]]) -> Message:
 
 
 _EMPTY_OK = _start(200, [(b"content-length", b"0")])
+# A JSON answer's headers but its length, worked out once (not per answer).
+_JSON_HEADERS: list[tuple[bytes, bytes]] = _start(200, [_JSON])["headers"]
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,8 @@ class FastIngest:
             response = error_response(exc)
             await response(scope, receive, _secured(send))
             return response.status_code
-        headers = [_JSON, (b"content-length", str(len(body)).encode())]
-        await send(_start(200, headers))
+        headers = [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
         return 200
 
