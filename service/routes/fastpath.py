@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import State
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -96,7 +97,10 @@ async def _principal(state: State, key: str) -> Principal | None:
     admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
     if admin_key and hmac.compare_digest(key.encode(), admin_key.encode()):
         return Principal(role="admin")
-    principal = await known_key(state, key)
+    try:
+        principal = await known_key(state, key)
+    except SQLAlchemyError:
+        return None  # the app tries again and answers as it does when the database is down
     if principal is None or principal.role not in ("tracker", "admin"):
         return None  # the app answers 401 or 403
     return principal

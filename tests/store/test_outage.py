@@ -95,6 +95,9 @@ def test_database_down_gives_503_and_loses_nothing(private_pg: PrivatePostgres) 
     with TestClient(create_app(settings)) as c:
         c.headers["Authorization"] = f"Bearer {ADMIN_KEY}"
         c.post("/api/v1/units", json={"name": "U", "device_id": "u"}).raise_for_status()
+        secret = c.post("/api/v1/units", json={"name": "V", "device_id": "v"}).json()[
+            "device_secret"
+        ]
         r = c.post("/api/v1/pings", json=[ping("u", 0, 0), ping("u", 10, 5)])
         assert r.status_code == 200
         acknowledged += r.json()["accepted"]
@@ -104,6 +107,15 @@ def test_database_down_gives_503_and_loses_nothing(private_pg: PrivatePostgres) 
         assert r.status_code == 503, r.text
         assert "nothing was stored" in r.json()["detail"]
         assert r.headers["retry-after"]
+        # A tracker whose key this worker has not looked up yet: the lookup cannot be made.
+        for r in (
+            c.post(
+                "/api/v1/pings", json=ping("v", 0, 0), headers={"Authorization": f"Bearer {secret}"}
+            ),
+            c.get(f"/api/v1/osmand/{secret}", params={"id": "v", "lat": -1.27, "lon": 116.83}),
+        ):
+            assert r.status_code == 503, r.text
+            assert r.headers["retry-after"]
 
         private_pg.start()
         # The tracker retries the refused pings: they are stored now, exactly once.
