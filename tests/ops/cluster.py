@@ -723,6 +723,13 @@ def soak_table(result: SoakResult) -> list[tuple[str, str]]:
                 f"{growth:+.1f} MB after {result.warmup_s:.0f} s warm-up",
             )
         )
+        if samples and samples[-1][0] >= 180:  # long runs: the course, to tell a plateau
+            step = 60.0 if samples[-1][0] < 1800 else 300.0
+            course: dict[int, float] = {}
+            for t, mb in samples:
+                if not math.isnan(mb):
+                    course.setdefault(int(t // step), mb)
+            rows.append((f"  every {step:.0f} s", " ".join(f"{mb:.0f}" for mb in course.values())))
     rows += [(f"CPU {name}", f"{share:.2f} cores") for name, share in result.cpu.items()]
     twice_hooks = sum(1 for n in result.deliveries.values() if n > 1)
     rows += [
