@@ -88,12 +88,7 @@ def _settle(done: Sequence[tuple[_Request, Outcome | BaseException]]) -> None:
     loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[Outcome], Any]]] = {}
     for request, result in done:
         if request.future is not None:
-            if request.future.done():
-                continue
-            if isinstance(result, BaseException):
-                request.future.set_exception(result)
-            else:
-                request.future.set_result(result)
+            _hand(request.future, result)
         elif request.waiter is not None:
             loops.setdefault(request.waiter.get_loop(), []).append((request.waiter, result))
     for loop, waiters in loops.items():
@@ -103,12 +98,17 @@ def _settle(done: Sequence[tuple[_Request, Outcome | BaseException]]) -> None:
 
 def _resolve(waiters: list[tuple[asyncio.Future[Outcome], Any]]) -> None:
     for waiter, result in waiters:
-        if waiter.done():  # its caller timed out or was cancelled
-            continue
-        if isinstance(result, BaseException):
-            waiter.set_exception(result)
-        else:
-            waiter.set_result(result)
+        _hand(waiter, result)
+
+
+def _hand(target: Future[Outcome] | asyncio.Future[Outcome], result: Any) -> None:
+    """Set a future's outcome or error, unless its caller stopped waiting (it is done)."""
+    if target.done():
+        return
+    if isinstance(result, BaseException):
+        target.set_exception(result)
+    else:
+        target.set_result(result)
 
 
 def _fail(requests: Sequence[_Request], exc: BaseException) -> None:
