@@ -22,9 +22,12 @@ def _url() -> str:
 
 
 def _include(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
-    """Autogenerate leaves time partitions (the scheduler makes and drops them) and the QGIS
-    layers (PostGIS-only views and tables declared in migration 0007) alone."""
+    """Autogenerate leaves time partitions (the scheduler makes and drops them), the QGIS
+    layers (PostGIS-only views and tables declared in migration 0007) and BRIN indexes
+    (PostGIS-only, migration 0008) alone."""
     if name and name.startswith("qgis_"):
+        return False
+    if type_ == "index" and name and name.endswith("_brin"):
         return False
     table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
     if table and is_partition_name(table):

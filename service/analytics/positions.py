@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -134,6 +135,39 @@ def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
         return Fixes(empty.astype(np.int64), empty, empty, empty)
     arr = np.array(rows, dtype=np.float64)
     return Fixes(arr[:, 0].astype(np.int64), arr[:, 1], arr[:, 2], arr[:, 3])
+
+
+@dataclass
+class NewFixes:
+    """Eligible fixes as arrays with their ids and reception times (epoch s), in any order."""
+
+    fixes: Fixes
+    id: np.ndarray
+    received: np.ndarray
+
+
+def fixes_received(
+    session: Session,
+    start: datetime,
+    received_from: datetime | None = None,
+    unit_ids: Collection[int] | None = None,
+) -> NewFixes:
+    """Analytics-eligible fixes from device time `start` on (no end), received since
+    `received_from` (all when None), of the given units (all when None)."""
+    stmt = select(
+        Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat, Ping.id, epoch(Ping.received_at)
+    ).where(Ping.ts >= start, ELIGIBLE)
+    if received_from is not None:
+        stmt = stmt.where(Ping.received_at >= received_from)
+    if unit_ids is not None:
+        stmt = stmt.where(Ping.unit_id.in_(sorted(unit_ids)))
+    result = session.connection().execute(stmt)
+    cursor = result.cursor
+    rows = cursor.fetchall() if cursor is not None else []
+    result.close()
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
+    ints = arr[:, [0, 4]].astype(np.int64)
+    return NewFixes(Fixes(ints[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]), ints[:, 1], arr[:, 5])
 
 
 def track_gpx(

@@ -14,15 +14,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+import numpy as np
 import shapely
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from service.analytics.coverage import compute_coverage
-from service.analytics.positions import eligible_fixes
+from service.analytics.positions import Fixes, NewFixes, fixes_received
 from service.analytics.reports import parse_hhmm, shift_windows
+from service.analytics.tracks import located_tracks
 from service.areas.index import GeoIndex
 from service.config import Settings
+from service.geo.coverage import Coverage, CoverageTally
+from service.store.models import Unit
 from service.window import Window
 
 # The relations QGIS opens, one layer each (deploy/qgis/patroli.qgs).
@@ -37,6 +40,10 @@ _LOCK_KEY = 0x71676973  # one writer of the QGIS tables at a time (PostgreSQL ad
 SEGMENT_ID_BASE = 100_000  # id = route id * this + segment (a route has at most 100,000)
 FRESH_S = 30 * 60.0  # as the coverage map: visited this recently is fresh (green)
 DEFAULT_REVISIT_S = 60 * 60.0  # stale (amber) up to the route's revisit_s, or this without one
+# A ping is committed within this long of being received (its `received_at`): each refresh
+# reads the pings received since the previous one, less this. One whose transaction stayed
+# open longer is missed by the layer until the next shift (the API still counts it).
+SETTLE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,139 @@ def current_shift(now: datetime, settings: Settings) -> Shift:
             if window.start <= now < window.end:
                 return Shift(name, window)
     raise AssertionError(f"no shift holds {now.isoformat()}")  # the shifts tile every day
+
+
+class ShiftCoverage:
+    """Every patrol route's coverage of the current shift, kept up to date incrementally.
+
+    The first `update` of a shift reads the shift's eligible fixes; later ones read only the
+    fixes received since the previous update (less SETTLE_S, by `received_at`) and add them to
+    each route's `CoverageTally`, unit by unit. A unit whose new fixes come before its last one
+    (device time, then id: a late upload) is read again from the shift start; fixes ahead of
+    the clock wait until their time. The result equals computing the shift in one go from the
+    fixes stored now. A new shift, a changed route or changed settings starts over.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple[object, ...] | None = None
+        self._tallies: dict[int, CoverageTally] = {}
+        self._last: dict[int, tuple[float, int]] = {}  # (device time, id) of each unit's last fix
+        self._seen: dict[int, float] = {}  # ids read, by reception time, still in the overlap
+        self._ahead: NewFixes | None = None  # fixes later than the last update's `now`
+        self._read_at: datetime | None = None
+
+    def update(
+        self, session: Session, index: GeoIndex, settings: Settings, start: datetime, now: datetime
+    ) -> dict[int, Coverage]:
+        """Each route's coverage of [start, now) by the eligible fixes stored now."""
+        key = (
+            start,
+            settings.segment_m,
+            settings.max_gap_s,
+            *((r.id, r.corridor) for r in index.routes),
+        )
+        if key != self._key:
+            self._key = key
+            self._tallies = {
+                r.id: CoverageTally(
+                    r.corridor.length_m,
+                    start.timestamp(),
+                    closed=r.corridor.closed,
+                    segment_m=settings.segment_m,
+                    max_gap_s=settings.max_gap_s,
+                )
+                for r in index.routes
+            }
+            self._last, self._seen, self._ahead, self._read_at = {}, {}, None, None
+        since = None if self._read_at is None else self._read_at - timedelta(seconds=SETTLE_S)
+        new = self._unseen(fixes_received(session, start, since))
+        if self._ahead is not None:
+            new = _concat(self._ahead, new)
+        self._read_at = now
+        units = set(session.scalars(select(Unit.id)))
+        for unit in set(self._last) - units:  # deleted, with their pings
+            self._forget(unit)
+        again = self._out_of_order(new, now) & units
+        if again:
+            for unit in again:
+                self._forget(unit)
+            reread = fixes_received(session, start, None, again)
+            self._seen.update(zip(reread.id.tolist(), reread.received.tolist(), strict=True))
+            keep = ~np.isin(new.fixes.unit_id, list(again))
+            new = _concat(_take(new, keep), reread)
+        due = new.fixes.t < now.timestamp()
+        self._ahead = _take(new, ~due)
+        self._add(_take(new, due), index)
+        horizon = now.timestamp() - SETTLE_S
+        self._seen = {i: r for i, r in self._seen.items() if r >= horizon}
+        return {rid: tally.coverage() for rid, tally in self._tallies.items()}
+
+    def _unseen(self, read: NewFixes) -> NewFixes:
+        """The fixes of `read` not read before; they count as read from now on."""
+        fresh = np.array([i not in self._seen for i in read.id.tolist()], dtype=np.bool_)
+        read = _take(read, fresh)
+        self._seen.update(zip(read.id.tolist(), read.received.tolist(), strict=True))
+        return read
+
+    def _out_of_order(self, new: NewFixes, now: datetime) -> set[int]:
+        """Units with a due fix that comes before their last fix added."""
+        due = new.fixes.t < now.timestamp()
+        late = set()
+        for unit, t, i in zip(
+            new.fixes.unit_id[due].tolist(),
+            new.fixes.t[due].tolist(),
+            new.id[due].tolist(),
+            strict=True,
+        ):
+            last = self._last.get(unit)
+            if last is not None and (t, i) <= last:
+                late.add(unit)
+        return late
+
+    def _forget(self, unit: int) -> None:
+        self._last.pop(unit, None)
+        for tally in self._tallies.values():
+            tally.forget(unit)
+
+    def _add(self, new: NewFixes, index: GeoIndex) -> None:
+        """Add due fixes to every route's tally, each unit's in (device time, id) order."""
+        if new.id.size == 0:
+            return
+        order = np.lexsort((new.id, new.fixes.t, new.fixes.unit_id))
+        new = _take(new, order)
+        for route in index.routes:
+            tally = self._tallies[route.id]
+            for unit, track in located_tracks(route.corridor, new.fixes):
+                tally.extend(unit, track)
+        ends = np.r_[np.flatnonzero(np.diff(new.fixes.unit_id)), new.id.size - 1]
+        for k in ends.tolist():
+            self._last[int(new.fixes.unit_id[k])] = (float(new.fixes.t[k]), int(new.id[k]))
+
+
+def _take(new: NewFixes, which: np.ndarray) -> NewFixes:
+    f = new.fixes
+    return NewFixes(
+        Fixes(f.unit_id[which], f.t[which], f.lon[which], f.lat[which]),
+        new.id[which],
+        new.received[which],
+    )
+
+
+def _concat(a: NewFixes, b: NewFixes) -> NewFixes:
+    return NewFixes(
+        Fixes(
+            *(
+                np.concatenate((x, y))
+                for x, y in zip(_columns(a.fixes), _columns(b.fixes), strict=True)
+            )
+        ),
+        np.concatenate((a.id, b.id)),
+        np.concatenate((a.received, b.received)),
+    )
+
+
+def _columns(f: Fixes) -> tuple[np.ndarray, ...]:
+    return (f.unit_id, f.t, f.lon, f.lat)
 
 
 def segment_status(last_visit: float | None, now: float, revisit_s: float | None) -> str:
@@ -106,12 +246,19 @@ _SETTINGS = text(
 
 
 def refresh_qgis(
-    session: Session, index: GeoIndex, settings: Settings, now: datetime, *, force: bool = False
+    session: Session,
+    index: GeoIndex,
+    settings: Settings,
+    now: datetime,
+    *,
+    force: bool = False,
+    coverage: ShiftCoverage | None = None,
 ) -> int | None:
     """Rewrite the QGIS coverage table for the shift holding `now`; the rows written.
 
     None when skipped: not PostgreSQL, another worker holds the lock, or (unless `force`) a
-    refresh less than half of `qgis_refresh_s` old is already there.
+    refresh less than half of `qgis_refresh_s` old is already there. Pass the same
+    `coverage` each time to read only what is new (a fresh one reads the whole shift).
     """
     if session.get_bind().dialect.name != "postgresql":
         return None
@@ -125,13 +272,13 @@ def refresh_qgis(
     ):
         return None
     shift = current_shift(now, settings)
-    window = Window(shift.window.start, now)
-    fixes = eligible_fixes(session, window.start, window.end)
+    coverage = coverage or ShiftCoverage()
+    by_route = coverage.update(session, index, settings, shift.window.start, now)
     end = now.timestamp()
     rows = []
     for route in index.routes:
         corridor = route.corridor
-        cov = compute_coverage(corridor, fixes, window, settings.segment_m, settings.max_gap_s)
+        cov = by_route[route.id]
         lines = corridor.segment_lines(settings.segment_m)
         for seg, line in zip(cov.segments, lines, strict=True):
             rows.append(

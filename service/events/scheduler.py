@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from service.analytics.positions import eligible_fixes
-from service.analytics.qgis import refresh_qgis
+from service.analytics.qgis import ShiftCoverage, refresh_qgis
 from service.areas.index import GeoCache
 from service.config import Settings
 from service.events.overdue import lookback_start, overdue_events
@@ -54,6 +54,7 @@ class Scheduler:
         self._overdue_every_s = overdue_every_s
         self._next_overdue = datetime.min.replace(tzinfo=UTC)
         self._next_qgis = datetime.min.replace(tzinfo=UTC)
+        self._qgis_coverage = ShiftCoverage()  # read only what is new at each refresh
         self._store, self._geo, self._settings = store, geo, settings
         self._in_transaction = in_transaction
         self._after_commit = after_commit
@@ -98,7 +99,8 @@ class Scheduler:
         """Rewrite the QGIS coverage layer (PostGIS only; one writer across instances)."""
         try:
             with self._store.write() as session:
-                refresh_qgis(session, self._geo.get(session, fresh=True), self._settings, now)
+                index = self._geo.get(session, fresh=True)
+                refresh_qgis(session, index, self._settings, now, coverage=self._qgis_coverage)
         except Exception:  # the layer waits for the next interval; events are not held up
             log.warning("QGIS layer refresh failed", exc_info=True)
 

@@ -289,20 +289,26 @@ def route_coverage(
     last = np.full(n, -np.inf)
     np.minimum.at(first, runs.segment, runs.entry)
     np.maximum.at(last, runs.segment, runs.exit)
+    return _summary(length_m, runs.bounds, visits, first, last)
+
+
+def _summary(
+    length_m: float, bounds: FloatArray, visits: IntArray, first: FloatArray, last: FloatArray
+) -> Coverage:
     visited = visits > 0
-    widths = runs.bounds[:, 1] - runs.bounds[:, 0]
+    widths = bounds[:, 1] - bounds[:, 0]
     visited_m = float(widths[visited].sum())
     segments = [
         SegmentCoverage(
             index=k,
-            start_m=float(runs.bounds[k, 0]),
-            end_m=float(runs.bounds[k, 1]),
+            start_m=float(bounds[k, 0]),
+            end_m=float(bounds[k, 1]),
             visited=bool(visited[k]),
             first_visit=float(first[k]) if visited[k] else None,
             last_visit=float(last[k]) if visited[k] else None,
             visits=int(visits[k]),
         )
-        for k in range(n)
+        for k in range(len(bounds))
     ]
     return Coverage(
         length_m=float(length_m),
@@ -310,3 +316,114 @@ def route_coverage(
         coverage_ratio=visited_m / float(length_m),
         segments=segments,
     )
+
+
+@dataclass
+class _UnitTally:
+    """What one unit contributed so far, and its last fix (where its next fix links on)."""
+
+    t: float
+    chainage_m: float
+    on_route: bool
+    open: IntArray  # segments whose latest visit ends at t: a linked next fix continues it
+    visits: IntArray
+    first: FloatArray
+    last: FloatArray
+
+
+class CoverageTally:
+    """`route_coverage` from `start` on, kept up to date as fixes arrive, unit by unit.
+
+    Each unit's fixes must be added in order (device time, then arrival): a visit open at the
+    unit's last fix goes on when its next fixes continue it, exactly as if the whole track had
+    been given at once. A unit whose fixes arrive out of order is `forget`-ed and added again.
+    """
+
+    def __init__(
+        self,
+        length_m: float,
+        start: float,
+        *,
+        closed: bool = False,
+        segment_m: float = 50.0,
+        max_gap_s: float = 60.0,
+    ) -> None:
+        _check_window(start, start, max_gap_s)
+        self.length_m = float(length_m)
+        self.start = float(start)
+        self.closed = closed
+        self.max_gap_s = float(max_gap_s)
+        self.bounds = segment_edges(length_m, segment_m)
+        self._units: dict[int, _UnitTally] = {}
+
+    def last_t(self, unit: int) -> float | None:
+        """Device time of the unit's last fix added, None before its first."""
+        state = self._units.get(unit)
+        return None if state is None else state.t
+
+    def extend(self, unit: int, track: Track) -> None:
+        """Add a unit's next fixes (none earlier than its last fix added)."""
+        keep = track.t >= self.start
+        t, ch, on = track.t[keep], track.chainage_m[keep], track.on_route[keep]
+        if t.size == 0:
+            return
+        state = self._units.get(unit)
+        if state is not None:
+            if t.min() < state.t:
+                raise ValueError(f"unit {unit}: a fix at {t.min()} comes before {state.t}")
+            t = np.concatenate(([state.t], t))
+            ch = np.concatenate(([state.chainage_m], ch))
+            on = np.concatenate(([state.on_route], on))
+        occupancy = _occupancy(
+            Track(t, ch, on),
+            self.start,
+            math.inf,
+            self.bounds,
+            self.length_m,
+            self.closed,
+            self.max_gap_s,
+        )
+        seg, entry, exit_ = _merge_runs(*occupancy)
+        n = len(self.bounds)
+        if state is None:
+            state = _UnitTally(
+                0.0,
+                0.0,
+                False,
+                np.zeros(0, dtype=np.intp),
+                np.zeros(n, dtype=np.intp),
+                np.full(n, np.inf),
+                np.full(n, -np.inf),
+            )
+            self._units[unit] = state
+            goes_on = np.zeros(seg.size, dtype=np.bool_)
+        else:
+            # A run starting at the previous last fix in a segment whose visit ended there is
+            # that visit going on (route_coverage merges touching runs of a unit).
+            goes_on = (entry == state.t) & np.isin(seg, state.open)
+        state.visits += np.bincount(seg[~goes_on], minlength=n)
+        np.minimum.at(state.first, seg, entry)
+        np.maximum.at(state.last, seg, exit_)
+        ending = np.unique(seg[exit_ == t[-1]])
+        state.open = np.union1d(state.open, ending) if t[-1] == state.t else ending
+        state.t, state.chainage_m, state.on_route = float(t[-1]), float(ch[-1]), bool(on[-1])
+
+    def forget(self, unit: int) -> None:
+        """Drop everything a unit contributed (to add its fixes again from the start)."""
+        self._units.pop(unit, None)
+
+    def units(self) -> list[int]:
+        """The units added so far."""
+        return list(self._units)
+
+    def coverage(self) -> Coverage:
+        """Coverage of the route by every fix added so far."""
+        n = len(self.bounds)
+        visits = np.zeros(n, dtype=np.intp)
+        first = np.full(n, np.inf)
+        last = np.full(n, -np.inf)
+        for state in self._units.values():
+            visits += state.visits
+            np.minimum(first, state.first, out=first)
+            np.maximum(last, state.last, out=last)
+        return _summary(self.length_m, self.bounds, visits, first, last)

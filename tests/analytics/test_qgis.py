@@ -29,6 +29,7 @@ from sqlalchemy.exc import ProgrammingError
 from service.analytics.qgis import (
     LAYERS,
     SEGMENT_ID_BASE,
+    ShiftCoverage,
     current_shift,
     refresh_qgis,
     segment_status,
@@ -156,13 +157,20 @@ def _rows(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
         store.dispose()
 
 
-def _refresh(settings: Settings, now: datetime) -> int | None:
+def _refresh(
+    settings: Settings, now: datetime, coverage: ShiftCoverage | None = None
+) -> int | None:
     store = Store.from_url(settings.database_url)
     try:
         with store.write() as session:
-            return refresh_qgis(session, GeoCache().get(session), settings, now, force=True)
+            index = GeoCache().get(session)
+            return refresh_qgis(session, index, settings, now, force=True, coverage=coverage)
     finally:
         store.dispose()
+
+
+def _layer(settings: Settings) -> list[dict[str, Any]]:
+    return _rows(settings.database_url, "SELECT * FROM qgis_coverage_segments ORDER BY id")
 
 
 def test_layers_are_geometry_relations_qgis_can_key(postgis_url: str) -> None:
@@ -292,6 +300,48 @@ def test_coverage_segments_agree_with_the_api(
     assert {row["segment"]: row["status"] for row in rows} == {
         k: "fresh" if k == 10 else "overdue" for k in range(21)
     }
+
+
+def test_refreshes_read_only_what_is_new_and_equal_a_whole_reading(
+    qclient: TestClient, scenario: dict[str, Any], qsettings: Settings
+) -> None:
+    """A refresh that keeps its ShiftCoverage writes what one reading the whole shift writes,
+    whatever arrived between: a visit going on, a late upload, a new unit, a fix ahead of the
+    clock, a deleted unit."""
+    coverage = ShiftCoverage()
+    _refresh(qsettings, scenario["now"], coverage)
+
+    def same_as_whole(now: datetime) -> list[dict[str, Any]]:
+        _refresh(qsettings, now, coverage)
+        kept = _layer(qsettings)
+        _refresh(qsettings, now)
+        assert kept == _layer(qsettings)
+        return kept
+
+    now = datetime.now(UTC)
+    start = scenario["now"] - timedelta(minutes=40)
+    # u1 rides on from 605 m (where it waited, fixes 30 s apart) to 900 m; u2's tracker
+    # uploads fixes from before its last one; u3 reports for the first time; one fix of u1
+    # lies 2 minutes ahead of the clock (within the tolerance: stored as it is).
+    ride = [
+        _fix("u1", start + timedelta(seconds=460 + 10 * k), along(605 + 15 * k)) for k in range(21)
+    ]
+    _post(qclient, [*ride, _fix("u1", now + timedelta(minutes=2), along(990))])
+    _post(
+        qclient, [_fix("u2", start + timedelta(minutes=28), along(700 + 10 * k)) for k in range(3)]
+    )
+    _post(
+        qclient,
+        [_fix("u3", now - timedelta(seconds=60 - 10 * k), along(100 + 8 * k)) for k in range(6)],
+    )
+    rows = same_as_whole(now)
+    assert {row["segment"] for row in rows if row["covered"]} >= set(range(18))
+    # u3 is deleted with its pings; later the fix ahead of the clock falls due.
+    r = qclient.delete(f"/api/v1/units/{scenario['units']['u3']}")
+    assert r.status_code == 204, r.text
+    same_as_whole(datetime.now(UTC))
+    later = same_as_whole(now + timedelta(minutes=3))
+    assert [row["segment"] for row in later if row["covered"]][-1] == 19  # 990 m: the fix due
 
 
 def test_geofences_presence_agrees_with_the_api(

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from service.geo.coverage import Coverage, Track, route_coverage, visit_runs
+from service.geo.coverage import Coverage, CoverageTally, Track, route_coverage, visit_runs
 
 T0 = 1_700_000_000.0  # window start (epoch seconds)
 
@@ -293,19 +293,14 @@ def reference(
     return visits, first, last
 
 
-@pytest.mark.parametrize("closed", [False, True])
-@pytest.mark.parametrize("seed", range(6))
-def test_matches_reference_on_random_tracks(closed: bool, seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    length = float(rng.uniform(300, 2000))
+def random_tracks(rng: np.random.Generator, length: float, closed: bool) -> list[Track]:
+    """Random walks along a route: ties, jumps, wraps, off-route pings, unsorted."""
     tracks = []
     for _ in range(rng.integers(1, 4)):
         n = int(rng.integers(0, 120))
         t = T0 + np.sort(rng.uniform(-100, 1100, n))
         if n > 3:
             t[2] = t[1]  # equal device times
-        # A random walk along the route, wrapped on a loop, with jumps (which become long
-        # interpolations, or wraps through chainage 0 on a loop) and pings exactly at the end.
         walk = np.cumsum(rng.normal(0, 60, n)) + rng.uniform(0, length)
         chainage = np.mod(walk, length) if closed else np.clip(walk, -20, length + 20)
         jumps = rng.random(n) < 0.1
@@ -314,6 +309,15 @@ def test_matches_reference_on_random_tracks(closed: bool, seed: int) -> None:
         on = rng.random(n) < 0.85
         perm = rng.permutation(n)
         tracks.append(Track(t[perm], chainage[perm], on[perm]))
+    return tracks
+
+
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_on_random_tracks(closed: bool, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    length = float(rng.uniform(300, 2000))
+    tracks = random_tracks(rng, length, closed)
     cov = route_coverage(
         length, tracks, T0, T0 + 1000, closed=closed, segment_m=50.0, max_gap_s=20.0
     )
@@ -327,6 +331,55 @@ def test_matches_reference_on_random_tracks(closed: bool, seed: int) -> None:
     runs = visit_runs(length, tracks, T0, T0 + 1000, closed=closed, max_gap_s=20.0)
     assert np.bincount(runs.segment, minlength=len(cov.segments)).tolist() == visits
     assert (np.diff(runs.segment) >= 0).all()
+
+
+@pytest.mark.parametrize("closed", [False, True])
+@pytest.mark.parametrize("seed", range(12))
+def test_tally_fed_in_pieces_equals_the_whole(closed: bool, seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    length = float(rng.uniform(300, 2000))
+    tracks = random_tracks(rng, length, closed)
+    end = T0 + 1000
+    whole = route_coverage(length, tracks, T0, end, closed=closed, segment_m=50.0, max_gap_s=20.0)
+    tally = CoverageTally(length, T0, closed=closed, segment_m=50.0, max_gap_s=20.0)
+    # Each unit's fixes in device-time order (ties in their given order, as route_coverage
+    # sorts), before the window's end, cut into pieces of 1-12 fixes; units interleaved.
+    pieces = []
+    for unit, track in enumerate(tracks):
+        order = np.argsort(track.t, kind="stable")
+        order = order[track.t[order] < end]
+        cuts = np.cumsum(rng.integers(1, 13, order.size))
+        pieces.append([(unit, part) for part in np.split(order, cuts[cuts < order.size])])
+    while any(pieces):
+        queue = pieces[int(rng.choice([i for i, p in enumerate(pieces) if p]))]
+        unit, part = queue.pop(0)
+        track = tracks[unit]
+        tally.extend(unit, Track(track.t[part], track.chainage_m[part], track.on_route[part]))
+    assert tally.coverage() == whole
+    # A unit forgotten and added again in one piece gives the same again.
+    if tracks[0].t.size:
+        tally.forget(0)
+        keep = tracks[0].t < end
+        tally.extend(
+            0, Track(tracks[0].t[keep], tracks[0].chainage_m[keep], tracks[0].on_route[keep])
+        )
+        assert tally.coverage() == whole
+
+
+def test_tally_continues_a_visit_across_pieces_and_refuses_earlier_fixes() -> None:
+    tally = CoverageTally(500.0, T0, segment_m=50.0, max_gap_s=60.0)
+    tally.extend(7, track((10, 20.0, True)))  # a point visit of segment 0
+    tally.extend(7, track((20, 30.0, True)))  # the same visit goes on
+    tally.extend(7, track((30, 120.0, True)))  # on through segments 1 and 2
+    cov = tally.coverage()
+    assert [s.visits for s in cov.segments[:4]] == [1, 1, 1, 0]
+    assert times(cov, 0) == (10, pytest.approx(20 + 10 * 20 / 90))
+    assert tally.last_t(7) == T0 + 30 and tally.last_t(8) is None
+    with pytest.raises(ValueError, match="comes before"):
+        tally.extend(7, track((25, 40.0, True)))
+    tally.extend(7, track((-5, 40.0, True)))  # before the tally's start: left out
+    assert tally.coverage() == cov
+    assert tally.units() == [7]
 
 
 def test_a_day_of_fifty_units_on_a_20km_route_is_fast() -> None:

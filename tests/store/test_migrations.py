@@ -17,8 +17,9 @@ from service.store.partitions import is_partition_name
 
 
 def _compared(obj: object, name: str | None, type_: str, reflected: bool, other: object) -> bool:
-    # GiST indexes exist on PostGIS only and are declared in the migration, not the models.
-    if type_ == "index" and name and name.endswith(("_geom", "_geog")):
+    # GiST and BRIN indexes exist on PostGIS only and are declared in the migrations, not the
+    # models.
+    if type_ == "index" and name and name.endswith(("_geom", "_geog", "_brin")):
         return False
     # The QGIS layers are PostGIS-only views and tables declared in migration 0007.
     if name and name.startswith("qgis_"):
