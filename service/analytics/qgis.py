@@ -81,7 +81,9 @@ class ShiftCoverage:
         self._key: tuple[object, ...] | None = None
         self._tallies: dict[int, CoverageTally] = {}
         self._last: dict[int, tuple[float, int]] = {}  # (device time, id) of each unit's last fix
-        self._seen: dict[int, float] = {}  # ids read, by reception time, still in the overlap
+        # Ids read and their reception times (epoch s), while the next read can return them.
+        self._seen_id = np.zeros(0, dtype=np.int64)
+        self._seen_at = np.zeros(0)
         self._ahead: NewFixes | None = None  # fixes later than the last update's `now`
         self._read_at: datetime | None = None
 
@@ -89,6 +91,15 @@ class ShiftCoverage:
         self, session: Session, index: GeoIndex, settings: Settings, start: datetime, now: datetime
     ) -> dict[int, Coverage]:
         """Each route's coverage of [start, now) by the eligible fixes stored now."""
+        try:
+            return self._update(session, index, settings, start, now)
+        except BaseException:
+            self._key = None  # half an update is no state to go on from: start over next time
+            raise
+
+    def _update(
+        self, session: Session, index: GeoIndex, settings: Settings, start: datetime, now: datetime
+    ) -> dict[int, Coverage]:
         key = (
             start,
             settings.segment_m,
@@ -107,36 +118,43 @@ class ShiftCoverage:
                 )
                 for r in index.routes
             }
-            self._last, self._seen, self._ahead, self._read_at = {}, {}, None, None
+            self._last, self._ahead, self._read_at = {}, None, None
+            self._seen_id, self._seen_at = np.zeros(0, dtype=np.int64), np.zeros(0)
+        # `received_at` is the receiving server's clock: the horizon is the clock's too, not
+        # `now` (the window's end, which a caller may set elsewhere).
         since = None if self._read_at is None else self._read_at - timedelta(seconds=SETTLE_S)
+        self._read_at = datetime.now(UTC)
         new = self._unseen(fixes_received(session, start, since))
         if self._ahead is not None:
             new = _concat(self._ahead, new)
-        self._read_at = now
         units = set(session.scalars(select(Unit.id)))
         for unit in set(self._last) - units:  # deleted, with their pings
             self._forget(unit)
+        new = _take(new, np.isin(new.fixes.unit_id, list(units)))
         again = self._out_of_order(new, now) & units
         if again:
             for unit in again:
                 self._forget(unit)
             reread = fixes_received(session, start, None, again)
-            self._seen.update(zip(reread.id.tolist(), reread.received.tolist(), strict=True))
+            self._mark_seen(reread)
             keep = ~np.isin(new.fixes.unit_id, list(again))
             new = _concat(_take(new, keep), reread)
         due = new.fixes.t < now.timestamp()
         self._ahead = _take(new, ~due)
         self._add(_take(new, due), index)
-        horizon = now.timestamp() - SETTLE_S
-        self._seen = {i: r for i, r in self._seen.items() if r >= horizon}
+        recent = self._seen_at >= self._read_at.timestamp() - SETTLE_S  # the next read's
+        self._seen_id, self._seen_at = self._seen_id[recent], self._seen_at[recent]
         return {rid: tally.coverage() for rid, tally in self._tallies.items()}
 
     def _unseen(self, read: NewFixes) -> NewFixes:
         """The fixes of `read` not read before; they count as read from now on."""
-        fresh = np.array([i not in self._seen for i in read.id.tolist()], dtype=np.bool_)
-        read = _take(read, fresh)
-        self._seen.update(zip(read.id.tolist(), read.received.tolist(), strict=True))
+        read = _take(read, ~np.isin(read.id, self._seen_id))
+        self._mark_seen(read)
         return read
+
+    def _mark_seen(self, read: NewFixes) -> None:
+        self._seen_id = np.concatenate((self._seen_id, read.id))
+        self._seen_at = np.concatenate((self._seen_at, read.received))
 
     def _out_of_order(self, new: NewFixes, now: datetime) -> set[int]:
         """Units with a due fix that comes before their last fix added."""
