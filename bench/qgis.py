@@ -7,10 +7,15 @@ and times in the same run:
   qgis_latest_positions  SELECT * of the view (one row per unit);
   qgis_tracks_today      SELECT * of the view (one line per unit through today's fixes);
   qgis_geofences         SELECT * of the view (today's presence at every geofence);
-  refresh (coverage)     refresh_qgis(): the route's coverage over the current shift and the
-                         table rewritten, as the scheduler does every PATROLI_QGIS_REFRESH_S;
+  refresh, whole shift   refresh_qgis() with a fresh ShiftCoverage: the route's coverage over
+                         the current shift read in one go and the table rewritten (what a
+                         process does at its first refresh of a shift);
+  refresh, next minute   refresh_qgis() as the scheduler does every PATROLI_QGIS_REFRESH_S:
+                         the same ShiftCoverage again, after a minute of new pings from every
+                         unit (the last minute's fixes again, a minute later);
   API coverage           the same route and window through stored_route_coverage (the API).
-Each figure is the best of --repeat runs; the ratio is to the read time.
+Each figure is the best of --repeat runs; the ratio is to the read time. The peak of Python's
+traced memory during each refresh is printed beside it.
 
     .venv/bin/python bench/qgis.py
     .venv/bin/python bench/qgis.py --units 50 --hours 24 --repeat 3
@@ -22,6 +27,8 @@ import argparse
 import sys
 import tempfile
 import time
+import tracemalloc
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,7 +41,7 @@ from common import print_table  # type: ignore[import-not-found]  # noqa: E402
 from dataset import backend_url, best, load  # type: ignore[import-not-found]  # noqa: E402
 
 from service.analytics.positions import eligible_fixes  # noqa: E402
-from service.analytics.qgis import current_shift, refresh_qgis  # noqa: E402
+from service.analytics.qgis import ShiftCoverage, current_shift, refresh_qgis  # noqa: E402
 from service.analytics.tracks import stored_route_coverage  # noqa: E402
 from service.areas.features import get_route  # noqa: E402
 from service.areas.index import GeoCache, corridor_from_row  # noqa: E402
@@ -49,6 +56,26 @@ INSERT INTO unit_states (unit_id, last_ping_id, last_ts, last_lon, last_lat, las
 SELECT DISTINCT ON (unit_id) unit_id, id, ts, lon, lat, speed_mps, flags, received_at
 FROM pings ORDER BY unit_id, ts DESC, id DESC
 """
+
+# One more minute of pings: the fixes of the minute before `:now`, `:shift` later (received now).
+_NEXT_MINUTE = """
+INSERT INTO pings (unit_id, ts, received_at, lon, lat, geom, speed_mps, heading, accuracy_m,
+                   altitude_m, battery, flags, source)
+SELECT unit_id, ts + :shift, clock_timestamp(), lon, lat, geom, speed_mps, heading, accuracy_m,
+       altitude_m, battery, flags, source
+FROM pings WHERE ts >= CAST(:now AS timestamptz) - interval '60 seconds' AND ts < :now
+"""
+
+
+def peak_mb(work: Callable[[], object]) -> tuple[float, float]:
+    """(seconds, peak traced MB) of one run of work()."""
+    tracemalloc.start()
+    started = time.perf_counter()
+    work()
+    elapsed = time.perf_counter() - started
+    peak = tracemalloc.get_traced_memory()[1] / 1e6
+    tracemalloc.stop()
+    return elapsed, peak
 
 
 def main() -> int:
@@ -92,18 +119,51 @@ def main() -> int:
                 lambda: stored_route_coverage(session, corridor, window, 50.0, 60.0),
             )
 
-        def refresh() -> object:
+        def refresh(at: datetime = now, coverage: ShiftCoverage | None = None) -> object:
             with store.write() as session:
-                return refresh_qgis(session, GeoCache().get(session), settings, now, force=True)
+                index = GeoCache().get(session)
+                return refresh_qgis(session, index, settings, at, force=True, coverage=coverage)
 
-        t_refresh = best(args.repeat, refresh)
+        t_whole = best(args.repeat, refresh)
+        _, mb_whole = peak_mb(refresh)
+        coverage = ShiftCoverage()
+        refresh(now, coverage)
+        minutes = 0
+
+        def next_minute() -> object:
+            nonlocal minutes
+            minutes += 1
+            with store.write() as session:
+                session.execute(
+                    text(_NEXT_MINUTE), {"now": now, "shift": timedelta(minutes=minutes)}
+                )
+            return refresh(now + timedelta(minutes=minutes), coverage)
+
+        t_next = best(args.repeat, next_minute)
+        _, mb_next = peak_mb(next_minute)
         hours = (now - shift.window.start).total_seconds() / 3600
         note = f"{shift.name} shift, {hours:.1f} h"
-        rows.append(("refresh (coverage table)", f"{t_refresh * 1e3:,.0f}", "", note))
+        rows.append(
+            (
+                "refresh, whole shift",
+                f"{t_whole * 1e3:,.0f}",
+                "",
+                f"{note}; {mb_whole:,.0f} MB peak",
+            )
+        )
+        rows.append(
+            (
+                "refresh, next minute",
+                f"{t_next * 1e3:,.0f}",
+                "",
+                f"{args.units} units; {mb_next:,.1f} MB peak",
+            )
+        )
         rows.append(("API coverage, same window", f"{t_api * 1e3:,.0f}", "", note))
         store.dispose()
     print_table(("computation", "ms", "x read", ""), rows)
-    print(f"refresh / API coverage: {t_refresh / t_api:.2f}")
+    print(f"refresh, whole shift / API coverage: {t_whole / t_api:.2f}")
+    print(f"refresh, next minute / whole shift: {t_next / t_whole:.3f}")
     return 0
 
 
