@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,9 +151,11 @@ def fixes_received(
     start: datetime,
     received_from: datetime | None = None,
     unit_ids: Collection[int] | None = None,
-) -> NewFixes:
+    chunk: int = 100_000,
+) -> Iterator[NewFixes]:
     """Analytics-eligible fixes from device time `start` on (no end), received since
-    `received_from` (all when None), of the given units (all when None)."""
+    `received_from` (all when None), of the given units (all when None), ordered by unit,
+    device time and id, in pieces of at most `chunk` (a server-side cursor on PostgreSQL)."""
     stmt = select(
         Ping.unit_id, epoch(Ping.ts), Ping.lon, Ping.lat, Ping.id, epoch(Ping.received_at)
     ).where(Ping.ts >= start, ELIGIBLE)
@@ -161,13 +163,16 @@ def fixes_received(
         stmt = stmt.where(Ping.received_at >= received_from)
     if unit_ids is not None:
         stmt = stmt.where(Ping.unit_id.in_(sorted(unit_ids)))
+    stmt = stmt.order_by(Ping.unit_id, Ping.ts, Ping.id).execution_options(yield_per=chunk)
     result = session.connection().execute(stmt)
-    cursor = result.cursor
-    rows = cursor.fetchall() if cursor is not None else []
-    result.close()
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 6)
-    ints = arr[:, [0, 4]].astype(np.int64)
-    return NewFixes(Fixes(ints[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]), ints[:, 1], arr[:, 5])
+    try:
+        for rows in result.partitions():
+            arr = np.array(rows, dtype=np.float64)
+            ints = arr[:, [0, 4]].astype(np.int64)
+            fixes = Fixes(ints[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+            yield NewFixes(fixes, ints[:, 1], arr[:, 5])
+    finally:
+        result.close()
 
 
 def track_gpx(

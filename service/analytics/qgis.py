@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from itertools import chain
 
 import numpy as np
 import shapely
@@ -77,7 +78,8 @@ class ShiftCoverage:
     fixes stored now. A new shift, a changed route or changed settings starts over.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, chunk: int = 100_000) -> None:
+        self._chunk = chunk  # fixes read at a time: the memory a read takes is bounded by it
         self._key: tuple[object, ...] | None = None
         self._tallies: dict[int, CoverageTally] = {}
         self._last: dict[int, tuple[float, int]] = {}  # (device time, id) of each unit's last fix
@@ -124,24 +126,29 @@ class ShiftCoverage:
         # `now` (the window's end, which a caller may set elsewhere).
         since = None if self._read_at is None else self._read_at - timedelta(seconds=SETTLE_S)
         self._read_at = datetime.now(UTC)
-        new = self._unseen(fixes_received(session, start, since))
-        if self._ahead is not None:
-            new = _concat(self._ahead, new)
         units = set(session.scalars(select(Unit.id)))
         for unit in set(self._last) - units:  # deleted, with their pings
             self._forget(unit)
-        new = _take(new, np.isin(new.fixes.unit_id, list(units)))
-        again = self._out_of_order(new, now) & units
-        if again:
+        ahead, self._ahead = self._ahead, None
+        again: set[int] = set()
+        # Each unit's fixes come in order, piece after piece; those ahead of the clock before
+        # are added after the new ones (a unit's new fix before one of them makes it late).
+        pieces = (
+            self._unseen(piece)
+            for piece in fixes_received(session, start, since, None, self._chunk)
+        )
+        for piece in chain(pieces, [ahead] if ahead is not None else []):
+            piece = _take(piece, np.isin(piece.fixes.unit_id, list(units)))
+            again |= self._out_of_order(piece, now)
+            self._add(_take(piece, ~np.isin(piece.fixes.unit_id, list(again))), index, now)
+        if again:  # read again from the start of the shift, alone
             for unit in again:
                 self._forget(unit)
-            reread = fixes_received(session, start, None, again)
-            self._mark_seen(reread)
-            keep = ~np.isin(new.fixes.unit_id, list(again))
-            new = _concat(_take(new, keep), reread)
-        due = new.fixes.t < now.timestamp()
-        self._ahead = _take(new, ~due)
-        self._add(_take(new, due), index)
+            if self._ahead is not None:
+                self._ahead = _take(self._ahead, ~np.isin(self._ahead.fixes.unit_id, list(again)))
+            for piece in fixes_received(session, start, None, again, self._chunk):
+                self._mark_seen(piece)
+                self._add(piece, index, now)
         recent = self._seen_at >= self._read_at.timestamp() - SETTLE_S  # the next read's
         self._seen_id, self._seen_at = self._seen_id[recent], self._seen_at[recent]
         return {rid: tally.coverage() for rid, tally in self._tallies.items()}
@@ -176,8 +183,14 @@ class ShiftCoverage:
         for tally in self._tallies.values():
             tally.forget(unit)
 
-    def _add(self, new: NewFixes, index: GeoIndex) -> None:
-        """Add due fixes to every route's tally, each unit's in (device time, id) order."""
+    def _add(self, new: NewFixes, index: GeoIndex, now: datetime) -> None:
+        """Add the due fixes to every route's tally, each unit's in (device time, id) order;
+        keep those ahead of the clock for later."""
+        due = new.fixes.t < now.timestamp()
+        if not due.all():
+            ahead = _take(new, ~due)
+            self._ahead = ahead if self._ahead is None else _concat(self._ahead, ahead)
+            new = _take(new, due)
         if new.id.size == 0:
             return
         order = np.lexsort((new.id, new.fixes.t, new.fixes.unit_id))

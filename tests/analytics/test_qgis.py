@@ -308,7 +308,7 @@ def test_refreshes_read_only_what_is_new_and_equal_a_whole_reading(
     """A refresh that keeps its ShiftCoverage writes what one reading the whole shift writes,
     whatever arrived between: a visit going on, a late upload, a new unit, a fix ahead of the
     clock, a deleted unit."""
-    coverage = ShiftCoverage()
+    coverage = ShiftCoverage(chunk=7)  # units' fixes split across the pieces read
     _refresh(qsettings, scenario["now"], coverage)
 
     def same_as_whole(now: datetime) -> list[dict[str, Any]]:
