@@ -167,7 +167,8 @@ def fixes_received(
     result = session.connection().execute(stmt)
     try:
         for rows in result.partitions():
-            arr = np.array(rows, dtype=np.float64)
+            # Plain tuples: NumPy would probe each Row for an array interface, one exception each.
+            arr = np.array([tuple(row) for row in rows], dtype=np.float64)
             ints = arr[:, [0, 4]].astype(np.int64)
             fixes = Fixes(ints[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
             yield NewFixes(fixes, ints[:, 1], arr[:, 5])
