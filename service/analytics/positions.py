@@ -16,6 +16,7 @@ from service.protocols.gpx import SEGMENT_KEY, TRACK_KEY, TrackPoint, split_trac
 from service.quality import EXCLUDED, flag_names
 from service.schemas import GeoJSONDict
 from service.store.models import Ping, Unit, UnitState
+from service.store.pgcopy import copy_pieces
 from service.store.sql import epoch
 
 # The SQL filter for analytics-eligible fixes (no zero/future/inaccurate/teleport flag).
@@ -163,8 +164,18 @@ def fixes_received(
         stmt = stmt.where(Ping.received_at >= received_from)
     if unit_ids is not None:
         stmt = stmt.where(Ping.unit_id.in_(sorted(unit_ids)))
-    stmt = stmt.order_by(Ping.unit_id, Ping.ts, Ping.id).execution_options(yield_per=chunk)
-    result = session.connection().execute(stmt)
+    stmt = stmt.order_by(Ping.unit_id, Ping.ts, Ping.id)
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # Binary COPY into arrays, no object per row: reads that run beside ingest stay light.
+        sql = stmt.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
+        kinds = ["i4", "f8", "f8", "f8", "i8", "f8"]
+        for unit, t, lon, lat, ids, received in copy_pieces(
+            session, sql.string, sql.params, kinds, chunk
+        ):
+            yield NewFixes(Fixes(unit.astype(np.int64), t, lon, lat), ids, received)
+        return
+    result = connection.execute(stmt.execution_options(yield_per=chunk))
     try:
         for rows in result.partitions():
             # Plain tuples: NumPy would probe each Row for an array interface, one exception each.

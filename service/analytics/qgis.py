@@ -78,7 +78,7 @@ class ShiftCoverage:
     fixes stored now. A new shift, a changed route or changed settings starts over.
     """
 
-    def __init__(self, chunk: int = 100_000) -> None:
+    def __init__(self, chunk: int = 20_000) -> None:
         self._chunk = chunk  # fixes read at a time: the memory a read takes is bounded by it
         self._key: tuple[object, ...] | None = None
         self._tallies: dict[int, CoverageTally] = {}

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import text
 
 from service.store.db import Store
-from service.store.pgcopy import copy_columns, local_settings
+from service.store.pgcopy import copy_columns, copy_pieces, local_settings
 
 
 def test_copy_columns_reads_typed_arrays(postgis_url: str) -> None:
@@ -29,12 +29,34 @@ def test_copy_columns_reads_typed_arrays(postgis_url: str) -> None:
     assert empty[0].size == 0
 
 
+@pytest.mark.parametrize("rows", [1, 7, 4096, 29_999, 30_000, 30_001, None])
+def test_copy_pieces_stream_the_rows_in_order(postgis_url: str, rows: int | None) -> None:
+    store = Store.from_url(postgis_url)
+    query = "SELECT g::integer, g::bigint * 3, g / 7.0::float8 FROM generate_series(1, 30000) g"
+    with store.read() as session:
+        pieces = list(copy_pieces(session, query, {}, ["i4", "i8", "f8"], rows))
+        none = list(copy_pieces(session, "SELECT 1::integer WHERE false", {}, ["i4"], rows))
+    store.dispose()
+    assert none == []
+    assert [len(p[0]) for p in pieces[:-1]] == [rows] * (len(pieces) - 1)
+    assert 0 < len(pieces[-1][0]) <= (rows or 30_000)
+    g = np.arange(1, 30_001)
+    unit, tripled, seventh = (np.concatenate([p[k] for p in pieces]) for k in range(3))
+    assert (unit == g).all() and unit.dtype == np.int32
+    assert (tripled == g * 3).all() and tripled.dtype == np.int64
+    assert np.allclose(seventh, g / 7.0)
+
+
 def test_copy_columns_refuses_nulls_and_wrong_types(postgis_url: str) -> None:
     store = Store.from_url(postgis_url)
     with store.read() as session, pytest.raises(RuntimeError, match="NULL"):
         copy_columns(session, "SELECT NULL::float8, 1::integer", {}, ["f8", "i4"])
     with store.read() as session, pytest.raises(RuntimeError, match="unexpected COPY output"):
         copy_columns(session, "SELECT 1::integer, 2::integer", {}, ["i4", "i8"])
+    with store.read() as session, pytest.raises(RuntimeError, match="NULL"):
+        query = "SELECT g::integer, CASE WHEN g = 900 THEN NULL ELSE 1.0 END::float8"
+        query += " FROM generate_series(1, 1000) g"
+        list(copy_pieces(session, query, {}, ["i4", "f8"], 100))
     store.dispose()
 
 
