@@ -7,11 +7,11 @@ and times in the same run:
   qgis_latest_positions  SELECT * of the view (one row per unit);
   qgis_tracks_today      SELECT * of the view (one line per unit through today's fixes);
   qgis_geofences         SELECT * of the view (today's presence at every geofence);
-  refresh, whole shift   refresh_qgis() with a fresh ShiftCoverage: the route's coverage over
+  refresh, whole shift   refresh_qgis() with a fresh RunningCoverage: the route's coverage over
                          the current shift read in one go and the table rewritten (what a
                          process does at its first refresh of a shift);
   refresh, next minute   refresh_qgis() as the scheduler does every PATROLI_QGIS_REFRESH_S:
-                         the same ShiftCoverage again, after a minute of new pings from every
+                         the same RunningCoverage again, after a minute of new pings from every
                          unit (the last minute's fixes again, a minute later);
   API coverage           the same route and window through stored_route_coverage (the API).
 Each figure is the best of --repeat runs; the ratio is to the read time. The peak of Python's
@@ -41,7 +41,8 @@ from common import print_table  # type: ignore[import-not-found]  # noqa: E402
 from dataset import backend_url, best, load  # type: ignore[import-not-found]  # noqa: E402
 
 from service.analytics.positions import eligible_fixes  # noqa: E402
-from service.analytics.qgis import ShiftCoverage, current_shift, refresh_qgis  # noqa: E402
+from service.analytics.qgis import current_shift, refresh_qgis  # noqa: E402
+from service.analytics.running import RunningCoverage  # noqa: E402
 from service.analytics.tracks import stored_route_coverage  # noqa: E402
 from service.areas.features import get_route  # noqa: E402
 from service.areas.index import GeoCache, corridor_from_row  # noqa: E402
@@ -119,14 +120,14 @@ def main() -> int:
                 lambda: stored_route_coverage(session, corridor, window, 50.0, 60.0),
             )
 
-        def refresh(at: datetime = now, coverage: ShiftCoverage | None = None) -> object:
+        def refresh(at: datetime = now, coverage: RunningCoverage | None = None) -> object:
             with store.write() as session:
                 index = GeoCache().get(session)
                 return refresh_qgis(session, index, settings, at, force=True, coverage=coverage)
 
         t_whole = best(args.repeat, refresh)
         _, mb_whole = peak_mb(refresh)
-        coverage = ShiftCoverage()
+        coverage = RunningCoverage()
         refresh(now, coverage)
         minutes = 0
 

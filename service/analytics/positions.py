@@ -16,7 +16,7 @@ from service.protocols.gpx import SEGMENT_KEY, TRACK_KEY, TrackPoint, split_trac
 from service.quality import EXCLUDED, flag_names
 from service.schemas import GeoJSONDict
 from service.store.models import Ping, Unit, UnitState
-from service.store.pgcopy import copy_pieces
+from service.store.pgcopy import copy_columns, copy_pieces
 from service.store.sql import epoch
 
 # The SQL filter for analytics-eligible fixes (no zero/future/inaccurate/teleport flag).
@@ -125,9 +125,16 @@ def eligible_fixes_query(start: datetime, end: datetime) -> Select[int, float, f
 
 def eligible_fixes(session: Session, start: datetime, end: datetime) -> Fixes:
     """Every unit's analytics-eligible fixes in [start, end)."""
-    result = session.connection().execute(eligible_fixes_query(start, end))
+    connection = session.connection()
+    query = eligible_fixes_query(start, end)
+    if connection.dialect.name == "postgresql":
+        # Binary COPY straight into arrays: no Python object per fix (analytics read ~1M).
+        sql = query.compile(dialect=connection.dialect)
+        unit, t, lon, lat = copy_columns(session, sql.string, sql.params, ["i4", "f8", "f8", "f8"])
+        return Fixes(unit.astype(np.int64), t, lon, lat)
+    result = connection.execute(query)
     # Plain numbers need no result processing: read the driver's tuples directly, which is
-    # an order of magnitude faster than building a Row per fix (analytics read ~1M fixes).
+    # an order of magnitude faster than building a Row per fix.
     cursor = result.cursor
     rows = cursor.fetchall() if cursor is not None else []
     result.close()

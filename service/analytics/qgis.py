@@ -13,20 +13,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from itertools import chain
 
-import numpy as np
 import shapely
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from service.analytics.positions import Fixes, NewFixes, fixes_received
 from service.analytics.reports import parse_hhmm, shift_windows
-from service.analytics.tracks import located_tracks
+from service.analytics.running import RunningCoverage
 from service.areas.index import GeoIndex
 from service.config import Settings
-from service.geo.coverage import Coverage, CoverageTally
-from service.store.models import Unit
 from service.window import Window
 
 # The relations QGIS opens, one layer each (deploy/qgis/patroli.qgs).
@@ -41,10 +36,6 @@ _LOCK_KEY = 0x71676973  # one writer of the QGIS tables at a time (PostgreSQL ad
 SEGMENT_ID_BASE = 100_000  # id = route id * this + segment (a route has at most 100,000)
 FRESH_S = 30 * 60.0  # as the coverage map: visited this recently is fresh (green)
 DEFAULT_REVISIT_S = 60 * 60.0  # stale (amber) up to the route's revisit_s, or this without one
-# A ping is committed within this long of being received (its `received_at`): each refresh
-# reads the pings received since the previous one, less this. One whose transaction stayed
-# open longer is missed by the layer until the next shift (the API still counts it).
-SETTLE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,169 +56,6 @@ def current_shift(now: datetime, settings: Settings) -> Shift:
             if window.start <= now < window.end:
                 return Shift(name, window)
     raise AssertionError(f"no shift holds {now.isoformat()}")  # the shifts tile every day
-
-
-class ShiftCoverage:
-    """Every patrol route's coverage of the current shift, kept up to date incrementally.
-
-    The first `update` of a shift reads the shift's eligible fixes; later ones read only the
-    fixes received since the previous update (less SETTLE_S, by `received_at`) and add them to
-    each route's `CoverageTally`, unit by unit. A unit whose new fixes come before its last one
-    (device time, then id: a late upload) is read again from the shift start; fixes ahead of
-    the clock wait until their time. The result equals computing the shift in one go from the
-    fixes stored now. A new shift, a changed route or changed settings starts over.
-    """
-
-    def __init__(self, chunk: int = 20_000) -> None:
-        self._chunk = chunk  # fixes read at a time: the memory a read takes is bounded by it
-        self._key: tuple[object, ...] | None = None
-        self._tallies: dict[int, CoverageTally] = {}
-        self._last: dict[int, tuple[float, int]] = {}  # (device time, id) of each unit's last fix
-        # Ids read and their reception times (epoch s), while the next read can return them.
-        self._seen_id = np.zeros(0, dtype=np.int64)
-        self._seen_at = np.zeros(0)
-        self._ahead: NewFixes | None = None  # fixes later than the last update's `now`
-        self._read_at: datetime | None = None
-
-    def update(
-        self, session: Session, index: GeoIndex, settings: Settings, start: datetime, now: datetime
-    ) -> dict[int, Coverage]:
-        """Each route's coverage of [start, now) by the eligible fixes stored now."""
-        try:
-            return self._update(session, index, settings, start, now)
-        except BaseException:
-            self._key = None  # half an update is no state to go on from: start over next time
-            raise
-
-    def _update(
-        self, session: Session, index: GeoIndex, settings: Settings, start: datetime, now: datetime
-    ) -> dict[int, Coverage]:
-        key = (
-            start,
-            settings.segment_m,
-            settings.max_gap_s,
-            *((r.id, r.corridor) for r in index.routes),
-        )
-        if key != self._key:
-            self._key = key
-            self._tallies = {
-                r.id: CoverageTally(
-                    r.corridor.length_m,
-                    start.timestamp(),
-                    closed=r.corridor.closed,
-                    segment_m=settings.segment_m,
-                    max_gap_s=settings.max_gap_s,
-                )
-                for r in index.routes
-            }
-            self._last, self._ahead, self._read_at = {}, None, None
-            self._seen_id, self._seen_at = np.zeros(0, dtype=np.int64), np.zeros(0)
-        # `received_at` is the receiving server's clock: the horizon is the clock's too, not
-        # `now` (the window's end, which a caller may set elsewhere).
-        since = None if self._read_at is None else self._read_at - timedelta(seconds=SETTLE_S)
-        self._read_at = datetime.now(UTC)
-        units = set(session.scalars(select(Unit.id)))
-        for unit in set(self._last) - units:  # deleted, with their pings
-            self._forget(unit)
-        ahead, self._ahead = self._ahead, None
-        again: set[int] = set()
-        # Each unit's fixes come in order, piece after piece; those ahead of the clock before
-        # are added after the new ones (a unit's new fix before one of them makes it late).
-        pieces = (
-            self._unseen(piece)
-            for piece in fixes_received(session, start, since, None, self._chunk)
-        )
-        for piece in chain(pieces, [ahead] if ahead is not None else []):
-            piece = _take(piece, np.isin(piece.fixes.unit_id, list(units)))
-            again |= self._out_of_order(piece, now)
-            self._add(_take(piece, ~np.isin(piece.fixes.unit_id, list(again))), index, now)
-        if again:  # read again from the start of the shift, alone
-            for unit in again:
-                self._forget(unit)
-            if self._ahead is not None:
-                self._ahead = _take(self._ahead, ~np.isin(self._ahead.fixes.unit_id, list(again)))
-            for piece in fixes_received(session, start, None, again, self._chunk):
-                self._mark_seen(piece)
-                self._add(piece, index, now)
-        recent = self._seen_at >= self._read_at.timestamp() - SETTLE_S  # the next read's
-        self._seen_id, self._seen_at = self._seen_id[recent], self._seen_at[recent]
-        return {rid: tally.coverage() for rid, tally in self._tallies.items()}
-
-    def _unseen(self, read: NewFixes) -> NewFixes:
-        """The fixes of `read` not read before; they count as read from now on."""
-        read = _take(read, ~np.isin(read.id, self._seen_id))
-        self._mark_seen(read)
-        return read
-
-    def _mark_seen(self, read: NewFixes) -> None:
-        self._seen_id = np.concatenate((self._seen_id, read.id))
-        self._seen_at = np.concatenate((self._seen_at, read.received))
-
-    def _out_of_order(self, new: NewFixes, now: datetime) -> set[int]:
-        """Units with a due fix that comes before their last fix added."""
-        due = new.fixes.t < now.timestamp()
-        late = set()
-        for unit, t, i in zip(
-            new.fixes.unit_id[due].tolist(),
-            new.fixes.t[due].tolist(),
-            new.id[due].tolist(),
-            strict=True,
-        ):
-            last = self._last.get(unit)
-            if last is not None and (t, i) <= last:
-                late.add(unit)
-        return late
-
-    def _forget(self, unit: int) -> None:
-        self._last.pop(unit, None)
-        for tally in self._tallies.values():
-            tally.forget(unit)
-
-    def _add(self, new: NewFixes, index: GeoIndex, now: datetime) -> None:
-        """Add the due fixes to every route's tally, each unit's in (device time, id) order;
-        keep those ahead of the clock for later."""
-        due = new.fixes.t < now.timestamp()
-        if not due.all():
-            ahead = _take(new, ~due)
-            self._ahead = ahead if self._ahead is None else _concat(self._ahead, ahead)
-            new = _take(new, due)
-        if new.id.size == 0:
-            return
-        order = np.lexsort((new.id, new.fixes.t, new.fixes.unit_id))
-        new = _take(new, order)
-        for route in index.routes:
-            tally = self._tallies[route.id]
-            for unit, track in located_tracks(route.corridor, new.fixes):
-                tally.extend(unit, track)
-        ends = np.r_[np.flatnonzero(np.diff(new.fixes.unit_id)), new.id.size - 1]
-        for k in ends.tolist():
-            self._last[int(new.fixes.unit_id[k])] = (float(new.fixes.t[k]), int(new.id[k]))
-
-
-def _take(new: NewFixes, which: np.ndarray) -> NewFixes:
-    f = new.fixes
-    return NewFixes(
-        Fixes(f.unit_id[which], f.t[which], f.lon[which], f.lat[which]),
-        new.id[which],
-        new.received[which],
-    )
-
-
-def _concat(a: NewFixes, b: NewFixes) -> NewFixes:
-    return NewFixes(
-        Fixes(
-            *(
-                np.concatenate((x, y))
-                for x, y in zip(_columns(a.fixes), _columns(b.fixes), strict=True)
-            )
-        ),
-        np.concatenate((a.id, b.id)),
-        np.concatenate((a.received, b.received)),
-    )
-
-
-def _columns(f: Fixes) -> tuple[np.ndarray, ...]:
-    return (f.unit_id, f.t, f.lon, f.lat)
 
 
 def segment_status(last_visit: float | None, now: float, revisit_s: float | None) -> str:
@@ -283,7 +111,7 @@ def refresh_qgis(
     now: datetime,
     *,
     force: bool = False,
-    coverage: ShiftCoverage | None = None,
+    coverage: RunningCoverage | None = None,
 ) -> int | None:
     """Rewrite the QGIS coverage table for the shift holding `now`; the rows written.
 
@@ -303,8 +131,8 @@ def refresh_qgis(
     ):
         return None
     shift = current_shift(now, settings)
-    coverage = coverage or ShiftCoverage()
-    by_route = coverage.update(session, index, settings, shift.window.start, now)
+    coverage = coverage or RunningCoverage()
+    by_route = coverage.update(session, index.routes, (), settings, shift.window.start, now)
     end = now.timestamp()
     rows = []
     for route in index.routes:

@@ -12,23 +12,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import numpy as np
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from service.analytics.coverage import compute_coverage
-from service.analytics.positions import Fixes, eligible_fixes
+from service.analytics.running import RunningCoverage
 from service.areas.index import FenceEntry, GeoIndex, RouteEntry
 from service.config import Settings
+from service.geo.coverage import Coverage
 from service.store.models import Event as EventRow
 from service.store.models import Geofence, OverdueMark, PatrolRoute
-from service.window import Window
 
 _LOCK_KEY = 0x70617472  # one worker at a time computes overdue marks (PostgreSQL advisory lock)
 
 Key = tuple[int | None, int | None, int | None]  # (patrol_route_id, segment, geofence_id)
 # Marks store `since` at microsecond precision: a reference this much later is a real edit.
 _EDIT_EPS_S = 1e-3
+
+
+@dataclass(frozen=True)
+class Visits:
+    """The latest visits of the places with a revisit_s: each route's coverage (its segments'
+    `last_visit`) and each geofence's last presence (epoch s, None when none)."""
+
+    routes: dict[int, Coverage]
+    fences: dict[int, float | None]
 
 
 @dataclass(frozen=True)
@@ -45,11 +52,39 @@ def _iso(t: float | None) -> str | None:
 
 def lookback_start(index: GeoIndex, settings: Settings, now: datetime) -> datetime | None:
     """Oldest fix time the overdue check needs (None when nothing has a revisit_s)."""
+    longest = _longest_revisit(index)
+    return None if longest is None else now - 2 * longest - timedelta(seconds=settings.max_gap_s)
+
+
+def _longest_revisit(index: GeoIndex) -> timedelta | None:
     intervals = [r.revisit_s for r in index.routes if r.revisit_s]
     intervals += [f.revisit_s for f in index.fences if f.revisit_s]
-    if not intervals:
+    return timedelta(seconds=max(intervals)) if intervals else None
+
+
+def read_visits(
+    session: Session,
+    index: GeoIndex,
+    settings: Settings,
+    now: datetime,
+    running: RunningCoverage,
+) -> Visits | None:
+    """The latest visits up to `now` (None when nothing has a revisit_s).
+
+    They count from a start kept in `running` between `lookback_start` and one longest
+    revisit_s before it, so that a pass reads only the fixes received since the last one; a
+    start that falls behind that is moved up to `lookback_start`, which reads it all again.
+    """
+    start, longest = lookback_start(index, settings, now), _longest_revisit(index)
+    if start is None or longest is None:
         return None
-    return now - timedelta(seconds=2 * max(intervals) + settings.max_gap_s)
+    kept = running.start
+    if kept is None or kept > start or start - kept > longest:
+        kept = start
+    routes = [r for r in index.routes if r.revisit_s]
+    fences = [f for f in index.fences if f.revisit_s]
+    coverage = running.update(session, routes, fences, settings, kept, now)
+    return Visits(coverage, running.last_presence())
 
 
 def overdue_events(
@@ -57,16 +92,15 @@ def overdue_events(
     index: GeoIndex,
     settings: Settings,
     now: datetime,
-    fixes: Fixes | None = None,
+    visits: Visits | None = None,
 ) -> list[EventRow]:
     """Fire revisit_overdue for what became overdue, revisited for what was visited again.
 
-    `fixes` (from `lookback_start` to now) may be read beforehand, outside the write transaction.
+    `visits` (`read_visits`) may be read beforehand, outside the write transaction.
     """
     routes = [r for r in index.routes if r.revisit_s]
     fences = [f for f in index.fences if f.revisit_s]
-    start = lookback_start(index, settings, now)
-    if start is None:
+    if not routes and not fences:
         return []
     if (
         session.get_bind().dialect.name == "postgresql"
@@ -75,8 +109,9 @@ def overdue_events(
         ).scalar_one()
     ):
         return []  # another worker is on it
-    if fixes is None:
-        fixes = eligible_fixes(session, start, now)
+    if visits is None:
+        visits = read_visits(session, index, settings, now, RunningCoverage())
+        assert visits is not None
     marks: dict[Key, OverdueMark] = {
         (m.patrol_route_id, m.segment, m.geofence_id): m
         for m in session.scalars(select(OverdueMark).with_for_update())
@@ -89,11 +124,12 @@ def overdue_events(
         ("g", gid): ts.timestamp()
         for gid, ts in session.execute(select(Geofence.id, Geofence.updated_at))
     }
+    end = now.timestamp()
     events: list[EventRow] = []
     for route in routes:
-        events += _route(session, route, fixes, Window(start, now), settings, marks, edited)
+        events += _route(session, route, visits.routes[route.id], end, marks, edited)
     for fence in fences:
-        events += _fence(session, fence, fixes, now, marks, edited)
+        events += _fence(session, fence, visits.fences[fence.id], end, marks, edited)
     return events
 
 
@@ -149,15 +185,13 @@ def _event(
 def _route(
     session: Session,
     route: RouteEntry,
-    fixes: Fixes,
-    window: Window,
-    settings: Settings,
+    cov: Coverage,
+    now: float,
     marks: dict[Key, OverdueMark],
     edited: dict[tuple[str, int], float],
 ) -> list[EventRow]:
     assert route.revisit_s is not None
-    cov = compute_coverage(route.corridor, fixes, window, settings.segment_m, settings.max_gap_s)
-    now, ref = window.end.timestamp(), edited[("r", route.id)]
+    ref = edited[("r", route.id)]
     events = []
     for seg in cov.segments:
         key = (route.id, seg.index, None)
@@ -181,15 +215,13 @@ def _route(
 def _fence(
     session: Session,
     fence: FenceEntry,
-    fixes: Fixes,
-    now_dt: datetime,
+    seen: float | None,
+    now: float,
     marks: dict[Key, OverdueMark],
     edited: dict[tuple[str, int], float],
 ) -> list[EventRow]:
     assert fence.revisit_s is not None
-    inside = fence.fence.contains_many(fixes.lon, fixes.lat) if fixes.t.size else np.zeros(0, bool)
-    seen = float(fixes.t[inside].max()) if inside.any() else None
-    ref, now = edited[("g", fence.id)], now_dt.timestamp()
+    ref = edited[("g", fence.id)]
     change = _due(session, (None, None, fence.id), seen, ref, fence.revisit_s, now, marks)
     if change is None:
         return []

@@ -11,11 +11,11 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from service.analytics.positions import eligible_fixes
-from service.analytics.qgis import ShiftCoverage, refresh_qgis
+from service.analytics.qgis import refresh_qgis
+from service.analytics.running import RunningCoverage
 from service.areas.index import GeoCache
 from service.config import Settings
-from service.events.overdue import lookback_start, overdue_events
+from service.events.overdue import overdue_events, read_visits
 from service.events.runner import offline_events
 from service.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
 from service.store.db import Store
@@ -54,7 +54,9 @@ class Scheduler:
         self._overdue_every_s = overdue_every_s
         self._next_overdue = datetime.min.replace(tzinfo=UTC)
         self._next_qgis = datetime.min.replace(tzinfo=UTC)
-        self._qgis_coverage = ShiftCoverage()  # read only what is new at each refresh
+        # Each reads only what is new at each pass.
+        self._qgis_coverage = RunningCoverage()
+        self._overdue_visits = RunningCoverage()
         self._store, self._geo, self._settings = store, geo, settings
         self._in_transaction = in_transaction
         self._after_commit = after_commit
@@ -70,14 +72,13 @@ class Scheduler:
             events = offline_events(session, self._geo.get(session), self._settings, now)
             self._store_events(session, events)
         if now >= self._next_overdue:
-            # Overdue: the window's fixes are read first, outside the write transaction.
+            # Overdue: the visits are read first, outside the write transaction.
             with self._store.read() as session:
                 index = self._geo.get(session, fresh=True)
-                start = lookback_start(index, self._settings, now)
-                fixes = eligible_fixes(session, start, now) if start is not None else None
-            if fixes is not None:
+                visits = read_visits(session, index, self._settings, now, self._overdue_visits)
+            if visits is not None:
                 with self._store.write() as session:
-                    overdue = overdue_events(session, index, self._settings, now, fixes)
+                    overdue = overdue_events(session, index, self._settings, now, visits)
                     self._store_events(session, overdue)
                 events += overdue
             self._next_overdue = now + timedelta(seconds=self._overdue_every_s)

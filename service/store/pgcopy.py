@@ -47,6 +47,8 @@ def copy_columns(
     pieces = list(copy_pieces(session, query, params, kinds, None))
     if not pieces:
         return [np.zeros(0, dtype=kind) for kind in kinds]
+    if len(pieces) == 1:
+        return pieces[0]
     return [np.concatenate([p[k] for p in pieces]) for k in range(len(kinds))]
 
 
@@ -87,10 +89,10 @@ def copy_pieces(
     if header or not buffer.endswith(b"\xff\xff"):  # the trailer is a field count of -1
         raise RuntimeError("unexpected COPY output: no trailer")
     if len(buffer) > 2:
-        yield _columns(bytes(buffer[:-2]), record, kinds)
+        yield _columns(memoryview(buffer)[:-2], record, kinds)  # (the buffer is not resized again)
 
 
-def _columns(body: bytes, record: np.dtype, kinds: list[str]) -> list[np.ndarray]:
+def _columns(body: bytes | memoryview, record: np.dtype, kinds: list[str]) -> list[np.ndarray]:
     """The columns of whole binary COPY rows."""
     if len(body) % record.itemsize:
         raise RuntimeError("unexpected COPY output: rows do not match the column types (or a NULL)")

@@ -29,11 +29,11 @@ from sqlalchemy.exc import ProgrammingError
 from service.analytics.qgis import (
     LAYERS,
     SEGMENT_ID_BASE,
-    ShiftCoverage,
     current_shift,
     refresh_qgis,
     segment_status,
 )
+from service.analytics.running import RunningCoverage
 from service.app import create_app
 from service.areas.index import GeoCache
 from service.config import Settings
@@ -158,7 +158,7 @@ def _rows(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
 
 
 def _refresh(
-    settings: Settings, now: datetime, coverage: ShiftCoverage | None = None
+    settings: Settings, now: datetime, coverage: RunningCoverage | None = None
 ) -> int | None:
     store = Store.from_url(settings.database_url)
     try:
@@ -305,10 +305,10 @@ def test_coverage_segments_agree_with_the_api(
 def test_refreshes_read_only_what_is_new_and_equal_a_whole_reading(
     qclient: TestClient, scenario: dict[str, Any], qsettings: Settings
 ) -> None:
-    """A refresh that keeps its ShiftCoverage writes what one reading the whole shift writes,
+    """A refresh that keeps its RunningCoverage writes what one reading the whole shift writes,
     whatever arrived between: a visit going on, a late upload, a new unit, a fix ahead of the
     clock, a deleted unit."""
-    coverage = ShiftCoverage(chunk=7)  # units' fixes split across the pieces read
+    coverage = RunningCoverage(chunk=7)  # units' fixes split across the pieces read
     _refresh(qsettings, scenario["now"], coverage)
 
     def same_as_whole(now: datetime) -> list[dict[str, Any]]:
