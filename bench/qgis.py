@@ -2,7 +2,7 @@
 
 Loads the coverage benchmark's data (as bench/coverage.py: 50 units patrolling a 20 km route every
 5 s, and a critical site), ending now, so that "today" and the current shift hold real fixes,
-and times in the same run:
+and stored in the order received (as a live table is), and times in the same run:
   read                   eligible_fixes() of today so far: the floor;
   qgis_latest_positions  SELECT * of the view (one row per unit);
   qgis_tracks_today      SELECT * of the view (one line per unit through today's fixes);
@@ -38,7 +38,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from common import print_table  # type: ignore[import-not-found]  # noqa: E402
-from dataset import backend_url, best, load  # type: ignore[import-not-found]  # noqa: E402
+from dataset import (  # type: ignore[import-not-found]  # noqa: E402
+    arrival_order,
+    backend_url,
+    best,
+    load,
+    more_pings,
+)
 
 from service.analytics.positions import eligible_fixes  # noqa: E402
 from service.analytics.qgis import current_shift, refresh_qgis  # noqa: E402
@@ -56,15 +62,6 @@ INSERT INTO unit_states (unit_id, last_ping_id, last_ts, last_lon, last_lat, las
                          last_flags, received_at)
 SELECT DISTINCT ON (unit_id) unit_id, id, ts, lon, lat, speed_mps, flags, received_at
 FROM pings ORDER BY unit_id, ts DESC, id DESC
-"""
-
-# One more minute of pings: the fixes of the minute before `:now`, `:shift` later (received now).
-_NEXT_MINUTE = """
-INSERT INTO pings (unit_id, ts, received_at, lon, lat, geom, speed_mps, heading, accuracy_m,
-                   altitude_m, battery, flags, source)
-SELECT unit_id, ts + :shift, clock_timestamp(), lon, lat, geom, speed_mps, heading, accuracy_m,
-       altitude_m, battery, flags, source
-FROM pings WHERE ts >= CAST(:now AS timestamptz) - interval '60 seconds' AND ts < :now
 """
 
 
@@ -93,11 +90,12 @@ def main() -> int:
         store = Store.from_url(url)
         started = time.perf_counter()
         route_id, stored = load(store, args.units, args.hours, args.interval, start)
+        arrival_order(store)
         with store.write() as session:
             session.execute(text(_STATES))
         print(f"loaded {stored:,} pings in {time.perf_counter() - started:.1f} s")
         settings = Settings(_env_file=None, database_url=url)  # type: ignore[call-arg]
-        now = datetime.now(UTC)
+        now = start + timedelta(hours=args.hours)  # the load's end: the pings just before it
         shift = current_shift(now, settings)
         window = Window(shift.window.start, now)
         today = datetime.combine(now.astimezone(settings.tz).date(), datetime.min.time())
@@ -134,10 +132,7 @@ def main() -> int:
         def next_minute() -> object:
             nonlocal minutes
             minutes += 1
-            with store.write() as session:
-                session.execute(
-                    text(_NEXT_MINUTE), {"now": now, "shift": timedelta(minutes=minutes)}
-                )
+            more_pings(store, now, 60.0, timedelta(minutes=minutes))
             return refresh(now + timedelta(minutes=minutes), coverage)
 
         t_next = best(args.repeat, next_minute)

@@ -5,10 +5,11 @@
 
 A fresh PostGIS database on PATROLI_BENCH_PG_URL (default: the local socket), migrated, dropped
 at the end; N instances (`patroli serve`, one worker each) behind nginx run with the shipped
-deploy/nginx/patroli.conf; a patrol route with the KPUD circle on it, every unit assigned to
-the route, so geofence and route events fire; a live-map client on /api/v1/stream and a webhook
-receiver (all events) connected; and U simulated trackers (asyncio + httpx, one keep-alive
-connection each, all through nginx) sending single JSON pings, paced to the aggregate target
+deploy/nginx/patroli.conf; a patrol route with the KPUD circle on it (both with a revisit_s of
+10 minutes), every unit assigned to the route, so geofence, route and overdue checks work; a
+live-map client on /api/v1/stream and a webhook receiver (all events) connected; and U
+simulated trackers (asyncio + httpx, one keep-alive connection each, all through nginx)
+sending single JSON pings, paced to the aggregate target
 rate, each ping retried with its ping id until acknowledged. It prints the rate achieved next
 to the target, request latency, ping → live stream latency (from sending the acknowledged
 request to the position arriving on the stream), each instance's RSS sampled every 10 s

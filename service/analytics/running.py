@@ -52,13 +52,14 @@ class RunningCoverage:
         self._seen_at = np.zeros(0)
         self._ahead: NewFixes | None = None  # fixes later than the last update's `now`
         self._read_at: datetime | None = None
+        self._start: datetime | None = None
         self._routes: Sequence[RouteEntry] = ()
         self._fences: Sequence[FenceEntry] = ()
 
     @property
     def start(self) -> datetime | None:
         """The start time of the last update (None before the first, or after a failed one)."""
-        return None if self._key is None else self._key[0]  # type: ignore[return-value]
+        return None if self._key is None else self._start
 
     def update(
         self,
@@ -99,7 +100,7 @@ class RunningCoverage:
             tuple((f.id, f.fence) for f in fences),
         )
         if key != self._key:
-            self._key = key
+            self._key, self._start = key, start
             self._routes, self._fences = tuple(routes), tuple(fences)
             self._tallies = {
                 r.id: CoverageTally(

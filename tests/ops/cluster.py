@@ -46,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[2]
 NGINX_CONF = ROOT / "deploy" / "nginx" / "patroli.conf"
 SOAK_ADMIN_KEY = "soak-admin-key-0123456789"
 SOAK_HOOK_SECRET = "soak-secret-1"
+SOAK_REVISIT_S = 600.0  # route and circle: the overdue check looks back 2 x 600 s + max gap
 
 
 def find_nginx() -> str | None:
@@ -521,14 +522,18 @@ class SoakResult:
 
 
 def _register(proxy: str, units: int, hook: str) -> dict[str, str]:
-    """The route, the KPUD circle, the webhook and the units (on the route); device secrets."""
+    """The route, the KPUD circle (both with a revisit_s, so the overdue check has work), the
+    webhook and the units (on the route); device secrets."""
     headers = {"Authorization": f"Bearer {SOAK_ADMIN_KEY}"}
     secrets: dict[str, str] = {}
     with httpx.Client(base_url=proxy, headers=headers, timeout=30) as http:
-        route = http.post("/api/v1/patrol-routes", json=route_feature(corridor_m=30))
+        route = http.post(
+            "/api/v1/patrol-routes", json=route_feature(corridor_m=30, revisit_s=SOAK_REVISIT_S)
+        )
         route_id = route.raise_for_status().json()["id"]
         lon, lat = along(450)
-        http.post("/api/v1/geofences", json=circle_feature(lon, lat, 150)).raise_for_status()
+        site = circle_feature(lon, lat, 150, revisit_s=SOAK_REVISIT_S)
+        http.post("/api/v1/geofences", json=site).raise_for_status()
         http.post("/api/v1/webhooks", json={"url": hook, "secret": SOAK_HOOK_SECRET})
         for i in range(units):
             device = f"soak-{i:04d}"
