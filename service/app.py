@@ -29,7 +29,8 @@ from service.metrics import RequestTimer
 from service.notify.fanout import Fanout
 from service.notify.stream import Broker
 from service.notify.webhooks import WebhookDispatcher
-from service.routes import api_router, sessions
+from service.routes import sessions
+from service.routes.api import api_router
 from service.routes.fastpath import FastIngest
 from service.routes.openapi import install_openapi
 from service.routes.security import SecurityHeaders
