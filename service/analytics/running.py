@@ -71,27 +71,6 @@ class RunningCoverage:
         now: datetime,
     ) -> dict[int, Coverage]:
         """Each route's coverage of [start, now) by the eligible fixes stored now."""
-        try:
-            return self._update(session, routes, fences, settings, start, now)
-        except BaseException:
-            self._key = None  # half an update is no state to go on from: start over next time
-            raise
-
-    def last_presence(self) -> dict[int, float | None]:
-        """Each geofence's latest eligible fix inside it (epoch s), as of the last update."""
-        return {
-            fid: max(by_unit.values()) if by_unit else None for fid, by_unit in self._inside.items()
-        }
-
-    def _update(
-        self,
-        session: Session,
-        routes: Sequence[RouteEntry],
-        fences: Sequence[FenceEntry],
-        settings: Settings,
-        start: datetime,
-        now: datetime,
-    ) -> dict[int, Coverage]:
         key = (
             start,
             settings.segment_m,
@@ -100,7 +79,6 @@ class RunningCoverage:
             tuple((f.id, f.fence) for f in fences),
         )
         if key != self._key:
-            self._key, self._start = key, start
             self._routes, self._fences = tuple(routes), tuple(fences)
             self._tallies = {
                 r.id: CoverageTally(
@@ -115,6 +93,22 @@ class RunningCoverage:
             self._inside = {f.id: {} for f in fences}
             self._last, self._ahead, self._read_at = {}, None, None
             self._seen_id, self._seen_at = np.zeros(0, dtype=np.int64), np.zeros(0)
+            self._key, self._start = key, start
+        try:
+            self._catch_up(session, start, now)
+        except BaseException:
+            self._key = None  # half an update is no state to go on from: start over next time
+            raise
+        return {rid: tally.coverage() for rid, tally in self._tallies.items()}
+
+    def last_presence(self) -> dict[int, float | None]:
+        """Each geofence's latest eligible fix inside it (epoch s), as of the last update."""
+        return {
+            fid: max(by_unit.values()) if by_unit else None for fid, by_unit in self._inside.items()
+        }
+
+    def _catch_up(self, session: Session, start: datetime, now: datetime) -> None:
+        """Add the fixes stored since the last update (all from `start` after a restart)."""
         # `received_at` is the receiving server's clock: the horizon is the clock's too, not
         # `now` (the window's end, which a caller may set elsewhere).
         since = None if self._read_at is None else self._read_at - timedelta(seconds=SETTLE_S)
@@ -144,7 +138,6 @@ class RunningCoverage:
                 self._add(piece, now)
         recent = self._seen_at >= self._read_at.timestamp() - SETTLE_S  # the next read's
         self._seen_id, self._seen_at = self._seen_id[recent], self._seen_at[recent]
-        return {rid: tally.coverage() for rid, tally in self._tallies.items()}
 
     def _unseen(self, read: NewFixes) -> NewFixes:
         """The fixes of `read` not read before; they count as read from now on."""
