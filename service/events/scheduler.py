@@ -17,14 +17,12 @@ from service.areas.index import GeoCache
 from service.config import Settings
 from service.events.overdue import overdue_events, read_visits
 from service.events.runner import offline_events
-from service.memory import release_free_memory
 from service.metrics import SCHEDULER_RUNS, SCHEDULER_SECONDS
 from service.store.db import Store
 from service.store.models import Event as EventRow
 from service.store.retention import Upkeep, maintain
 
 log = logging.getLogger(__name__)
-TRIM_EVERY_S = 30.0  # how often the scheduler thread gives the C heap's free pages back
 
 
 class Scheduler:
@@ -128,7 +126,6 @@ class Scheduler:
             self._thread = None
 
     def _run(self) -> None:
-        trimmed = time.monotonic()
         while not self._stop.wait(self._tick_s):
             began = time.perf_counter()
             try:
@@ -139,7 +136,3 @@ class Scheduler:
             else:
                 SCHEDULER_RUNS.labels(outcome="ok").inc()
             SCHEDULER_SECONDS.observe(time.perf_counter() - began)
-            if time.monotonic() - trimmed >= TRIM_EVERY_S:
-                # The process's periodic reads leave free space in the C heap: give it back.
-                release_free_memory()
-                trimmed = time.monotonic()
